@@ -1,0 +1,89 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Arch } from './arch.js';
+
+/** One file of an installed box, recorded when it was installed (never re-hashed on a normal run). */
+export interface ManifestFile {
+  /** File name inside the version directory. */
+  name: string;
+  sha256: string;
+  size: number;
+}
+
+/** `box.json` inside every installed box version. */
+export interface BoxManifest {
+  name: string;
+  arch: Arch;
+  /** Human-readable version (e.g. the Debian kernel package version). */
+  version: string;
+  files: { kernel: ManifestFile; initrd: ManifestFile; system?: ManifestFile };
+  /** Where the box came from: package versions, URLs. */
+  sources: Record<string, string>;
+}
+
+/** An installed box version: its directory and manifest. */
+export interface InstalledBox {
+  dir: string;
+  manifest: BoxManifest;
+}
+
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.BOXBUILD_CACHE_DIR) return env.BOXBUILD_CACHE_DIR;
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'boxbuild');
+}
+
+/** `<cache>/boxes/<name>/<arch>`: one directory per content version, plus a `current` symlink. */
+export function boxArchDir(root: string, name: string, arch: Arch): string {
+  return join(root, 'boxes', name, arch);
+}
+
+/** Content id of a manifest: changes whenever any file changes. */
+export function manifestId(manifest: BoxManifest): string {
+  const fileDigests = Object.entries(manifest.files)
+    .map(([role, file]) => `${role}:${file.name}:${file.sha256}`)
+    .sort()
+    .join('\n');
+  return createHash('sha256').update(fileDigests).digest('hex').slice(0, 16);
+}
+
+export async function readInstalled(root: string, name: string, arch: Arch): Promise<InstalledBox | undefined> {
+  const base = boxArchDir(root, name, arch);
+  let target: string;
+  try {
+    target = await readlink(join(base, 'current'));
+  } catch {
+    return undefined;
+  }
+  const dir = join(base, target);
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, 'box.json'), 'utf8')) as BoxManifest;
+    return { dir, manifest };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Moves a fully written and verified staging directory into place as a new version and
+ * switches `current` to it atomically (symlink + rename). The previous version stays until pruned.
+ */
+export async function installVersion(root: string, staging: string, manifest: BoxManifest): Promise<InstalledBox> {
+  const base = boxArchDir(root, manifest.name, manifest.arch);
+  await mkdir(base, { recursive: true });
+  const id = manifestId(manifest);
+  const dir = join(base, id);
+  try {
+    await rename(staging, dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+    await rm(staging, { recursive: true, force: true }); // the same content is installed already
+  }
+  const link = join(base, `.current-${process.pid}`);
+  await rm(link, { force: true });
+  await symlink(id, link);
+  await rename(link, join(base, 'current'));
+  return { dir, manifest };
+}

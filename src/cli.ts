@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+import { CommanderError } from 'commander';
+import { BoxbuildError, ExitCode } from './errors.js';
+import { commandLine } from './cli/program.js';
+
+async function main(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => controller.abort(signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM'));
+  }
+  try {
+    return await commandLine(argv, controller.signal);
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : ExitCode.usage;
+    if (error instanceof BoxbuildError) {
+      process.stderr.write(`boxbuild: error: ${error.message}\n`);
+      if (error.detail) process.stderr.write(`${error.detail.replace(/^/gm, '  ')}\n`);
+      return error.exitCode;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`boxbuild: internal error: ${message}\n`);
+    if (process.env.BOXBUILD_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+    return ExitCode.internal;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,133 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { type Arch, hostArch, parseArch } from '../box/arch.js';
+import { cacheRoot } from '../box/cache.js';
+import { findBox, loadRegistry } from '../box/registry.js';
+import { makeBox } from '../box/resolve.js';
+import { usageError } from '../errors.js';
+import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
+import { splitAtDoubleDash } from '../runner/args.js';
+import { buildCommand, execCommand } from '../runner/commands.js';
+import { type RunOptions, runInBox } from '../runner/run.js';
+import type { AccelRequest } from '../qemu/accel.js';
+import type { SharingName } from '../sharing/types.js';
+
+const VERSION = '0.1.0';
+
+interface VmFlags {
+  box: string;
+  arch?: string;
+  x86_64?: boolean;
+  aarch64?: boolean;
+  boxes?: string[];
+  boxMemory?: string;
+  boxSmpCpus?: string;
+  accel: AccelRequest;
+  bootTimeout: string;
+  timeout?: string;
+  boxDebug?: boolean;
+  sharing: SharingName;
+  quiet?: boolean;
+}
+
+/** The user's registry files: ~/.config/boxbuild/boxes.json, $BOXBUILD_BOXES, then each --boxes. */
+function registryFiles(flags: Pick<VmFlags, 'boxes'>): string[] {
+  const configHome = process.env.XDG_CONFIG_HOME || join(homedir(), '.config');
+  const user = join(configHome, 'boxbuild', 'boxes.json');
+  return [...(existsSync(user) ? [user] : []), ...(process.env.BOXBUILD_BOXES ? [process.env.BOXBUILD_BOXES] : []), ...(flags.boxes ?? [])];
+}
+
+function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
+  const given = [flags.arch && parseArch(flags.arch), flags.x86_64 && 'x86_64', flags.aarch64 && 'aarch64'].filter(Boolean);
+  if (new Set(given).size > 1) throw usageError(`conflicting architectures: ${given.join(' and ')}`);
+  return (given[0] as Arch | undefined) ?? undefined;
+}
+
+const notice = (quiet?: boolean) => (line: string) => {
+  if (!quiet) process.stderr.write(`boxbuild: ${line}\n`);
+};
+
+function addVmOptions(command: Command): Command {
+  return command
+    .requiredOption('--box <name>', 'the box to boot (see "boxbuild box list")')
+    .option('--arch <arch>', 'guest architecture: x86_64 or aarch64 (default: the host\'s)')
+    .option('--x86_64', 'same as --arch x86_64')
+    .option('--aarch64', 'same as --arch aarch64')
+    .option('--boxes <file>', 'an extra box registry file (may be repeated)', (value: string, list: string[] = []) => [...list, value])
+    .option('--box-memory <size>', 'guest memory: 2G, 512M; a bare number means GiB (default: the box\'s)')
+    .option('--box-smp-cpus <n>', 'number of guest CPUs (default: the box\'s)')
+    .addOption(new Option('--accel <accel>', 'accelerator; auto probes that KVM really works').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .option('--boot-timeout <duration>', 'give up when the guest is not ready after this long (90, 90s, 2m)', '60s')
+    .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
+    .option('--box-debug', 'show the guest console on stderr')
+    .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
+    .addOption(new Option('--sharing <backend>', 'sharing backend').choices(['9p']).default('9p'))
+    .option('-q, --quiet', 'print no notices (errors are still printed)');
+}
+
+function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
+  return {
+    box: flags.box,
+    arch: chosenArch(flags),
+    registryFiles: registryFiles(flags),
+    cacheRoot: cacheRoot(),
+    accel: flags.accel,
+    memoryMiB: flags.boxMemory === undefined ? undefined : parseMemoryMiB(flags.boxMemory),
+    cpus: flags.boxSmpCpus === undefined ? undefined : parsePositiveInt(flags.boxSmpCpus, '--box-smp-cpus'),
+    sharing: flags.sharing,
+    bootTimeoutMs: parseDurationMs(flags.bootTimeout, '--boot-timeout'),
+    timeoutMs: flags.timeout === undefined ? undefined : parseDurationMs(flags.timeout, '--timeout'),
+    boxDebug: flags.boxDebug,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    notice: notice(flags.quiet),
+    signal,
+  };
+}
+
+/** Parses boxbuild's command line and runs it; resolves with the exit status. */
+export async function commandLine(argv: string[], signal: AbortSignal): Promise<number> {
+  const { own, build } = splitAtDoubleDash(argv);
+  let status = 0;
+  const program = addVmOptions(new Command('boxbuild'))
+    .description('Run a build inside a throwaway virtual machine: boxbuild --box NAME -- --description DIR --target-dir DIR [build args]')
+    .version(VERSION)
+    .exitOverride()
+    .action(async (flags: VmFlags) => {
+      if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
+      status = await runInBox(runOptions(flags, signal), (box) => buildCommand(box, build));
+    });
+
+  addVmOptions(program.command('exec'))
+    .description('Run any command in a fresh VM of a box: boxbuild exec --box NAME [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
+    .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', (value: string, list: string[] = []) => [...list, value])
+    .exitOverride()
+    .action(async (flags: VmFlags & { share?: string[] }) => {
+      if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
+      status = await runInBox(runOptions(flags, signal), () => execCommand(flags.share ?? [], build, process.cwd()));
+    });
+
+  const box = program.command('box').description('Manage boxes').exitOverride();
+  box
+    .command('make <name>')
+    .description('Make a locally made box (e.g. debian) from distribution packages')
+    .option('--arch <arch>', 'architecture (default: the host\'s)')
+    .option('--boxes <file>', 'an extra box registry file (may be repeated)', (value: string, list: string[] = []) => [...list, value])
+    .option('-q, --quiet', 'print no notices')
+    .exitOverride()
+    .action(async (name: string, flags: { arch?: string; boxes?: string[]; quiet?: boolean }) => {
+      const arch = flags.arch ? parseArch(flags.arch) : hostArch();
+      const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
+      const root = cacheRoot();
+      await mkdir(root, { recursive: true });
+      const installed = await makeBox({ cacheRoot: root, box: entry, arch, log: notice(flags.quiet) });
+      process.stdout.write(`${installed.dir}\n`);
+    });
+
+  if (build && own.length === 0) throw usageError('missing --box');
+  await program.parseAsync(own, { from: 'user' });
+  return status;
+}

@@ -1,0 +1,36 @@
+/** Exit codes boxbuild uses for its own failures; anything else is the build's own exit status. */
+export const ExitCode = {
+  /** Bad input: unknown option or box, missing `--`, bad paths. */
+  usage: 2,
+  /** boxbuild itself failed unexpectedly (a bug). */
+  internal: 70,
+  /** The box could not be made, fetched or verified. */
+  boxUnavailable: 69,
+  /** QEMU could not start, or the guest never became ready (boot timeout, panic during boot). */
+  vmFailed: 71,
+  /** The guest stopped (crash, poweroff) without reporting the build's exit status. */
+  guestLost: 76,
+  /** `--timeout` expired and the VM was killed. */
+  timeout: 124,
+  /** Interrupted by SIGINT (128 + 2) */
+  interrupted: 130,
+  /** Terminated by SIGTERM (128 + 15) */
+  terminated: 143,
+} as const;
+
+export type ExitCodeName = keyof typeof ExitCode;
+
+/** An error meant for the user: one clear line, a distinct exit code, optional detail lines. */
+export class BoxbuildError extends Error {
+  readonly exitCode: number;
+  readonly detail?: string;
+
+  constructor(kind: ExitCodeName, message: string, options: { detail?: string; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'BoxbuildError';
+    this.exitCode = ExitCode[kind];
+    this.detail = options.detail;
+  }
+}
+
+export const usageError = (message: string) => new BoxbuildError('usage', message);

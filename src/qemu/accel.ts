@@ -1,0 +1,84 @@
+import { constants } from 'node:fs';
+import { access, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { BoxbuildError, usageError } from '../errors.js';
+import type { Arch } from '../box/arch.js';
+import type { Accel, MachineProfile } from './profiles.js';
+
+export type AccelRequest = Accel | 'auto';
+
+export interface AccelContext {
+  profile: MachineProfile;
+  hostArch: Arch;
+  /** A kernel the probe boots: KVM counts as working only when this kernel prints on its console. */
+  kernel: string;
+  /** Where the verdict is remembered until the host reboots. */
+  cacheRoot: string;
+  probeTimeoutMs?: number;
+  notice: (line: string) => void;
+}
+
+export interface KvmVerdict {
+  usable: boolean;
+  reason: string;
+}
+
+const bootId = async () => (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
+
+/**
+ * Boots the kernel under KVM and waits for its first console line. A /dev/kvm that exists is not
+ * enough: on some hosts (nested virtualisation) the guest hangs forever before printing anything.
+ */
+export async function probeKvm(profile: MachineProfile, kernel: string, timeoutMs: number): Promise<KvmVerdict> {
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch (error) {
+    return { usable: false, reason: `cannot open /dev/kvm (${(error as NodeJS.ErrnoException).code})` };
+  }
+  const args = [
+    ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', profile.machine],
+    ...['-accel', 'kvm', '-cpu', profile.cpu.kvm, '-m', '256M', '-kernel', kernel, '-serial', 'stdio'],
+    ...['-append', `console=${profile.serialConsole} panic=-1`],
+  ];
+  const child = execa(profile.qemuBinary, args, { reject: false, timeout: timeoutMs, all: true, stdin: 'ignore' });
+  let printed = false;
+  child.all?.on('data', (chunk: Buffer) => {
+    if (!printed && chunk.toString().includes('Linux version')) {
+      printed = true;
+      child.kill('SIGKILL');
+    }
+  });
+  const result = await child;
+  if (printed) return { usable: true, reason: 'the probe kernel booted' };
+  if (result.timedOut) return { usable: false, reason: `a kernel under KVM printed nothing within ${timeoutMs / 1000} s` };
+  const said = String(result.all ?? '').trim().split('\n').filter(Boolean).pop();
+  return { usable: false, reason: `QEMU with KVM failed${said ? `: ${said}` : ''}` };
+}
+
+/** Probes KVM once per host boot and QEMU binary; the verdict is kept in the cache. */
+async function cachedKvmVerdict(context: AccelContext): Promise<KvmVerdict> {
+  const file = join(context.cacheRoot, 'kvm-probe.json');
+  const key = `${await bootId()} ${context.profile.qemuBinary}`;
+  const cached = JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as Record<string, KvmVerdict>;
+  if (cached[key]) return cached[key];
+  const verdict = await probeKvm(context.profile, context.kernel, context.probeTimeoutMs ?? 4000);
+  await writeFile(file, JSON.stringify({ [key]: verdict })).catch(() => {});
+  return verdict;
+}
+
+/** Chooses the accelerator: KVM only when it really works and the guest is the host's architecture. */
+export async function resolveAccel(request: AccelRequest, context: AccelContext): Promise<Accel> {
+  const foreign = context.profile.arch !== context.hostArch;
+  if (foreign) {
+    if (request === 'kvm') throw usageError(`--accel kvm: a ${context.profile.arch} guest cannot use KVM on this ${context.hostArch} host`);
+    context.notice(`${context.profile.arch} on a ${context.hostArch} host runs under software emulation (TCG): expect it to be several times slower`);
+    return 'tcg';
+  }
+  if (request === 'tcg') return 'tcg';
+  const verdict = await cachedKvmVerdict(context);
+  if (verdict.usable) return 'kvm';
+  if (request === 'kvm') throw new BoxbuildError('vmFailed', `--accel kvm: KVM is not usable here: ${verdict.reason}`);
+  context.notice(`KVM is not usable here (${verdict.reason}); using software emulation (TCG)`);
+  return 'tcg';
+}

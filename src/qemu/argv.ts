@@ -1,0 +1,72 @@
+import { type Accel, type MachineProfile, virtioDevice } from './profiles.js';
+
+/** A virtio-serial port whose host end is a Unix socket that boxbuild listens on. */
+export interface SerialPort {
+  name: string;
+  socket: string;
+}
+
+/** Everything QEMU needs to start one throwaway VM. Pure data: no paths are touched here. */
+export interface VmSpec {
+  profile: MachineProfile;
+  accel: Accel;
+  /** Overrides the profile's machine type / CPU model. */
+  machine?: string;
+  cpu?: string;
+  memoryMiB: number;
+  cpus: number;
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  /** Where the kernel console goes: a Unix socket that boxbuild listens on. */
+  consoleSocket: string;
+  /** The kernel console device: the machine's serial port, or hvc0 (virtconsole). */
+  console: 'serial' | 'hvc0';
+  ports: SerialPort[];
+  /** Memory must be shareable with a vhost-user daemon (virtiofs). */
+  sharedMemory?: boolean;
+  /** Devices contributed by sharing backends. */
+  extraArgs?: string[];
+}
+
+/** Escapes a value for QEMU's comma-separated option syntax. */
+export const qemuOptionValue = (value: string) => value.replaceAll(',', ',,');
+
+/** Builds QEMU's argv (without the binary) for a VM spec. */
+export function buildQemuArgs(spec: VmSpec): string[] {
+  const { profile } = spec;
+  const args = [
+    '-nodefaults',
+    '-no-user-config',
+    '-display', 'none',
+    '-no-reboot',
+    '-machine', spec.machine ?? profile.machine,
+    '-accel', spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
+    '-cpu', spec.cpu ?? profile.cpu[spec.accel],
+    '-smp', String(spec.cpus),
+    '-m', `${spec.memoryMiB}M`,
+  ];
+  if (spec.sharedMemory) {
+    args.push('-object', `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`, '-machine', 'memory-backend=mem');
+  }
+  args.push('-kernel', spec.kernel);
+  if (spec.initrd) args.push('-initrd', spec.initrd);
+  args.push('-append', spec.cmdline);
+  args.push('-nic', 'none');
+  args.push('-chardev', `socket,id=console,path=${qemuOptionValue(spec.consoleSocket)}`);
+  args.push('-device', `${virtioDevice(profile, 'serial')},id=vser`);
+  if (spec.console === 'serial') args.push('-serial', 'chardev:console');
+  else args.push('-device', 'virtconsole,bus=vser.0,chardev=console');
+  spec.ports.forEach((port, index) => {
+    args.push('-chardev', `socket,id=port${index},path=${qemuOptionValue(port.socket)}`);
+    args.push('-device', `virtserialport,bus=vser.0,chardev=port${index},name=${port.name}`);
+  });
+  args.push('-device', virtioDevice(profile, 'rng'));
+  args.push(...(spec.extraArgs ?? []));
+  return args;
+}
+
+/** The kernel console name for a spec (goes into the kernel command line). */
+export function consoleName(spec: Pick<VmSpec, 'profile' | 'console'>): string {
+  return spec.console === 'serial' ? spec.profile.serialConsole : 'hvc0';
+}

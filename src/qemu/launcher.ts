@@ -1,0 +1,78 @@
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { execa, type ResultPromise } from 'execa';
+import { BoxbuildError } from '../errors.js';
+import { type VmSpec, buildQemuArgs } from './argv.js';
+import { ConsoleLog } from './console-log.js';
+import { listenOnce } from './sockets.js';
+
+export interface VmExit {
+  exitCode?: number;
+  signal?: string;
+  /** What QEMU itself printed on stderr. */
+  stderr: string;
+}
+
+/** A running QEMU: its console, its end, and a way to stop it. */
+export interface RunningVm {
+  readonly pid: number | undefined;
+  readonly console: ConsoleLog;
+  /** Resolves when QEMU has exited (never rejects). */
+  readonly exited: Promise<VmExit>;
+  /** Stops QEMU (SIGTERM, SIGKILL after a grace period) and waits for it. */
+  stop(): Promise<VmExit>;
+}
+
+export interface LaunchOptions {
+  /** The run's private directory: console socket and log go here. */
+  runDir: string;
+  /** Echo the console here (`--box-debug`). */
+  consoleEcho?: Writable;
+  qemuBinary?: string;
+}
+
+/** Starts QEMU for a spec whose console socket is `<runDir>/console.sock`. */
+export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<RunningVm> {
+  const consoleEndpoint = await listenOnce(spec.consoleSocket);
+  const console = new ConsoleLog(join(options.runDir, 'console.log'), options.consoleEcho);
+  void consoleEndpoint.connection.then((socket) => console.attach(socket));
+  const binary = options.qemuBinary ?? spec.profile.qemuBinary;
+  const child: ResultPromise = execa(binary, buildQemuArgs(spec), {
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'pipe',
+    reject: false,
+    forceKillAfterDelay: 2000,
+    cleanup: true,
+  });
+  const exited = child.then(async (result): Promise<VmExit> => {
+    consoleEndpoint.close();
+    await console.close();
+    if (result.failed && result.exitCode === undefined && !result.signal) {
+      const code = (result.cause as NodeJS.ErrnoException | undefined)?.code;
+      return { stderr: code === 'ENOENT' ? `${binary} not found: install QEMU (Debian: apt-get install qemu-system)` : String(result.message) };
+    }
+    return { exitCode: result.exitCode, signal: result.signal, stderr: String(result.stderr ?? '').trim() };
+  });
+  return {
+    pid: child.pid,
+    console,
+    exited,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** One line saying why QEMU ended, for error messages. */
+export function describeExit(exit: VmExit): string {
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with status ${exit.exitCode ?? 'unknown'}`;
+  const said = exit.stderr.split('\n').filter(Boolean).pop();
+  return said ? `QEMU ${how}: ${said}` : `QEMU ${how}`;
+}
+
+export function vmError(kind: 'vmFailed' | 'guestLost', message: string, vm: RunningVm): BoxbuildError {
+  const tail = vm.console.tail();
+  return new BoxbuildError(kind, message, { detail: tail ? `last console lines:\n${tail}` : 'the guest printed nothing on its console' });
+}

@@ -1,0 +1,81 @@
+import { realpathSync, statSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { usageError } from '../errors.js';
+
+/** Splits argv at the first `--`: boxbuild's own options before it, the build's arguments after. */
+export function splitAtDoubleDash(argv: string[]): { own: string[]; build: string[] | undefined } {
+  const index = argv.indexOf('--');
+  return index < 0 ? { own: argv, build: undefined } : { own: argv.slice(0, index), build: argv.slice(index + 1) };
+}
+
+export interface BuildArgs {
+  description: string | undefined;
+  targetDir: string | undefined;
+  /** Every other build argument, in order. */
+  rest: string[];
+}
+
+/** Takes `--description D` and `--target-dir T` (also `--opt=value`) out of the build arguments. */
+export function parseBuildArgs(args: string[]): BuildArgs {
+  const found: Record<'description' | 'target-dir', string | undefined> = { description: undefined, 'target-dir': undefined };
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const match = /^--(description|target-dir)(?:=(.*))?$/s.exec(args[i]!);
+    if (!match) {
+      rest.push(args[i]!);
+      continue;
+    }
+    const name = match[1] as keyof typeof found;
+    const value = match[2] ?? args[++i];
+    if (value === undefined || value === '') throw usageError(`--${name} needs a directory`);
+    if (found[name] !== undefined) throw usageError(`--${name} is given twice`);
+    found[name] = value;
+  }
+  return { description: found.description, targetDir: found['target-dir'], rest };
+}
+
+/** True when `inner` is `outer` or lies below it. */
+export function isWithin(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/** Resolves a host directory that must exist, following symlinks. */
+export function existingDirectory(path: string, what: string): string {
+  let real: string;
+  try {
+    real = realpathSync(resolve(path));
+  } catch {
+    throw usageError(`${what} ${path} does not exist`);
+  }
+  if (!statSync(real).isDirectory()) throw usageError(`${what} ${path} is not a directory`);
+  return real;
+}
+
+/** Guest mount points that would hide what the guest itself needs. */
+const RESERVED_GUEST_PATHS = ['/proc', '/sys', '/dev', '/bin', '/sbin', '/lib', '/usr', '/etc', '/init'];
+
+export function checkGuestPath(path: string): string {
+  if (!isAbsolute(path) || path.split('/').includes('..')) throw usageError(`guest path "${path}" must be absolute, without ".."`);
+  const normal = resolve(path);
+  if (normal === '/' || RESERVED_GUEST_PATHS.some((reserved) => isWithin(normal, reserved))) {
+    throw usageError(`guest path "${path}" would hide the guest's own ${normal === '/' ? 'root' : normal} directory`);
+  }
+  return normal;
+}
+
+export interface ShareSpec {
+  hostPath: string;
+  guestPath: string;
+  readOnly: boolean;
+}
+
+/** Parses `HOST[:GUEST][:ro|:rw]`; the guest path defaults to the host path. */
+export function parseShareSpec(spec: string): ShareSpec {
+  const parts = spec.split(':');
+  let readOnly = false;
+  if (parts.length > 1 && (parts.at(-1) === 'ro' || parts.at(-1) === 'rw')) readOnly = parts.pop() === 'ro';
+  if (parts.length > 2 || !parts[0]) throw usageError(`--share "${spec}": expected HOST[:GUEST][:ro]`);
+  const hostPath = existingDirectory(parts[0], '--share: host directory');
+  return { hostPath, guestPath: checkGuestPath(parts[1] || hostPath), readOnly };
+}

@@ -1,0 +1,82 @@
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { createInterface } from 'node:readline';
+import type { SerialPort } from '../qemu/argv.js';
+import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
+import { type GuestMessage, type GuestRequest, PORT_NAMES, encodeRequest, parseGuestMessage } from './protocol.js';
+
+/** The host end of the guest agent's three ports: control, stdout, stderr. */
+export class GuestChannel {
+  private readonly messages: GuestMessage[] = [];
+  private readonly waiters: Array<() => void> = [];
+
+  private constructor(
+    private readonly control: SocketEndpoint,
+    private readonly stdout: SocketEndpoint,
+    private readonly stderr: SocketEndpoint,
+  ) {
+    void control.connection.then((socket) => {
+      socket.on('error', () => {});
+      createInterface({ input: socket }).on('line', (line) => {
+        this.messages.push(parseGuestMessage(line));
+        this.waiters.splice(0).forEach((wake) => wake());
+      });
+    });
+  }
+
+  static async listen(runDir: string): Promise<GuestChannel> {
+    const [control, stdout, stderr] = await Promise.all(
+      ['ctl', 'out', 'err'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
+    );
+    return new GuestChannel(control!, stdout!, stderr!);
+  }
+
+  get ports(): SerialPort[] {
+    return [
+      { name: PORT_NAMES.control, socket: this.control.path },
+      { name: PORT_NAMES.stdout, socket: this.stdout.path },
+      { name: PORT_NAMES.stderr, socket: this.stderr.path },
+    ];
+  }
+
+  /** Resolves with the first message of one of the given types. */
+  async next<T extends GuestMessage['type']>(...types: T[]): Promise<Extract<GuestMessage, { type: T }>> {
+    for (;;) {
+      const index = this.messages.findIndex((message) => (types as string[]).includes(message.type));
+      if (index >= 0) return this.messages.splice(index, 1)[0] as Extract<GuestMessage, { type: T }>;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  async send(request: GuestRequest): Promise<void> {
+    const socket = await this.control.connection;
+    socket.write(encodeRequest(request));
+  }
+
+  /** Streams the guest command's stdout and stderr to the given streams. */
+  pipeOutput(stdout: Writable, stderr: Writable): void {
+    const pipe = (endpoint: SocketEndpoint, target: Writable) =>
+      void endpoint.connection.then((socket) => {
+        socket.on('error', () => {});
+        socket.pipe(target, { end: false });
+      });
+    pipe(this.stdout, stdout);
+    pipe(this.stderr, stderr);
+  }
+
+  /**
+   * Waits until every byte the guest wrote has been passed on. Call after QEMU exited: its end of
+   * each connected socket is closed then, so the streams end once they are drained.
+   */
+  async drained(): Promise<void> {
+    const ended = async (endpoint: SocketEndpoint) => {
+      endpoint.close();
+      const socket = await Promise.race([endpoint.connection, Promise.resolve(undefined)]);
+      if (socket && !socket.destroyed && !socket.readableEnded) await once(socket as Socket, 'close').catch(() => {});
+    };
+    await Promise.all([ended(this.stdout), ended(this.stderr)]);
+    this.control.close();
+  }
+}

@@ -1,0 +1,53 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { BoxEntry } from '../box/registry.js';
+import { usageError } from '../errors.js';
+import type { Share } from '../sharing/types.js';
+import { existingDirectory, isWithin, parseBuildArgs, parseShareSpec } from './args.js';
+import type { GuestCommand } from './run.js';
+
+/** Where the build's directories appear in the guest. */
+export const GUEST_DESCRIPTION = '/description';
+export const GUEST_TARGET = '/target';
+
+/**
+ * The main command: the description is shared read-only, the target directory read-write, and the
+ * box's build program gets the build arguments with both paths mapped to their guest paths.
+ */
+export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
+  const args = parseBuildArgs(buildArgs);
+  if (args.description === undefined) throw usageError('missing --description DIR after "--"');
+  if (args.targetDir === undefined) throw usageError('missing --target-dir DIR after "--"');
+  const description = existingDirectory(args.description, '--description');
+  const target = resolve(args.targetDir);
+  if (isWithin(target, description)) throw usageError(`--target-dir ${args.targetDir} lies inside the description ${args.description}`);
+  if (isWithin(description, target)) throw usageError(`--description ${args.description} lies inside the target directory ${args.targetDir}`);
+  if (!box.buildProgram) throw usageError(`box "${box.name}" has no build program`);
+  try {
+    mkdirSync(target, { recursive: true });
+  } catch (error) {
+    throw usageError(`cannot create --target-dir ${args.targetDir}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+  const targetDir = existingDirectory(target, '--target-dir');
+  return {
+    shares: [
+      { tag: 'description', hostPath: description, guestPath: GUEST_DESCRIPTION, readOnly: true },
+      { tag: 'target', hostPath: targetDir, guestPath: GUEST_TARGET, readOnly: false },
+    ],
+    argv: [box.buildProgram, '--description', GUEST_DESCRIPTION, '--target-dir', GUEST_TARGET, ...args.rest],
+    cwd: '/',
+  };
+}
+
+/** `exec`: the user's shares, and the command run in the guest path of the current directory if shared. */
+export function execCommand(shareSpecs: string[], argv: string[], hostCwd: string): GuestCommand {
+  const shares: Share[] = shareSpecs.map((spec, index) => ({ tag: `share${index}`, ...parseShareSpec(spec) }));
+  const guestPaths = new Set<string>();
+  for (const share of shares) {
+    if (guestPaths.has(share.guestPath)) throw usageError(`two shares use the guest path ${share.guestPath}`);
+    guestPaths.add(share.guestPath);
+  }
+  const containing = shares.find((share) => isWithin(hostCwd, share.hostPath));
+  const cwd = containing ? resolve(containing.guestPath, resolve(hostCwd).slice(containing.hostPath.length).replace(/^\//, '')) : '/';
+  return { shares, argv, cwd };
+}

@@ -1,0 +1,43 @@
+import type { GuestMount } from '../sharing/types.js';
+
+/** Names of the virtio-serial ports the guest agent opens (see src/guest/files/agent). */
+export const PORT_NAMES = { control: 'org.boxbuild.ctl', stdout: 'org.boxbuild.out', stderr: 'org.boxbuild.err' } as const;
+
+/** What the guest should do: mount the shares, then run argv in cwd with env. */
+export interface GuestRequest {
+  mounts: GuestMount[];
+  cwd: string;
+  env: Record<string, string>;
+  argv: string[];
+}
+
+export type GuestMessage =
+  | { type: 'ready'; version: number }
+  | { type: 'error'; message: string }
+  | { type: 'exit'; status: number }
+  | { type: 'unknown'; line: string };
+
+const b64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
+
+/**
+ * Encodes a request as lines of space-separated base64 fields, so that any byte of an argument
+ * (spaces, quotes, newlines, `$(...)`, non-ASCII) reaches the guest unchanged.
+ */
+export function encodeRequest(request: GuestRequest): string {
+  const lines = [
+    ...request.mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)}`),
+    ...Object.entries(request.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
+    `CWD ${b64(request.cwd)}`,
+    ...request.argv.map((arg) => `ARG ${b64(arg)}`),
+    'RUN',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function parseGuestMessage(line: string): GuestMessage {
+  const [verb, field] = line.trim().split(' ');
+  if (verb === 'READY') return { type: 'ready', version: Number(field) };
+  if (verb === 'EXIT' && /^\d+$/.test(field ?? '')) return { type: 'exit', status: Number(field) };
+  if (verb === 'ERROR') return { type: 'error', message: Buffer.from(field ?? '', 'base64').toString('utf8') };
+  return { type: 'unknown', line };
+}

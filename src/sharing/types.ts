@@ -1,0 +1,45 @@
+import type { SerialPort } from '../qemu/argv.js';
+import type { MachineProfile } from '../qemu/profiles.js';
+
+export type SharingName = '9p' | 'virtiofs' | 'sshfs';
+
+/** A host directory made visible in the guest. */
+export interface Share {
+  /** Mount tag / channel name, unique within a run. */
+  tag: string;
+  hostPath: string;
+  guestPath: string;
+  readOnly: boolean;
+}
+
+/** One mount the guest agent performs: `mount -t fstype -o options source target`. */
+export interface GuestMount {
+  fstype: string;
+  source: string;
+  target: string;
+  options: string;
+}
+
+/** A backend's shares, set up on the host for one run. */
+export interface ActiveSharing {
+  qemuArgs: string[];
+  /** Extra virtio-serial ports the backend needs (none for 9p). */
+  ports: SerialPort[];
+  /** Guest memory must be shareable (vhost-user). */
+  sharedMemory: boolean;
+  mounts: GuestMount[];
+  /** Stops host-side helpers; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+export interface SharingContext {
+  /** The run's private directory (sockets go here). */
+  runDir: string;
+  profile: MachineProfile;
+}
+
+/** How shares cross the VM boundary: host-side start, QEMU arguments, guest mounts, teardown. */
+export interface SharingBackend {
+  readonly name: SharingName;
+  start(shares: Share[], context: SharingContext): Promise<ActiveSharing>;
+}

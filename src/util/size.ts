@@ -1,0 +1,31 @@
+import { usageError } from '../errors.js';
+
+const UNITS: Record<string, number> = { K: 1 / 1024, M: 1, G: 1024, T: 1024 * 1024 };
+
+/**
+ * Parses a memory size into MiB. A bare number means GiB (as in kiwi's boxbuild);
+ * suffixes K, M, G, T (optionally followed by "B" or "iB", any case) are binary units.
+ */
+export function parseMemoryMiB(text: string, option = '--box-memory'): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt])?(?:i?b)?\s*$/i.exec(text);
+  if (!match) throw usageError(`${option}: "${text}" is not a size (examples: 2, 2G, 512M)`);
+  const unit = match[2] ? UNITS[match[2].toUpperCase()] : UNITS.G;
+  const mib = Math.floor(Number(match[1]) * unit);
+  if (mib < 128) throw usageError(`${option}: ${text} is too small; a box needs at least 128M`);
+  return mib;
+}
+
+/** Parses a duration: a bare number is seconds; suffixes ms, s, m, h. Returns milliseconds. */
+export function parseDurationMs(text: string, option: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!match) throw usageError(`${option}: "${text}" is not a duration (examples: 90, 90s, 10m, 2h)`);
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's']!;
+  const ms = Math.round(Number(match[1]) * factor);
+  if (ms <= 0) throw usageError(`${option}: must be greater than zero`);
+  return ms;
+}
+
+export function parsePositiveInt(text: string, option: string): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw usageError(`${option}: "${text}" is not a positive whole number`);
+  return Number(text);
+}
