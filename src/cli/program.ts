@@ -18,7 +18,7 @@ import type { SharingName } from '../sharing/types.js';
 const VERSION = '0.1.0';
 
 interface VmFlags {
-  box: string;
+  box?: string;
   arch?: string;
   x86_64?: boolean;
   aarch64?: boolean;
@@ -52,7 +52,7 @@ const notice = (quiet?: boolean) => (line: string) => {
 
 function addVmOptions(command: Command): Command {
   return command
-    .requiredOption('--box <name>', 'the box to boot (see "boxbuild box list")')
+    .option('--box <name>', 'the box to boot (see "boxbuild box list")')
     .option('--arch <arch>', 'guest architecture: x86_64 or aarch64 (default: the host\'s)')
     .option('--x86_64', 'same as --arch x86_64')
     .option('--aarch64', 'same as --arch aarch64')
@@ -69,6 +69,7 @@ function addVmOptions(command: Command): Command {
 }
 
 function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
+  if (!flags.box) throw usageError('missing --box NAME (see "boxbuild box list")');
   return {
     box: flags.box,
     arch: chosenArch(flags),
@@ -95,6 +96,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
   const program = addVmOptions(new Command('boxbuild'))
     .description('Run a build inside a throwaway virtual machine: boxbuild --box NAME -- --description DIR --target-dir DIR [build args]')
     .version(VERSION)
+    .enablePositionalOptions()
     .exitOverride()
     .action(async (flags: VmFlags) => {
       if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
@@ -127,7 +129,6 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
       process.stdout.write(`${installed.dir}\n`);
     });
 
-  if (build && own.length === 0) throw usageError('missing --box');
   await program.parseAsync(own, { from: 'user' });
   return status;
 }

@@ -29,11 +29,11 @@ export async function extractVmlinux(bzImage: Buffer): Promise<Buffer> {
 const moduleName = (path: string) => path.trim().replace(/^.*\//, '').replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_');
 
 /**
- * Orders kernel modules so that every module comes after the modules it depends on.
+ * The modules needed to load `wanted`, each after the modules it depends on.
  * `modulesDep` is the text of modules.dep ("path: dep1 dep2"); `wanted` are module names
  * ("9p", "virtio_pci"). Modules built into the kernel (absent from modules.dep) are skipped.
  */
-export function orderModules(modulesDep: string, modulesBuiltin: string, wanted: readonly string[]): string[] {
+export function moduleClosure(modulesDep: string, modulesBuiltin: string, wanted: readonly string[]): string[] {
   const builtin = new Set(modulesBuiltin.split('\n').map(moduleName));
   const deps = new Map<string, string[]>();
   const byName = new Map<string, string>();

@@ -8,11 +8,14 @@ import { type BoxManifest, type InstalledBox, type ManifestFile, installVersion 
 import { BoxbuildError } from '../errors.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 import { downloadPackages, resolveMetaPackage, unpackPackage } from './debian-packages.js';
-import { extractVmlinux, orderModules } from './kernel.js';
+import { extractVmlinux, moduleClosure } from './kernel.js';
 
 const GUEST_FILES = fileURLToPath(new URL('../../src/guest/files/', import.meta.url));
 
-/** Kernel modules the guest needs for its devices and every sharing backend. */
+/**
+ * Kernel modules the box carries: its devices and every sharing backend. init loads the
+ * devices' modules; the agent loads a file system's modules when a share needs them.
+ */
 export const GUEST_MODULES = [
   'virtio_pci',
   'virtio_mmio',
@@ -24,7 +27,6 @@ export const GUEST_MODULES = [
   '9p',
   'fuse',
   'virtiofs',
-  'vmw_vsock_virtio_transport',
 ];
 
 async function findDepmod(): Promise<string> {
@@ -72,7 +74,7 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     const depmod = await findDepmod();
     await execa(depmod, ['--basedir', root, release]);
     const modulesDir = join(root, 'lib/modules', release);
-    const modules = orderModules(
+    const modules = moduleClosure(
       await readFile(join(modulesDir, 'modules.dep'), 'utf8'),
       await readFile(join(modulesDir, 'modules.builtin'), 'utf8'),
       GUEST_MODULES,
@@ -92,11 +94,16 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     entries.push({ type: 'file', path: 'bin/busybox', data: await readFile(join(root, 'bin/busybox')), mode: 0o755 });
     entries.push({ type: 'symlink', path: 'bin/sh', target: 'busybox' });
     for (const module of modules) {
-      const path = `lib/modules/${module}`;
+      const path = `lib/modules/${release}/${module}`;
       addDir(path.slice(0, path.lastIndexOf('/')));
       entries.push({ type: 'file', path, data: await readFile(join(modulesDir, module)) });
     }
-    entries.push({ type: 'file', path: 'etc/boxbuild/modules', data: Buffer.from(modules.map((m) => `${m}\n`).join('')) });
+    // busybox modprobe reads modules.dep; keep just the lines of the modules the box carries.
+    const modulesDep = (await readFile(join(modulesDir, 'modules.dep'), 'utf8'))
+      .split('\n')
+      .filter((line) => modules.includes(line.slice(0, line.indexOf(':'))))
+      .join('\n');
+    entries.push({ type: 'file', path: `lib/modules/${release}/modules.dep`, data: Buffer.from(`${modulesDep}\n`) });
     entries.push({ type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\n') });
     entries.push({ type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\n') });
     entries.push({ type: 'file', path: 'init', data: await guestFile('init'), mode: 0o755 });

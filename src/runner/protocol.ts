@@ -17,7 +17,8 @@ export type GuestMessage =
   | { type: 'exit'; status: number }
   | { type: 'unknown'; line: string };
 
-const b64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
+/** base64, with "-" (not in the base64 alphabet) for the empty string so no field is ever blank. */
+const b64 = (value: string) => (value === '' ? '-' : Buffer.from(value, 'utf8').toString('base64'));
 
 /**
  * Encodes a request as lines of space-separated base64 fields, so that any byte of an argument
@@ -25,7 +26,7 @@ const b64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
  */
 export function encodeRequest(request: GuestRequest): string {
   const lines = [
-    ...request.mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)}`),
+    ...request.mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`),
     ...Object.entries(request.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
     `CWD ${b64(request.cwd)}`,
     ...request.argv.map((arg) => `ARG ${b64(arg)}`),

@@ -26,6 +26,7 @@ export function ninePGuestMount(share: Share): GuestMount {
   // written shares keep mmap support without caching data (the host sees writes at once).
   const cache = share.readOnly ? 'cache=loose' : 'cache=mmap';
   return {
+    modules: ['9pnet_virtio', '9p'],
     fstype: '9p',
     source: share.tag,
     target: share.guestPath,

@@ -12,8 +12,10 @@ export interface Share {
   readOnly: boolean;
 }
 
-/** One mount the guest agent performs: `mount -t fstype -o options source target`. */
+/** One mount the guest agent performs: `modprobe -a modules; mount -t fstype -o options source target`. */
 export interface GuestMount {
+  /** Kernel modules to load first. */
+  modules: string[];
   fstype: string;
   source: string;
   target: string;
