@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
 import { findBox, loadRegistry } from '../box/registry.js';
-import { makeBox } from '../box/resolve.js';
+import { type BoxRequest, ensureBox, makeBox } from '../box/resolve.js';
+import type { InstalledBox } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { splitAtDoubleDash } from '../runner/args.js';
@@ -113,21 +113,22 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     });
 
   const box = program.command('box').description('Manage boxes').exitOverride();
-  box
-    .command('make <name>')
-    .description('Make a locally made box (e.g. debian) from distribution packages')
-    .option('--arch <arch>', 'architecture (default: the host\'s)')
-    .option('--boxes <file>', 'an extra box registry file (may be repeated)', (value: string, list: string[] = []) => [...list, value])
-    .option('-q, --quiet', 'print no notices')
-    .exitOverride()
-    .action(async (name: string, flags: { arch?: string; boxes?: string[]; quiet?: boolean }) => {
-      const arch = flags.arch ? parseArch(flags.arch) : hostArch();
-      const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
-      const root = cacheRoot();
-      await mkdir(root, { recursive: true });
-      const installed = await makeBox({ cacheRoot: root, box: entry, arch, log: notice(flags.quiet) });
-      process.stdout.write(`${installed.dir}\n`);
-    });
+  const boxCommand = (usage: string, description: string, act: (request: BoxRequest) => Promise<InstalledBox>) =>
+    box
+      .command(usage)
+      .description(description)
+      .option('--arch <arch>', "architecture (default: the host's)")
+      .option('--boxes <file>', 'an extra box registry file (may be repeated)', (value: string, list: string[] = []) => [...list, value])
+      .option('-q, --quiet', 'print no notices')
+      .exitOverride()
+      .action(async (name: string, flags: { arch?: string; boxes?: string[]; quiet?: boolean }) => {
+        const arch = flags.arch ? parseArch(flags.arch) : hostArch();
+        const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
+        const installed = await act({ cacheRoot: cacheRoot(), box: entry, arch, log: notice(flags.quiet) });
+        process.stdout.write(`${installed.dir}\n`);
+      });
+  boxCommand('make <name>', 'Make a locally made box (e.g. debian) from distribution packages, again', makeBox);
+  boxCommand('fetch <name>', 'Make sure a box is in the cache and current (made or downloaded when needed)', ensureBox);
 
   await program.parseAsync(own, { from: 'user' });
   return status;

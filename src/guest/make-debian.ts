@@ -49,6 +49,16 @@ async function guestFile(name: string): Promise<Buffer> {
   return readFile(join(GUEST_FILES, name));
 }
 
+/** Files boxbuild puts into the guest; a box made from other versions of them is outdated. */
+const GUEST_FILE_NAMES = ['init', 'agent', 'build'];
+
+/** Digest of boxbuild's guest files and module list, recorded in the box as sources["boxbuild-guest"]. */
+export async function guestFilesDigest(): Promise<string> {
+  const hash = createHash('sha256').update(GUEST_MODULES.join(' '));
+  for (const name of GUEST_FILE_NAMES) hash.update(await guestFile(name));
+  return hash.digest('hex');
+}
+
 /**
  * Makes the `debian` box: Debian's generic kernel (uncompressed for a fast boot), and an
  * initramfs holding busybox, the guest modules in dependency order and the guest agent.
@@ -108,7 +118,7 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     entries.push({ type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\n') });
     entries.push({ type: 'file', path: 'init', data: await guestFile('init'), mode: 0o755 });
     addDir('usr/lib/boxbuild');
-    for (const name of ['agent', 'build']) {
+    for (const name of GUEST_FILE_NAMES.filter((file) => file !== 'init')) {
       entries.push({ type: 'file', path: `usr/lib/boxbuild/${name}`, data: await guestFile(name), mode: 0o755 });
     }
 
@@ -127,7 +137,7 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
       sources: {
         [kernelDeb!.name]: kernelDeb!.version,
         [busyboxDeb!.name]: busyboxDeb!.version,
-        agent: createHash('sha256').update(await guestFile('agent')).digest('hex'),
+        'boxbuild-guest': await guestFilesDigest(),
       },
     };
     await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);

@@ -1,0 +1,100 @@
+import { describe, expect, test } from 'vitest';
+import { type VmSpec, buildQemuArgs, consoleName } from '../../src/qemu/argv.js';
+import { PROFILES } from '../../src/qemu/profiles.js';
+import { ninePGuestMount, ninePQemuArgs } from '../../src/sharing/ninep.js';
+
+const spec = (overrides: Partial<VmSpec> = {}): VmSpec => ({
+  profile: PROFILES.x86_64,
+  accel: 'tcg',
+  memoryMiB: 1024,
+  cpus: 2,
+  kernel: '/box/kernel',
+  initrd: '/box/initrd',
+  cmdline: 'console=ttyS0 panic=-1',
+  consoleSocket: '/run/x/console.sock',
+  console: 'serial',
+  ports: [{ name: 'org.boxbuild.ctl', socket: '/run/x/ctl.sock' }],
+  ...overrides,
+});
+
+/** The values that follow each occurrence of a flag. */
+const valuesOf = (args: string[], flag: string) => args.flatMap((arg, i) => (arg === flag ? [args[i + 1]] : []));
+
+describe('buildQemuArgs', () => {
+  test('x86_64 under TCG: pc machine without HPET, multi-threaded TCG, no network, never reboots', () => {
+    const args = buildQemuArgs(spec());
+    expect(valuesOf(args, '-machine')).toEqual(['pc,hpet=off']);
+    expect(valuesOf(args, '-accel')).toEqual(['tcg,thread=multi']);
+    expect(valuesOf(args, '-cpu')).toEqual(['max']);
+    expect(valuesOf(args, '-m')).toEqual(['1024M']);
+    expect(valuesOf(args, '-smp')).toEqual(['2']);
+    expect(valuesOf(args, '-nic')).toEqual(['none']);
+    expect(args).toContain('-no-reboot');
+    expect(args).toContain('-nodefaults');
+    expect(valuesOf(args, '-kernel')).toEqual(['/box/kernel']);
+    expect(valuesOf(args, '-initrd')).toEqual(['/box/initrd']);
+    expect(valuesOf(args, '-append')).toEqual(['console=ttyS0 panic=-1']);
+  });
+
+  test('KVM uses the host CPU', () => {
+    const args = buildQemuArgs(spec({ accel: 'kvm' }));
+    expect(valuesOf(args, '-accel')).toEqual(['kvm']);
+    expect(valuesOf(args, '-cpu')).toEqual(['host']);
+  });
+
+  test('console on the serial port or on hvc0, ports on the virtio-serial bus', () => {
+    const serial = buildQemuArgs(spec());
+    expect(valuesOf(serial, '-serial')).toEqual(['chardev:console']);
+    expect(valuesOf(serial, '-chardev')).toEqual(['socket,id=console,path=/run/x/console.sock', 'socket,id=port0,path=/run/x/ctl.sock']);
+    expect(valuesOf(serial, '-device')).toContain('virtserialport,bus=vser.0,chardev=port0,name=org.boxbuild.ctl');
+    const hvc = buildQemuArgs(spec({ console: 'hvc0' }));
+    expect(valuesOf(hvc, '-serial')).toEqual([]);
+    expect(valuesOf(hvc, '-device')).toContain('virtconsole,bus=vser.0,chardev=console');
+    expect(consoleName({ profile: PROFILES.x86_64, console: 'serial' })).toBe('ttyS0');
+    expect(consoleName({ profile: PROFILES.aarch64, console: 'serial' })).toBe('ttyAMA0');
+  });
+
+  test('commas in paths are escaped for QEMU', () => {
+    const args = buildQemuArgs(spec({ consoleSocket: '/tmp/a,b/console.sock' }));
+    expect(valuesOf(args, '-chardev')[0]).toBe('socket,id=console,path=/tmp/a,,b/console.sock');
+  });
+
+  test('shared memory for vhost-user backends', () => {
+    const args = buildQemuArgs(spec({ sharedMemory: true }));
+    expect(valuesOf(args, '-object')).toEqual(['memory-backend-memfd,id=mem,size=1024M,share=on']);
+    expect(valuesOf(args, '-machine')).toContain('memory-backend=mem');
+  });
+
+  test('aarch64 uses the virt machine and a CPU model that emulates fast', () => {
+    const args = buildQemuArgs(spec({ profile: PROFILES.aarch64 }));
+    expect(valuesOf(args, '-machine')[0]).toMatch(/^virt/);
+    expect(valuesOf(args, '-cpu')).toEqual(['cortex-a57']);
+  });
+});
+
+describe('9p share', () => {
+  const share = { tag: 'description', hostPath: '/home/u/desc', guestPath: '/description', readOnly: true };
+
+  test('read-only share: readonly fsdev, files owned by the invoking user', () => {
+    expect(ninePQemuArgs(share, 0, PROFILES.x86_64)).toEqual([
+      '-fsdev',
+      'local,id=fs0,path=/home/u/desc,security_model=none,multidevs=remap,readonly=on',
+      '-device',
+      'virtio-9p-pci,fsdev=fs0,mount_tag=description',
+    ]);
+    expect(ninePGuestMount(share)).toEqual({
+      modules: ['9pnet_virtio', '9p'],
+      fstype: '9p',
+      source: 'description',
+      target: '/description',
+      options: 'trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro',
+    });
+  });
+
+  test('written share: no readonly flag, no data cache', () => {
+    const target = { ...share, tag: 'target', readOnly: false };
+    expect(ninePQemuArgs(target, 1, PROFILES.s390x)[3]).toBe('virtio-9p-ccw,fsdev=fs1,mount_tag=target');
+    expect(ninePQemuArgs(target, 1, PROFILES.x86_64)[1]).not.toContain('readonly');
+    expect(ninePGuestMount(target).options).toContain('cache=mmap,rw');
+  });
+});
