@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/summary-reporter.ts'],
     globalSetup: ['test/global-setup.ts'],
     // VM tests boot real QEMU under TCG on a 2-core machine: one test file at a time.
     fileParallelism: false,

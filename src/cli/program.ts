@@ -14,8 +14,8 @@ import { buildCommand, execCommand } from '../runner/commands.js';
 import { type RunOptions, runInBox } from '../runner/run.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingName } from '../sharing/types.js';
+import { VERSION } from '../version.js';
 
-const VERSION = '0.1.0';
 
 interface VmFlags {
   box?: string;
@@ -31,6 +31,7 @@ interface VmFlags {
   boxDebug?: boolean;
   sharing: SharingName;
   quiet?: boolean;
+  verbose?: boolean;
 }
 
 /** The user's registry files: ~/.config/boxbuild/boxes.json, $BOXBUILD_BOXES, then each --boxes. */
@@ -65,7 +66,8 @@ function addVmOptions(command: Command): Command {
     .option('--box-debug', 'show the guest console on stderr')
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
     .addOption(new Option('--sharing <backend>', 'sharing backend').choices(['9p']).default('9p'))
-    .option('-q, --quiet', 'print no notices (errors are still printed)');
+    .option('-q, --quiet', 'print no notices (errors are still printed)')
+    .option('-v, --verbose', 'also print how long each phase took');
 }
 
 function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
@@ -82,6 +84,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     bootTimeoutMs: parseDurationMs(flags.bootTimeout, '--boot-timeout'),
     timeoutMs: flags.timeout === undefined ? undefined : parseDurationMs(flags.timeout, '--timeout'),
     boxDebug: flags.boxDebug,
+    verbose: flags.verbose,
     stdout: process.stdout,
     stderr: process.stderr,
     notice: notice(flags.quiet),

@@ -29,16 +29,21 @@ export class ConsoleLog {
     return this.sawOutput;
   }
 
-  /** The last lines the guest printed, without terminal control characters. */
-  tail(lines = 15): string {
-    return this.recent
+  /**
+   * The last lines the guest printed, without terminal control characters. A kernel panic or oops
+   * line that scrolled out of them (behind a long stack trace) is put first.
+   */
+  tail(count = 15): string {
+    const lines = this.recent
       .replace(/\r/g, '')
       // eslint-disable-next-line no-control-regex
       .replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '')
       .split('\n')
-      .filter((line) => line.trim() !== '')
-      .slice(-lines)
-      .join('\n');
+      .filter((line) => line.trim() !== '');
+    const last = lines.slice(-count);
+    const earlier = lines.slice(0, -count);
+    const cause = [/Kernel panic/, /BUG:|Oops:/].map((pattern) => earlier.find((line) => pattern.test(line))).find(Boolean);
+    return (cause ? [cause, '...', ...last] : last).join('\n');
   }
 
   async close(): Promise<void> {

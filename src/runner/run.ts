@@ -30,6 +30,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Echo the guest console to stderr. */
   boxDebug?: boolean;
+  /** Print how long each phase took (notices starting with "timing:"). */
+  verbose?: boolean;
   stdout: Writable;
   stderr: Writable;
   notice: (line: string) => void;
@@ -116,6 +118,8 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const overall = deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
   try {
     const vm = await Promise.race([bootVm(options, session, box, installed, command, PROFILES[arch]), aborted]);
+    const vmStarted = Date.now();
+    const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vmStarted) / 1000).toFixed(2)} s after QEMU started`);
     const channel = session.channel!;
     const vmGone = vm.exited.then((exit) => {
       throw vmError('vmFailed', `the VM stopped before the guest agent was ready (${describeExit(exit)})`, vm);
@@ -130,6 +134,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
       boot.clear();
     }
 
+    timing('guest agent ready');
     channel.pipeOutput(options.stdout, options.stderr);
     await channel.send({ mounts: session.sharing!.mounts, cwd: command.cwd, env: command.env ?? {}, argv: command.argv });
     const lost = vm.exited.then((exit) => {
@@ -138,12 +143,14 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     lost.catch(() => {});
     const result = await Promise.race([channel.next('exit', 'error'), lost, overall.promise, aborted]);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
+    timing('command finished');
 
     // The guest powers off after reporting; its last output arrives before QEMU closes the sockets.
     const poweroff = deadline(POWEROFF_GRACE_MS, () => new Error('poweroff timeout'));
     await Promise.race([vm.exited, poweroff.promise]).catch(() => vm.stop());
     poweroff.clear();
     await channel.drained();
+    timing('VM stopped');
     return result.status;
   } finally {
     overall.clear();

@@ -1,0 +1,10 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchBoot } from './boot.js';
+
+/** `npm run bench`: prints figures; it asserts nothing (performance goals are not tests). */
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const env = { ...process.env, BOXBUILD_CACHE_DIR: process.env.BOXBUILD_CACHE_DIR ?? join(repo, '.cache/bench') };
+
+console.log(`boxbuild benchmark (${new Date().toISOString()}, cache ${env.BOXBUILD_CACHE_DIR})\n`);
+console.log(await benchBoot(env));

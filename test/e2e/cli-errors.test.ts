@@ -1,0 +1,48 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { REPO } from '../helpers/env.js';
+import { tempDir } from '../helpers/temp.js';
+
+/** Bad input: one clear line on stderr, exit status 2, no VM started, nothing created. */
+async function expectUsageError(args: string[], message: string | RegExp): Promise<void> {
+  const result = await runCli(args);
+  expect(result.exitCode).toBe(2);
+  expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  expect(result.stderr).toMatch(message);
+  expect(result.stderr).not.toMatch(/\bat .*\.js:\d+/);
+}
+
+describe('bad input', () => {
+  const example = join(REPO, 'examples/hello');
+  const dir = tempDir();
+
+  test('no "--"', () => expectUsageError(['--box', 'debian'], 'missing "--"'));
+  test('no --box', () => expectUsageError(['--', '--description', example, '--target-dir', dir], 'missing --box'));
+  test('unknown box', () => expectUsageError(['--box', 'nope', '--', '--description', example, '--target-dir', dir], 'unknown box "nope"'));
+  test('missing --description', () => expectUsageError(['--box', 'debian', '--', '--target-dir', dir], 'missing --description'));
+  test('missing --target-dir', () => expectUsageError(['--box', 'debian', '--', '--description', example], 'missing --target-dir'));
+  test('nonexistent description', () =>
+    expectUsageError(['--box', 'debian', '--', '--description', join(dir, 'nope'), '--target-dir', dir], /--description .*nope does not exist/));
+  test('description that is a file', () => {
+    writeFileSync(join(dir, 'file'), '');
+    return expectUsageError(['--box', 'debian', '--', '--description', join(dir, 'file'), '--target-dir', join(dir, 'o')], 'is not a directory');
+  });
+  test('target inside the description', async () => {
+    const desc = join(dir, 'desc');
+    mkdirSync(desc);
+    await expectUsageError(['--box', 'debian', '--', '--description', desc, '--target-dir', join(desc, 'out')], 'lies inside the description');
+  });
+  test('description inside the target', () =>
+    expectUsageError(['--box', 'debian', '--', '--description', example, '--target-dir', REPO], 'lies inside the target directory'));
+  test('unknown option', () => expectUsageError(['--box', 'debian', '--frobnicate', '--', 'x'], "unknown option '--frobnicate'"));
+  test('bad memory size', () => expectUsageError(['exec', '--box', 'debian', '--box-memory', 'lots', '--', 'true'], 'not a size'));
+  test('bad accelerator', () => expectUsageError(['exec', '--box', 'debian', '--accel', 'xen', '--', 'true'], 'xen'));
+  test('exec without a command', () => expectUsageError(['exec', '--box', 'debian', '--'], 'missing command'));
+  test('a registry with a typo names the file, box and field', async () => {
+    const registry = join(dir, 'typo.json');
+    writeFileSync(registry, JSON.stringify({ boxes: { mine: { make: 'debian', buildProgram: '/b', cpus: 'four', arches: { x86_64: {} } } } }));
+    await expectUsageError(['exec', '--boxes', registry, '--box', 'mine', '--', 'true'], `${registry}: box "mine": field "cpus" must be a positive whole number`);
+  });
+});

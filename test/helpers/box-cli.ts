@@ -1,0 +1,27 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Options } from 'execa';
+import { expect } from 'vitest';
+import { type CliResult, runCli, startCli } from './cli.js';
+import { processesMentioning, tempDir } from './temp.js';
+
+/**
+ * Runs boxbuild with a private TMPDIR and checks, after it ended, that it left neither a process
+ * (QEMU or helper) nor a run directory behind.
+ */
+export async function runIsolated(args: string[], options: Options = {}): Promise<CliResult> {
+  const tmp = mkdtempSync(join(tempDir(), 'tmp-'));
+  const result = await runCli(args, { ...options, env: { TMPDIR: tmp, ...options.env } });
+  expectNoLeftovers(tmp);
+  return result;
+}
+
+export function startIsolated(args: string[], options: Options = {}) {
+  const tmp = mkdtempSync(join(tempDir(), 'tmp-'));
+  return { tmp, child: startCli(args, { ...options, env: { TMPDIR: tmp, ...options.env } }) };
+}
+
+export function expectNoLeftovers(tmp: string): void {
+  expect(processesMentioning(tmp)).toEqual([]);
+  expect(readdirSync(tmp)).toEqual([]);
+}
