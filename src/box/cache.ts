@@ -3,6 +3,7 @@ import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Arch } from './arch.js';
+import type { SourceRole } from './sources.js';
 
 /** One file of an installed box, recorded when it was installed (never re-hashed on a normal run). */
 export interface ManifestFile {
@@ -12,15 +13,50 @@ export interface ManifestFile {
   size: number;
 }
 
+/** The files of an installed box version, by what they are. */
+export interface BoxFiles {
+  kernel: ManifestFile;
+  initrd: ManifestFile;
+  /** The system disk (qcow2). */
+  system?: ManifestFile;
+  /** The package list the box was published with. */
+  packages?: ManifestFile;
+}
+
+export type FileRole = keyof BoxFiles;
+
+/** A file a remote box version was downloaded from. */
+export interface DownloadRecord {
+  url: string;
+  sha256: string;
+  size: number;
+  /** The server's Last-Modified, when it sent one. */
+  lastModified?: string;
+  /** The files it became (a kernel tarball becomes the kernel and the initrd). */
+  files: FileRole[];
+}
+
+/** A small file whose change means the remote box changed, with the validators it was served with. */
+export interface ProbeRecord {
+  url: string;
+  sha256: string;
+  etag?: string;
+  lastModified?: string;
+}
+
 /** `box.json` inside every installed box version. */
 export interface BoxManifest {
   name: string;
   arch: Arch;
-  /** Human-readable version (e.g. the Debian kernel package version). */
+  /** Human-readable version (e.g. the Debian kernel package version, or a remote box's publication date). */
   version: string;
-  files: { kernel: ManifestFile; initrd: ManifestFile; system?: ManifestFile };
+  files: BoxFiles;
   /** Where the box came from: package versions, URLs. */
   sources: Record<string, string>;
+  /** Remote boxes: what each file was downloaded from. */
+  downloads?: Partial<Record<SourceRole, DownloadRecord>>;
+  /** Remote boxes: what the update check asks about (none when every file is pinned in the registry). */
+  probes?: ProbeRecord[];
 }
 
 /** An installed box version: its directory and manifest. */
@@ -37,6 +73,16 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
 /** `<cache>/boxes/<name>/<arch>`: one directory per content version, plus a `current` symlink. */
 export function boxArchDir(root: string, name: string, arch: Arch): string {
   return join(root, 'boxes', name, arch);
+}
+
+/** The lock that serialises making, downloading, updating and removing one box variant. */
+export function boxLockPath(root: string, name: string, arch: Arch): string {
+  return join(root, 'locks', `${name}-${arch}.lock`);
+}
+
+/** `<cache>/tmp/<name>/<arch>`: partial downloads and staging directories of one box variant. */
+export function boxTmpDir(root: string, name: string, arch: Arch): string {
+  return join(root, 'tmp', name, arch);
 }
 
 /** Content id of a manifest: changes whenever any file changes. */

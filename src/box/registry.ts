@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BoxbuildError, usageError } from '../errors.js';
 import { type Arch, isArch } from './arch.js';
+import { type Checksum, type FileSource, SOURCE_ROLES, type SourceRole, isSha256, resolveUrls, urlFileName } from './sources.js';
 
 /** How the guest is driven: boxbuild's own agent, or the KIWI box contract. */
 export type GuestProtocol = 'boxbuild' | 'kiwi';
@@ -9,6 +10,8 @@ export type GuestProtocol = 'boxbuild' | 'kiwi';
 export interface BoxArchEntry {
   /** Extra kernel command-line words for this architecture. */
   cmdline: string;
+  /** Remote boxes: the files to download (empty for boxes made on this machine). */
+  sources: FileSource[];
 }
 
 export interface BoxEntry {
@@ -39,10 +42,15 @@ class FieldReader {
     private readonly file: string,
     private readonly box: string,
     private readonly obj: Json,
+    private readonly prefix = '',
   ) {}
 
-  private fail(field: string, expected: string): never {
-    throw new BoxbuildError('usage', `${this.file}: box "${this.box}": field "${field}" must be ${expected}`);
+  fail(field: string, expected: string): never {
+    throw new BoxbuildError('usage', `${this.file}: box "${this.box}": field "${this.prefix}${field}" must be ${expected}`);
+  }
+
+  keys(): string[] {
+    return Object.keys(this.obj);
   }
 
   string(field: string, fallback?: string): string {
@@ -67,22 +75,89 @@ class FieldReader {
     return value as T;
   }
 
+  /** A string or a non-empty list of strings. */
+  stringList(field: string, fallback: string[] = []): string[] {
+    const value = this.obj[field] ?? fallback;
+    const list = typeof value === 'string' ? [value] : value;
+    if (!Array.isArray(list) || list.some((item) => typeof item !== 'string' || item === '')) this.fail(field, 'a URL or a list of URLs');
+    return list as string[];
+  }
+
   object(field: string): Json {
     const value = this.obj[field];
     if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(field, 'an object');
     return value as Json;
   }
 
-  checkKnown(known: readonly string[], prefix = ''): void {
+  optionalObject(field: string): Json {
+    return this.obj[field] === undefined ? {} : this.object(field);
+  }
+
+  /** A reader for a nested object, whose errors name the field by its path (e.g. "arches.x86_64.cmdline"). */
+  nested(field: string): FieldReader {
+    return new FieldReader(this.file, this.box, this.optionalObject(field), `${this.prefix}${field}.`);
+  }
+
+  checkKnown(known: readonly string[]): void {
     for (const key of Object.keys(this.obj)) {
       if (!known.includes(key)) {
-        throw new BoxbuildError('usage', `${this.file}: box "${this.box}": unknown field "${prefix}${key}" (known: ${known.join(', ')})`);
+        throw new BoxbuildError('usage', `${this.file}: box "${this.box}": unknown field "${this.prefix}${key}" (known: ${known.join(', ')})`);
       }
     }
   }
 }
 
-const BOX_FIELDS = ['description', 'protocol', 'make', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'arches'] as const;
+const BOX_FIELDS = ['description', 'protocol', 'make', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'files', 'arches'] as const;
+const ARCH_FIELDS = ['cmdline', 'mirrors', 'files'] as const;
+const FILE_FIELDS = ['url', 'sha256'] as const;
+
+function parseChecksum(reader: FieldReader, role: SourceRole): Checksum {
+  const value = reader.optionalString('sha256')?.toLowerCase();
+  if (value === undefined && role === 'packages') return 'none';
+  if (value === 'sidecar') return 'sidecar';
+  if (value === undefined || !isSha256(value)) reader.fail('sha256', '64 hex digits or "sidecar"');
+  return { pinned: value };
+}
+
+/** One file of an architecture; `{arch}` in its URLs and mirrors stands for the architecture. */
+function parseSource(reader: FieldReader, role: SourceRole, arch: Arch, mirrors: string[]): FileSource {
+  reader.checkKnown(FILE_FIELDS);
+  const withArch = (url: string) => url.replaceAll('{arch}', arch);
+  const urls = resolveUrls(reader.stringList('url').map(withArch), mirrors.map(withArch));
+  if (urls.length === 0) reader.fail('url', 'an absolute URL when there are no "mirrors"');
+  for (const url of urls) {
+    if (!/^https?:\/\//.test(url)) reader.fail('url', `an http(s) URL (not "${url}")`);
+  }
+  const name = urlFileName(urls[0]!);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(name) || name === 'box.json') reader.fail('url', 'a URL that ends in a file name');
+  return { role, name, urls, checksum: parseChecksum(reader, role) };
+}
+
+/** The files of one architecture: the box's `files` (templates), overridden role by role by the architecture's. */
+function parseSources(box: FieldReader, archReader: FieldReader, arch: Arch, isMade: boolean): FileSource[] {
+  const boxFiles = box.nested('files');
+  const archFiles = archReader.nested('files');
+  boxFiles.checkKnown(SOURCE_ROLES);
+  archFiles.checkKnown(SOURCE_ROLES);
+  const mirrors = archReader.stringList('mirrors', box.stringList('mirrors'));
+  const sources = SOURCE_ROLES.flatMap((role) => {
+    const reader = archFiles.keys().includes(role) ? archFiles : boxFiles.keys().includes(role) ? boxFiles : undefined;
+    return reader ? [parseSource(reader.nested(role), role, arch, mirrors)] : [];
+  });
+  const roles = new Set(sources.map((source) => source.role));
+  if (isMade) {
+    if (sources.length > 0) archReader.fail('files', 'absent for a box made on this machine ("make")');
+    return sources;
+  }
+  const direct = roles.has('kernel') && roles.has('initrd');
+  if (direct === roles.has('kernelTarball') || (!direct && (roles.has('kernel') || roles.has('initrd')))) {
+    archReader.fail('files', 'either "kernel" and "initrd", or "kernelTarball" (box files or the architecture\'s)');
+  }
+  const names = sources.map((source) => source.name);
+  const duplicate = names.find((name, index) => names.indexOf(name) !== index);
+  if (duplicate) archReader.fail('files', `files with different names (two are "${duplicate}")`);
+  return sources;
+}
 
 function parseBox(file: string, name: string, raw: unknown): BoxEntry {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
@@ -90,12 +165,14 @@ function parseBox(file: string, name: string, raw: unknown): BoxEntry {
   }
   const reader = new FieldReader(file, name, raw as Json);
   reader.checkKnown(BOX_FIELDS);
+  const make = reader.optionalString('make');
   const arches: Partial<Record<Arch, BoxArchEntry>> = {};
-  for (const [arch, archRaw] of Object.entries(reader.object('arches'))) {
+  const archesReader = reader.nested('arches');
+  for (const arch of Object.keys(reader.object('arches'))) {
     if (!isArch(arch)) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" has unknown architecture "${arch}"`);
-    const archReader = new FieldReader(file, name, (archRaw ?? {}) as Json);
-    archReader.checkKnown(['cmdline'], `arches.${arch}.`);
-    arches[arch] = { cmdline: archReader.string('cmdline', '') };
+    const archReader = archesReader.nested(arch);
+    archReader.checkKnown(ARCH_FIELDS);
+    arches[arch] = { cmdline: archReader.string('cmdline', ''), sources: parseSources(reader, archReader, arch, make !== undefined) };
   }
   if (Object.keys(arches).length === 0) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" lists no architecture`);
   const protocol = reader.oneOf('protocol', ['boxbuild', 'kiwi'] as const, 'boxbuild');
@@ -103,7 +180,7 @@ function parseBox(file: string, name: string, raw: unknown): BoxEntry {
     name,
     description: reader.string('description', ''),
     protocol,
-    make: reader.optionalString('make'),
+    make,
     buildProgram: reader.optionalString('buildProgram'),
     memoryMiB: reader.positiveInt('memoryMiB', 1024),
     cpus: reader.positiveInt('cpus', 1),

@@ -1,9 +1,13 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
+import type { Writable } from 'node:stream';
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest, makeDebianBox } from '../guest/make-debian.js';
 import type { Arch } from './arch.js';
-import { type InstalledBox, readInstalled } from './cache.js';
+import { type InstalledBox, boxLockPath, readInstalled } from './cache.js';
+import type { NetContext } from './download.js';
+import { installRemote, isUpToDate } from './fetch.js';
+import { DEFAULT_NET, type NetOptions, describeNetError, httpClient } from './http.js';
 import { withLock } from './lock.js';
 import type { BoxEntry } from './registry.js';
 
@@ -12,13 +16,32 @@ export interface BoxRequest {
   box: BoxEntry;
   arch: Arch;
   log: (line: string) => void;
+  /** Ask the server whether a cached remote box is current (default true). */
+  updateCheck?: boolean;
+  /** The terminal for download progress bars; without one, progress is logged now and then. */
+  progress?: Writable & { isTTY?: boolean; columns?: number };
+  /** Download timeouts and retries (tests shorten them). */
+  net?: Partial<NetOptions>;
+  signal?: AbortSignal;
 }
 
 const MAKERS: Record<string, typeof makeDebianBox> = { debian: makeDebianBox };
 
+const variantName = ({ box, arch }: BoxRequest) => `box ${box.name} (${arch})`;
+
 /** A locally made box is current when it carries this boxbuild's guest files. */
-async function isCurrent(installed: InstalledBox | undefined): Promise<boolean> {
+export async function isMadeBoxCurrent(installed: InstalledBox | undefined): Promise<boolean> {
   return installed !== undefined && installed.manifest.sources['boxbuild-guest'] === (await guestFilesDigest());
+}
+
+function lockFor(request: BoxRequest, doing: string): <T>(task: () => Promise<T>) => Promise<T> {
+  return async (task) => {
+    const lockPath = boxLockPath(request.cacheRoot, request.box.name, request.arch);
+    await mkdir(dirname(lockPath), { recursive: true });
+    return withLock(lockPath, task, () =>
+      request.log(`waiting for another boxbuild that is ${doing} ${variantName(request)}`),
+    );
+  };
 }
 
 /**
@@ -29,26 +52,80 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
   const { box, arch, cacheRoot, log } = request;
   const maker = box.make ? MAKERS[box.make] : undefined;
   if (!maker) throw new BoxbuildError('usage', `box "${box.name}" is not made locally (it has no known "make" recipe)`);
-  await mkdir(cacheRoot, { recursive: true });
-  return withLock(
-    join(cacheRoot, `make-${box.name}-${arch}.lock`),
-    async () => {
-      const installed = await readInstalled(cacheRoot, box.name, arch);
-      if (onlyIfOutdated && (await isCurrent(installed))) return installed!;
-      if (installed && onlyIfOutdated) log(`box ${box.name} (${arch}) was made by another boxbuild version; making it again`);
-      return maker({ name: box.name, cacheRoot, arch, log });
-    },
-    () => log(`waiting for another boxbuild that is making box ${box.name} (${arch})`),
-  );
+  return lockFor(request, 'making')(async () => {
+    const installed = await readInstalled(cacheRoot, box.name, arch);
+    if (onlyIfOutdated && (await isMadeBoxCurrent(installed))) return installed!;
+    if (installed && onlyIfOutdated) log(`box ${box.name} (${arch}) was made by another boxbuild version; making it again`);
+    return maker({ name: box.name, cacheRoot, arch, log });
+  });
 }
 
-/** Returns the installed box, making it first when it is a local box that is missing or outdated. */
+/** The network context of a request: got client, timeouts, progress output. */
+export function netContext(request: BoxRequest): NetContext {
+  const net = { ...DEFAULT_NET, ...request.net };
+  return { client: httpClient(net), net, log: request.log, signal: request.signal, progress: { stream: request.progress, log: request.log } };
+}
+
+function remoteVariant(request: BoxRequest) {
+  return { cacheRoot: request.cacheRoot, name: request.box.name, arch: request.arch, sources: request.box.arches[request.arch]?.sources ?? [] };
+}
+
+/**
+ * Whether the cached version of a box is current: a made box carries this boxbuild's guest
+ * files; a remote box matches the registry and the server (one small conditional request,
+ * bounded by the update-check timeout). Network failures are thrown.
+ */
+export async function isBoxCurrent(request: BoxRequest, installed: InstalledBox): Promise<boolean> {
+  if (request.box.make) return isMadeBoxCurrent(installed);
+  const ctx = netContext(request);
+  const timeout = AbortSignal.timeout(ctx.net.updateCheckTimeoutMs);
+  const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
+  try {
+    return await isUpToDate(installed, remoteVariant(request).sources, { ...ctx, signal });
+  } catch (error) {
+    if (timeout.aborted) throw new Error(`no answer within ${ctx.net.updateCheckTimeoutMs / 1000} s`);
+    throw error;
+  }
+}
+
+/**
+ * Downloads and installs the current version of a remote box under the box's lock, unless
+ * another boxbuild installed a version other than `seen` while this one waited for the lock.
+ */
+export async function downloadBox(request: BoxRequest, seen: InstalledBox | undefined): Promise<InstalledBox> {
+  return lockFor(request, 'downloading')(async () => {
+    const installed = await readInstalled(request.cacheRoot, request.box.name, request.arch);
+    if (installed && installed.dir !== seen?.dir) return installed;
+    return installRemote(remoteVariant(request), netContext(request), installed);
+  });
+}
+
+/** Makes a made box again when it is outdated; downloads a remote box's new version when there is one. */
+export async function updateBox(request: BoxRequest): Promise<InstalledBox> {
+  if (request.box.make) return makeBox(request, true);
+  const installed = await readInstalled(request.cacheRoot, request.box.name, request.arch);
+  if (installed && (await isBoxCurrent(request, installed))) return installed;
+  return downloadBox(request, installed);
+}
+
+/**
+ * Returns the installed box: made or downloaded first when missing; made again when outdated;
+ * for a cached remote box, a new version is downloaded when the update check finds one. When
+ * the check or the update fails, the cached (verified) box is used with a one-line warning.
+ */
 export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
   const { cacheRoot, box, arch } = request;
   const installed = await readInstalled(cacheRoot, box.name, arch);
-  if (!box.make) {
-    if (installed) return installed;
-    throw new BoxbuildError('boxUnavailable', `box "${box.name}" (${arch}) is not in the cache`);
+  if (box.make) return installed && (await isMadeBoxCurrent(installed)) ? installed : makeBox(request, true);
+  if (!installed) return downloadBox(request, undefined);
+  if (request.updateCheck === false) return installed;
+  try {
+    if (await isBoxCurrent(request, installed)) return installed;
+    request.log(`${variantName(request)} has a new version; downloading it`);
+    return await downloadBox(request, installed);
+  } catch (error) {
+    if (request.signal?.aborted) throw error;
+    request.log(`warning: cannot update ${variantName(request)} (${describeNetError(error)}); using the cached version ${installed.manifest.version}`);
+    return installed;
   }
-  return installed && (await isCurrent(installed)) ? installed : makeBox(request, true);
 }

@@ -29,3 +29,15 @@ export function parsePositiveInt(text: string, option: string): number {
   if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw usageError(`${option}: "${text}" is not a positive whole number`);
   return Number(text);
 }
+
+/** A byte count for people: 512 B, 3.4 MiB, 1.20 GiB. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}

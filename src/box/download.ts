@@ -1,0 +1,184 @@
+import { type Hash, createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Got, Response } from 'got';
+import pRetry from 'p-retry';
+import { BoxbuildError } from '../errors.js';
+import { HttpStatusError, type NetOptions, TruncatedError, describeNetError, isTransient } from './http.js';
+import { type ProgressOutput, startProgress } from './progress.js';
+
+/** What every request of one box operation shares. */
+export interface NetContext {
+  client: Got;
+  net: NetOptions;
+  /** Download progress; none when quiet. */
+  progress?: ProgressOutput;
+  /** Retry notices and warnings. */
+  log: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+/** A downloaded file whose content is not what its checksum says; it is deleted, never retried from the same mirror. */
+export class ChecksumError extends Error {
+  constructor(expected: string, actual: string) {
+    super(`its sha256 is ${actual}, but ${expected} was expected (the download was discarded)`);
+    this.name = 'ChecksumError';
+  }
+}
+
+export interface DownloadResult {
+  size: number;
+  lastModified?: string;
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Runs `task` under the retry policy: exponential backoff on network errors, timeouts and 5xx; 4xx fail at once. */
+export function withRetries<T>(ctx: NetContext, label: string, task: () => Promise<T>): Promise<T> {
+  return pRetry(task, {
+    retries: ctx.net.retries,
+    factor: 2,
+    minTimeout: ctx.net.minBackoffMs,
+    maxTimeout: ctx.net.maxBackoffMs,
+    signal: ctx.signal,
+    shouldRetry: ({ error }) => isTransient(error),
+    onFailedAttempt: ({ error, retriesLeft }) => {
+      if (isTransient(error) && retriesLeft > 0) ctx.log(`${label}: ${describeNetError(error)}; trying again`);
+    },
+  });
+}
+
+/** Resolves with the response headers of a got stream (its body not yet read). */
+function responseOf(stream: ReturnType<Got['stream']>): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    stream.once('response', resolve);
+    stream.once('error', reject);
+  });
+}
+
+/** The first byte and the total size of a 206 answer ("bytes 100-999/1000"). */
+function contentRange(headers: IncomingHttpHeaders): { start: number; total?: number } | undefined {
+  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(headers['content-range'] ?? '');
+  return match ? { start: Number(match[1]), total: match[2] === '*' ? undefined : Number(match[2]) } : undefined;
+}
+
+/** One attempt: continues `partial` with a Range request, hashing as it streams. */
+async function downloadOnce(ctx: NetContext, url: string, partial: string, sha256: string, label: string): Promise<DownloadResult> {
+  const have = await fileSize(partial);
+  const stream = ctx.client.stream(url, { headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal: ctx.signal });
+  stream.on('error', () => {}); // errors arrive through responseOf and pipeline
+  const response = await responseOf(stream);
+  const range = response.statusCode === 206 ? contentRange(response.headers) : undefined;
+  if (have > 0 && (response.statusCode === 416 || (response.statusCode === 206 && range?.start !== have))) {
+    // The server cannot continue the partial file: start over.
+    stream.destroy();
+    await rm(partial, { force: true });
+    return downloadOnce(ctx, url, partial, sha256, label);
+  }
+  if (response.statusCode >= 300 || (response.statusCode === 206 && !range)) {
+    stream.destroy();
+    throw new HttpStatusError(response.statusCode, response.statusMessage, url);
+  }
+  const start = range ? have : 0;
+  const length = Number(response.headers['content-length'] ?? Number.NaN);
+  const total = range?.total ?? (Number.isFinite(length) ? start + length : undefined);
+
+  const hash = createHash('sha256');
+  if (start > 0) await pipeline(createReadStream(partial), hashInto(hash));
+  const progress = ctx.progress && startProgress(ctx.progress, label, total, start);
+  let written = start;
+  let failure: unknown;
+  // The network stream is read here, not by the pipeline: when it fails, what arrived is
+  // still written out (not dropped with the file stream's buffer) for the next attempt to resume.
+  async function* received() {
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        written += chunk.length;
+        progress?.update(written);
+        yield chunk;
+      }
+    } catch (error) {
+      failure = error;
+    }
+  }
+  await pipeline(Readable.from(received()), createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }));
+  progress?.finish(!failure);
+  if (failure) throw failure;
+  if (total !== undefined && written !== total) throw new TruncatedError(written, total);
+  const actual = hash.digest('hex');
+  if (actual !== sha256) {
+    await rm(partial, { force: true });
+    throw new ChecksumError(sha256, actual);
+  }
+  return { size: written, lastModified: response.headers['last-modified'] };
+}
+
+/** A sink that feeds a hash. */
+function hashInto(hash: Hash) {
+  return async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) hash.update(chunk);
+  };
+}
+
+/** The sha256 of a file, read once. */
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), hashInto(hash));
+  return hash.digest('hex');
+}
+
+/**
+ * Downloads `url` into `partial`, resuming from what an earlier attempt or run left there,
+ * with retries, and verifies it against `sha256`. The partial file is named by that checksum,
+ * so a resumed download always continues the same content.
+ */
+export function downloadFile(ctx: NetContext, url: string, partial: string, sha256: string, label: string): Promise<DownloadResult> {
+  return withRetries(ctx, label, () => downloadOnce(ctx, url, partial, sha256, label));
+}
+
+export interface SmallResponse {
+  /** Undefined when the server answered 304 Not Modified. */
+  body?: Buffer;
+  etag?: string;
+  lastModified?: string;
+}
+
+/** GETs a small file (a checksum sidecar, a package list), conditionally when validators are given. */
+export async function fetchSmall(ctx: NetContext, url: string, validators: { etag?: string; lastModified?: string } = {}): Promise<SmallResponse> {
+  const headers: Record<string, string> = {};
+  if (validators.etag) headers['if-none-match'] = validators.etag;
+  if (validators.lastModified) headers['if-modified-since'] = validators.lastModified;
+  const response = await ctx.client.get(url, { headers, responseType: 'buffer', signal: ctx.signal });
+  const meta = { etag: response.headers.etag, lastModified: response.headers['last-modified'] };
+  if (response.statusCode === 304) return meta;
+  if (response.statusCode >= 300) throw new HttpStatusError(response.statusCode, response.statusMessage, url);
+  return { ...meta, body: response.body };
+}
+
+/**
+ * Tries `task` with each mirror URL in order and returns the first success. Fails with one
+ * line naming the file (and the URL, or the last error and a line per mirror).
+ */
+export async function fromMirrors<T>(label: string, urls: string[], task: (url: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const failures: string[] = [];
+  for (const url of urls) {
+    try {
+      return await task(url);
+    } catch (error) {
+      if (signal?.aborted || error instanceof BoxbuildError) throw error;
+      failures.push(`${url}: ${describeNetError(error)}`);
+    }
+  }
+  if (urls.length === 1) throw new BoxbuildError('boxUnavailable', `cannot download ${label} from ${failures[0]}`);
+  throw new BoxbuildError('boxUnavailable', `cannot download ${label} from any of its ${urls.length} mirrors`, { detail: failures.join('\n') });
+}

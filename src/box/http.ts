@@ -1,0 +1,103 @@
+import type { Agent } from 'node:http';
+import got, { type Agents, type Got, RequestError } from 'got';
+import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
+import { getProxyForUrl } from 'proxy-from-env';
+import { VERSION } from '../version.js';
+
+/** Timeouts and retry policy of box downloads; tests make them short. */
+export interface NetOptions {
+  /** Limit for establishing a connection (DNS lookup, TCP and TLS). */
+  connectTimeoutMs: number;
+  /** Limit for a connection on which nothing arrives (while waiting for headers or body). */
+  idleTimeoutMs: number;
+  /** Retries of one file from one mirror after a network error, a timeout or a 5xx answer. */
+  retries: number;
+  /** Backoff before the first retry; doubles for each further one, up to maxBackoffMs. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  /** Limit for the whole update check of one box (it is skipped with a warning on expiry). */
+  updateCheckTimeoutMs: number;
+}
+
+export const DEFAULT_NET: NetOptions = {
+  connectTimeoutMs: 15_000,
+  idleTimeoutMs: 30_000,
+  retries: 5,
+  minBackoffMs: 1_000,
+  maxBackoffMs: 30_000,
+  updateCheckTimeoutMs: 10_000,
+};
+
+/** An answer with a status that is not a success (4xx are final, 5xx are retried). */
+export class HttpStatusError extends Error {
+  constructor(
+    readonly status: number,
+    statusText: string | undefined,
+    readonly url: string,
+  ) {
+    super(`HTTP ${status}${statusText ? ` ${statusText}` : ''}`);
+    this.name = 'HttpStatusError';
+  }
+}
+
+/** A body that ended before the length the server announced (the connection closed early). */
+export class TruncatedError extends Error {
+  constructor(received: number, expected: number) {
+    super(`the connection closed after ${received} of ${expected} bytes`);
+    this.name = 'TruncatedError';
+  }
+}
+
+/** Whether a failed request is worth repeating: network errors, timeouts and 5xx; never 4xx. */
+export function isTransient(error: unknown): boolean {
+  if (error instanceof HttpStatusError) return error.status >= 500;
+  return error instanceof RequestError || error instanceof TruncatedError;
+}
+
+/** One line about a failed request: "HTTP 404 Not Found", "timed out (no data for 30 s)", "ECONNREFUSED". */
+export function describeNetError(error: unknown): string {
+  if (error instanceof HttpStatusError) return error.message;
+  if (error instanceof RequestError) {
+    if (error.code === 'ETIMEDOUT') return `timed out (${error.message.replace(/^Timeout awaiting '(\w+)' for (\d+)ms$/, (_, event: string, ms: string) => `${event === 'connect' ? 'no connection' : 'no data'} for ${Number(ms) / 1000} s`)})`;
+    return error.code && !error.message.includes(error.code) ? `${error.message} (${error.code})` : error.message;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+const proxyAgents = new Map<string, Agents>();
+
+/** The agents that send a request for `url` through the proxy HTTP(S)_PROXY names (none when NO_PROXY matches). */
+export function agentsFor(url: string): Agents | undefined {
+  const proxy = getProxyForUrl(url);
+  if (!proxy) return undefined;
+  let agents = proxyAgents.get(proxy);
+  if (!agents) {
+    const options = { proxy, keepAlive: true };
+    agents = { http: new HttpProxyAgent(options) as Agent, https: new HttpsProxyAgent(options) };
+    proxyAgents.set(proxy, agents);
+  }
+  return agents;
+}
+
+/**
+ * The got instance for box files: raw bytes (no decompression, so ranges and checksums hold),
+ * no retries of its own (p-retry decides), connect and idle timeouts, and the proxy the
+ * environment names for each URL, redirects included.
+ */
+export function httpClient(net: NetOptions): Got {
+  return got.extend({
+    decompress: false,
+    retry: { limit: 0 },
+    throwHttpErrors: false,
+    timeout: { lookup: net.connectTimeoutMs, connect: net.connectTimeoutMs, secureConnect: net.connectTimeoutMs, socket: net.idleTimeoutMs },
+    headers: { 'user-agent': `boxbuild/${VERSION}` },
+    hooks: {
+      // Runs before every request, redirects included: each URL gets the proxy (or none) the environment names for it.
+      beforeRequest: [
+        (options) => {
+          options.agent = agentsFor(String(options.url)) ?? {};
+        },
+      ],
+    },
+  });
+}

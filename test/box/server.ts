@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface Hit {
+  path: string;
+  range?: string;
+  status: number;
+  /** Body bytes sent. */
+  bytes: number;
+}
+
+/**
+ * A file server on 127.0.0.1 for box tests: serves in-memory files with ETag, Last-Modified and
+ * Range support, records every request, and misbehaves on request (status codes, cut or stalled
+ * connections).
+ */
+export class BoxServer {
+  readonly hits: Hit[] = [];
+  private readonly files = new Map<string, { data: Buffer; etag: string; modified: string }>();
+  /** Statuses to answer a path with before serving it (shifted one per request). */
+  readonly failures = new Map<string, number[]>();
+  /** Cut the connection of the next request of a path after this many body bytes. */
+  readonly cuts = new Map<string, number>();
+  /** Paths whose responses send a few bytes and then nothing. */
+  readonly stalls = new Set<string>();
+  private readonly sockets = new Set<Socket>();
+  private server?: Server;
+  url = '';
+
+  publish(path: string, data: Buffer | string, withSidecar = false): Buffer {
+    const buffer = Buffer.from(data);
+    const sha256 = createHash('sha256').update(buffer).digest('hex');
+    this.files.set(path, { data: buffer, etag: `"${sha256.slice(0, 16)}"`, modified: new Date(Date.UTC(2025, 0, this.files.size + 1)).toUTCString() });
+    if (withSidecar) this.publish(`${path}.sha256`, `${sha256}  ${path.slice(1)}\n`);
+    return buffer;
+  }
+
+  hitsOf(path: string): Hit[] {
+    return this.hits.filter((hit) => hit.path === path);
+  }
+
+  bytesSent(path: string): number {
+    return this.hitsOf(path).reduce((sum, hit) => sum + hit.bytes, 0);
+  }
+
+  async start(): Promise<string> {
+    this.server = createServer((request, response) => this.handle(request, response));
+    this.server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+
+  private handle(request: IncomingMessage, response: ServerResponse): void {
+    const path = request.url ?? '/';
+    const hit: Hit = { path, range: request.headers.range, status: 200, bytes: 0 };
+    this.hits.push(hit);
+    const failure = this.failures.get(path)?.shift();
+    const file = this.files.get(path);
+    if (failure || !file) {
+      hit.status = failure ?? 404;
+      response.writeHead(hit.status).end();
+      return;
+    }
+    if (request.headers['if-none-match'] === file.etag) {
+      hit.status = 304;
+      response.writeHead(304, { etag: file.etag }).end();
+      return;
+    }
+    let body = file.data;
+    const headers: Record<string, string | number> = { etag: file.etag, 'last-modified': file.modified, 'accept-ranges': 'bytes' };
+    const range = /^bytes=(\d+)-$/.exec(request.headers.range ?? '');
+    if (range) {
+      const start = Number(range[1]);
+      if (start >= file.data.length) {
+        hit.status = 416;
+        response.writeHead(416, { 'content-range': `bytes */${file.data.length}` }).end();
+        return;
+      }
+      body = file.data.subarray(start);
+      hit.status = 206;
+      headers['content-range'] = `bytes ${start}-${file.data.length - 1}/${file.data.length}`;
+    }
+    headers['content-length'] = body.length;
+    response.writeHead(hit.status, headers);
+    const cut = this.cuts.get(path);
+    if (cut !== undefined || this.stalls.has(path)) {
+      this.cuts.delete(path);
+      const part = body.subarray(0, cut ?? 10);
+      hit.bytes = part.length;
+      response.write(part, () => {
+        if (cut !== undefined) response.socket?.end(); // FIN after the bytes: the client gets exactly these
+      });
+      return;
+    }
+    hit.bytes = body.length;
+    response.end(body);
+  }
+}

@@ -1,0 +1,88 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { execa } from 'execa';
+import { Header } from 'tar';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { unpackKernelTarball } from '../../src/box/tarball.js';
+
+/** A tar archive of the given members, written block by block (so that unsafe paths stay as they are). */
+function tarOf(members: { path: string; data?: Buffer; type?: 'File' | 'SymbolicLink'; linkpath?: string }[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const { path, data = Buffer.alloc(0), type = 'File', linkpath } of members) {
+    const header = new Header({ path, type, linkpath, size: type === 'File' ? data.length : 0, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 });
+    const block = Buffer.alloc(512);
+    header.encode(block, 0);
+    blocks.push(block);
+    if (type === 'File') blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+let dir: string;
+let out: string;
+const kernel = randomBytes(70_000);
+const initrd = randomBytes(5_000);
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'boxbuild-tar-'));
+  out = join(dir, 'out');
+  await execa('mkdir', [out]);
+});
+
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+async function write(name: string, data: Buffer): Promise<string> {
+  await writeFile(join(dir, name), data);
+  return join(dir, name);
+}
+
+describe('kernel tarballs', () => {
+  const members = [
+    { path: 'Box.x86_64-1.0.kernel', data: kernel },
+    { path: 'Box.x86_64-1.0.initrd', data: initrd },
+    { path: 'Box.x86_64-1.0.append', data: Buffer.from('quiet') },
+  ];
+
+  test.each([
+    ['Box.x86_64-Kernel.tar.gz', (tar: Buffer) => gzipSync(tar)],
+    ['Box.x86_64-Kernel.tar.xz', async (tar: Buffer) => (await execa('xz', ['-c'], { input: tar, encoding: 'buffer' })).stdout],
+    ['Box.x86_64-Kernel.tar.zst', async (tar: Buffer) => (await execa('zstd', ['-c'], { input: tar, encoding: 'buffer' })).stdout],
+  ])('%s: the kernel and the initrd are unpacked and hashed, nothing else', async (name, compress) => {
+    const tarball = await write(name, Buffer.from(await compress(tarOf(members))));
+    const files = await unpackKernelTarball(tarball, name, out);
+    expect(files).toEqual({
+      kernel: { name: 'Box.x86_64-1.0.kernel', sha256: sha256(kernel), size: kernel.length },
+      initrd: { name: 'Box.x86_64-1.0.initrd', sha256: sha256(initrd), size: initrd.length },
+    });
+    expect((await readdir(out)).sort()).toEqual(['Box.x86_64-1.0.initrd', 'Box.x86_64-1.0.kernel']);
+    expect(await readFile(join(out, 'Box.x86_64-1.0.kernel'))).toEqual(kernel);
+  });
+
+  test.each([['../escape'], ['/etc/escape'], ['boot/../../escape.kernel']])('a member "%s" gets the whole tarball refused', async (path) => {
+    const tarball = await write('k.tar.gz', gzipSync(tarOf([...members, { path, data: Buffer.from('x') }])));
+    await expect(unpackKernelTarball(tarball, 'k.tar.gz', out)).rejects.toThrow(`kernel tarball k.tar.gz has a member that points outside its directory ("${path}"); it was refused`);
+    expect(await readdir(dir)).toEqual(['k.tar.gz', 'out']);
+  });
+
+  test('a link member pointing outside is refused', async () => {
+    const tarball = await write('k.tar', tarOf([{ path: 'x.kernel', type: 'SymbolicLink', linkpath: '../../etc/passwd' }, ...members]));
+    await expect(unpackKernelTarball(tarball, 'k.tar', out)).rejects.toThrow('points outside its directory');
+  });
+
+  test('a tarball without an initrd, or with two kernels, is refused', async () => {
+    const noInitrd = await write('a.tar', tarOf([members[0]!]));
+    await expect(unpackKernelTarball(noInitrd, 'a.tar', out)).rejects.toThrow('kernel tarball a.tar has no *.initrd member; it was refused');
+    const twoKernels = await write('b.tar', tarOf([...members, { path: 'other.kernel', data: kernel }]));
+    await expect(unpackKernelTarball(twoKernels, 'b.tar', out)).rejects.toThrow('has more than one *.kernel member');
+  });
+
+  test('a corrupt tarball is refused', async () => {
+    const tarball = await write('c.tar.xz', randomBytes(4096));
+    await expect(unpackKernelTarball(tarball, 'c.tar.xz', out)).rejects.toThrow(/cannot unpack c.tar.xz: xz: /);
+  });
+});
