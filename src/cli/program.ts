@@ -1,12 +1,6 @@
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { type Arch, hostArch, parseArch } from '../box/arch.js';
+import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
-import { findBox, loadRegistry } from '../box/registry.js';
-import { type BoxRequest, ensureBox, makeBox } from '../box/resolve.js';
-import type { InstalledBox } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { splitAtDoubleDash } from '../runner/args.js';
@@ -15,6 +9,8 @@ import { type RunOptions, runInBox } from '../runner/run.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingName } from '../sharing/types.js';
 import { VERSION } from '../version.js';
+import { addBoxCommands } from './box.js';
+import { collect, notice, registryFiles } from './common.js';
 
 
 interface VmFlags {
@@ -32,13 +28,7 @@ interface VmFlags {
   sharing: SharingName;
   quiet?: boolean;
   verbose?: boolean;
-}
-
-/** The user's registry files: ~/.config/boxbuild/boxes.json, $BOXBUILD_BOXES, then each --boxes. */
-function registryFiles(flags: Pick<VmFlags, 'boxes'>): string[] {
-  const configHome = process.env.XDG_CONFIG_HOME || join(homedir(), '.config');
-  const user = join(configHome, 'boxbuild', 'boxes.json');
-  return [...(existsSync(user) ? [user] : []), ...(process.env.BOXBUILD_BOXES ? [process.env.BOXBUILD_BOXES] : []), ...(flags.boxes ?? [])];
+  updateCheck: boolean;
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -47,17 +37,14 @@ function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch |
   return (given[0] as Arch | undefined) ?? undefined;
 }
 
-const notice = (quiet?: boolean) => (line: string) => {
-  if (!quiet) process.stderr.write(`boxbuild: ${line}\n`);
-};
-
 function addVmOptions(command: Command): Command {
   return command
     .option('--box <name>', 'the box to boot (see "boxbuild box list")')
     .option('--arch <arch>', 'guest architecture: x86_64 or aarch64 (default: the host\'s)')
     .option('--x86_64', 'same as --arch x86_64')
     .option('--aarch64', 'same as --arch aarch64')
-    .option('--boxes <file>', 'an extra box registry file (may be repeated)', (value: string, list: string[] = []) => [...list, value])
+    .option('--boxes <file>', 'an extra box registry file (may be repeated)', collect)
+    .option('--no-update-check', "use a cached box as it is: don't ask its server for a new version")
     .option('--box-memory <size>', 'guest memory: 2G, 512M; a bare number means GiB (default: the box\'s)')
     .option('--box-smp-cpus <n>', 'number of guest CPUs (default: the box\'s)')
     .addOption(new Option('--accel <accel>', 'accelerator; auto probes that KVM really works').choices(['auto', 'kvm', 'tcg']).default('auto'))
@@ -88,6 +75,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     stdout: process.stdout,
     stderr: process.stderr,
     notice: notice(flags.quiet),
+    boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,
   };
 }
@@ -108,30 +96,14 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
 
   addVmOptions(program.command('exec'))
     .description('Run any command in a fresh VM of a box: boxbuild exec --box NAME [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
-    .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', (value: string, list: string[] = []) => [...list, value])
+    .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', collect)
     .exitOverride()
     .action(async (flags: VmFlags & { share?: string[] }) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
       status = await runInBox(runOptions(flags, signal), () => execCommand(flags.share ?? [], build, process.cwd()));
     });
 
-  const box = program.command('box').description('Manage boxes').exitOverride();
-  const boxCommand = (usage: string, description: string, act: (request: BoxRequest) => Promise<InstalledBox>) =>
-    box
-      .command(usage)
-      .description(description)
-      .option('--arch <arch>', "architecture (default: the host's)")
-      .option('--boxes <file>', 'an extra box registry file (may be repeated)', (value: string, list: string[] = []) => [...list, value])
-      .option('-q, --quiet', 'print no notices')
-      .exitOverride()
-      .action(async (name: string, flags: { arch?: string; boxes?: string[]; quiet?: boolean }) => {
-        const arch = flags.arch ? parseArch(flags.arch) : hostArch();
-        const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
-        const installed = await act({ cacheRoot: cacheRoot(), box: entry, arch, log: notice(flags.quiet) });
-        process.stdout.write(`${installed.dir}\n`);
-      });
-  boxCommand('make <name>', 'Make a locally made box (e.g. debian) from distribution packages, again', makeBox);
-  boxCommand('fetch <name>', 'Make sure a box is in the cache and current (made or downloaded when needed)', ensureBox);
+  addBoxCommands(program);
 
   await program.parseAsync(own, { from: 'user' });
   return status;

@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import { type Arch, hostArch } from '../box/arch.js';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
-import { ensureBox } from '../box/resolve.js';
+import { type BoxRequest, ensureBox } from '../box/resolve.js';
 import { BoxbuildError } from '../errors.js';
 import { type AccelRequest, resolveAccel } from '../qemu/accel.js';
 import { type VmSpec, consoleName } from '../qemu/argv.js';
@@ -35,6 +35,8 @@ export interface RunOptions {
   stdout: Writable;
   stderr: Writable;
   notice: (line: string) => void;
+  /** How the box is fetched: whether a cached box's server is asked for a new version; where progress bars go. */
+  boxFetch?: Pick<BoxRequest, 'updateCheck' | 'progress'>;
   signal?: AbortSignal;
 }
 
@@ -113,7 +115,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const { box } = findBox(loadRegistry(options.registryFiles), options.box, arch);
   const command = makeCommand(box);
   const aborted = whenAborted(options.signal);
-  const installed = await Promise.race([ensureBox({ cacheRoot: options.cacheRoot, box, arch, log: options.notice }), aborted]);
+  const installed = await Promise.race([ensureBox({ cacheRoot: options.cacheRoot, box, arch, log: options.notice, signal: options.signal, ...options.boxFetch }), aborted]);
   const session: Session = {};
   const overall = deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
   try {

@@ -1,0 +1,167 @@
+import type { Command } from 'commander';
+import { type Arch, hostArch, parseArch } from '../box/arch.js';
+import { type InstalledBox, cacheRoot } from '../box/cache.js';
+import { describeNetError } from '../box/http.js';
+import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from '../box/manage.js';
+import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
+import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
+import { BoxbuildError, usageError } from '../errors.js';
+import { formatBytes } from '../util/size.js';
+import { collect, notice, registryFiles } from './common.js';
+
+interface BoxFlags {
+  arch?: string;
+  boxes?: string[];
+  quiet?: boolean;
+  updateCheck?: boolean;
+  json?: boolean;
+  all?: boolean;
+}
+
+const print = (line: string) => process.stdout.write(`${line}\n`);
+
+function request(flags: BoxFlags, box: BoxEntry, arch: Arch): BoxRequest {
+  return { cacheRoot: cacheRoot(), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr };
+}
+
+/** The cached variants a command acts on: all, or those of one box (and one architecture). */
+async function cachedVariants(name: string | undefined, flags: BoxFlags): Promise<CachedVariant[]> {
+  const arch = flags.arch ? parseArch(flags.arch) : undefined;
+  return (await listCached(cacheRoot())).filter((variant) => (!name || variant.name === name) && (!arch || variant.arch === arch));
+}
+
+type Status = 'current' | 'outdated' | 'unchecked' | 'unknown' | 'not in the registry';
+
+async function statusOf(flags: BoxFlags, registry: Registry, variant: CachedVariant): Promise<{ status: Status; reason?: string }> {
+  const box = registry.get(variant.name);
+  if (!box?.arches[variant.arch]) return { status: 'not in the registry' };
+  if (!variant.installed) return { status: 'unknown', reason: 'its manifest cannot be read' };
+  if (flags.updateCheck === false) return { status: 'unchecked' };
+  try {
+    return { status: (await isBoxCurrent(request(flags, box, variant.arch), variant.installed)) ? 'current' : 'outdated' };
+  } catch (error) {
+    return { status: 'unknown', reason: describeNetError(error) };
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}
+
+async function listBoxes(flags: BoxFlags): Promise<void> {
+  const registry = loadRegistry(registryFiles(flags));
+  const cached = await listCached(cacheRoot());
+  const statuses = await Promise.all(cached.map((variant) => statusOf(flags, registry, variant)));
+  const names = [...new Set([...registry.keys(), ...cached.map((variant) => variant.name)])].sort();
+  const boxes = names.map((name) => {
+    const box = registry.get(name);
+    return {
+      name,
+      description: box?.description ?? '',
+      protocol: box?.protocol,
+      origin: box?.origin,
+      arches: Object.keys(box?.arches ?? {}),
+      cached: cached.flatMap((variant, index) =>
+        variant.name === name
+          ? [{ arch: variant.arch, version: variant.installed?.manifest.version, dir: variant.installed?.dir, size: variant.size, ...statuses[index] }]
+          : [],
+      ),
+    };
+  });
+  if (flags.json) {
+    print(JSON.stringify(boxes, null, 2));
+    return;
+  }
+  const rows = [['NAME', 'ARCHES', 'CACHED', 'VERSION', 'SIZE', 'STATUS']];
+  for (const box of boxes) {
+    const cells = [box.name, box.arches.join(',') || '-'];
+    if (box.cached.length === 0) rows.push([...cells, '-', '', '', box.protocol && box.arches.length ? 'not cached' : '']);
+    for (const variant of box.cached) {
+      const status = variant.reason ? `${variant.status} (${variant.reason})` : variant.status;
+      rows.push([...cells, variant.arch, variant.version ?? '?', formatBytes(variant.size), status]);
+    }
+  }
+  print(table(rows));
+}
+
+async function updateBoxes(name: string | undefined, flags: BoxFlags): Promise<void> {
+  if (!name && !flags.all) throw usageError('box update: name a box, or give --all');
+  const registry = loadRegistry(registryFiles(flags));
+  const targets = (await cachedVariants(name, flags)).filter((variant) => registry.get(variant.name)?.arches[variant.arch]);
+  if (name && targets.length === 0) targets.push({ name, arch: flags.arch ? parseArch(flags.arch) : hostArch(), size: 0 });
+  for (const target of targets) {
+    const { box } = findBox(registry, target.name, target.arch);
+    const installed = await updateBox({ ...request(flags, box, target.arch), updateCheck: true });
+    const what = installed.dir === target.installed?.dir ? 'is current' : target.installed ? 'updated to' : 'installed';
+    print(`${target.name} (${target.arch}) ${what} ${installed.manifest.version}: ${installed.dir}`);
+  }
+}
+
+async function verifyBoxes(name: string | undefined, flags: BoxFlags): Promise<void> {
+  const variants = await cachedVariants(name, flags);
+  if (name && variants.length === 0) throw usageError(`box "${name}"${flags.arch ? ` (${flags.arch})` : ''} is not in the cache`);
+  const failed: string[] = [];
+  for (const { name: box, arch, installed } of variants) {
+    const problems = installed ? await verifyBox(installed) : ['its manifest (box.json) cannot be read'];
+    print(`${box} (${arch})${installed ? ` ${installed.manifest.version}` : ''}: ${problems.length === 0 ? 'ok' : 'FAILED'}`);
+    failed.push(...problems.map((problem) => `${box} (${arch}): ${problem}`));
+  }
+  if (failed.length > 0) {
+    throw new BoxbuildError('boxUnavailable', 'some box files do not match their manifest: remove the box ("boxbuild box remove NAME") and fetch it again', {
+      detail: failed.join('\n'),
+    });
+  }
+}
+
+/** Adds `boxbuild box ...`: list, fetch, make, update, verify, remove, prune. */
+export function addBoxCommands(program: Command): void {
+  const box = program.command('box').description('Manage boxes').exitOverride();
+  const command = (usage: string, description: string) =>
+    box
+      .command(usage)
+      .description(description)
+      .option('--boxes <file>', 'an extra box registry file (may be repeated)', collect)
+      .option('-q, --quiet', 'print no notices')
+      .exitOverride();
+
+  command('list', 'List the boxes: architectures, cached version, size, and whether a newer version is published')
+    .option('--json', 'print JSON')
+    .option('--no-update-check', "don't ask the servers whether cached boxes are current")
+    .action((flags: BoxFlags) => listBoxes(flags));
+
+  const single = (usage: string, description: string, act: (request: BoxRequest) => Promise<InstalledBox>) =>
+    command(usage, description)
+      .option('--arch <arch>', "architecture (default: the host's)")
+      .action(async (name: string, flags: BoxFlags) => {
+        const arch = flags.arch ? parseArch(flags.arch) : hostArch();
+        const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
+        print((await act(request(flags, entry, arch))).dir);
+      });
+  single('fetch <name>', 'Make sure a box is in the cache and current (downloaded or made when needed); prints its directory', ensureBox).option(
+    '--no-update-check',
+    'use a cached box as it is',
+  );
+  single('make <name>', 'Make a locally made box (e.g. debian) from distribution packages, again', makeBox);
+
+  command('update [name]', 'Download the new version of a cached box (or of every one with --all) when there is one')
+    .option('--arch <arch>', 'only this architecture')
+    .option('--all', 'every cached box')
+    .action((name: string | undefined, flags: BoxFlags) => updateBoxes(name, flags));
+
+  command('verify [name]', 'Check the files of cached boxes (all, or one box) against the checksums recorded when they were installed')
+    .option('--arch <arch>', 'only this architecture')
+    .action((name: string | undefined, flags: BoxFlags) => verifyBoxes(name, flags));
+
+  command('remove <name>', 'Remove a box from the cache')
+    .option('--arch <arch>', 'only this architecture')
+    .action(async (name: string, flags: BoxFlags) => {
+      const arches = await removeBox(cacheRoot(), name, flags.arch ? parseArch(flags.arch) : undefined);
+      print(`removed ${name} (${arches.join(', ')})`);
+    });
+
+  command('prune', 'Delete superseded box versions, partial downloads and other leftovers from the cache').action(async () => {
+    const { removed, freed } = await pruneCache(cacheRoot());
+    print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
+  });
+}
