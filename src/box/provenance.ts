@@ -1,0 +1,42 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { VERSION } from '../version.js';
+import type { InstalledBox } from './cache.js';
+
+/** What a build ran on, besides the box itself. */
+export interface ProvenanceInfo {
+  installed: InstalledBox;
+  /** The accelerator used (e.g. "kvm", "tcg"). */
+  accelerator: string;
+  /** The sharing backend used (e.g. "9p", "virtiofs"). */
+  sharing: string;
+}
+
+export const PROVENANCE_FILE = 'boxbuild-provenance.json';
+
+/**
+ * Writes `boxbuild-provenance.json` into the build's target directory: the box (name, arch,
+ * version, content id), where its files came from, the sha256 of every box file, and the
+ * boxbuild version, accelerator and sharing backend. Returns the file's path.
+ */
+export async function writeProvenance(targetDir: string, info: ProvenanceInfo): Promise<string> {
+  const { manifest, dir } = info.installed;
+  const provenance = {
+    boxbuild: VERSION,
+    box: manifest.name,
+    arch: manifest.arch,
+    version: manifest.version,
+    contentId: basename(dir),
+    files: manifest.files,
+    sources: manifest.sources,
+    downloads: manifest.downloads ?? {},
+    accelerator: info.accelerator,
+    sharing: info.sharing,
+    createdAt: new Date().toISOString(),
+  };
+  const path = join(targetDir, PROVENANCE_FILE);
+  const partial = `${path}.${process.pid}.tmp`;
+  await writeFile(partial, `${JSON.stringify(provenance, null, 2)}\n`);
+  await rename(partial, path);
+  return path;
+}

@@ -1,0 +1,155 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { Header } from 'tar';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { readInstalled } from '../../src/box/cache.js';
+import { PROVENANCE_FILE, writeProvenance } from '../../src/box/provenance.js';
+import { commandLine } from '../../src/cli/program.js';
+import { BoxServer } from './server.js';
+
+let server: BoxServer;
+let dir: string;
+let registry: string;
+let savedCache: string | undefined;
+
+/** A tar archive of regular files. */
+function tarOf(members: Record<string, Buffer>): Buffer {
+  const blocks: Buffer[] = [];
+  for (const [path, data] of Object.entries(members)) {
+    const block = Buffer.alloc(512);
+    new Header({ path, type: 'File', size: data.length, mode: 0o644, mtime: new Date(0) }).encode(block, 0);
+    blocks.push(block, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
+}
+
+/** Publishes a box laid out like the KIWI self-contained boxes: kernel tarball, system disk, package list. */
+async function publishKiwiBox(system: Buffer, packages: string[]): Promise<void> {
+  const tar = tarOf({ 'Test-Box.x86_64-1.0.kernel': Buffer.from('kernel image'), 'Test-Box.x86_64-1.0.initrd': Buffer.from('initrd image') });
+  server.publish('/images/Test-Box.x86_64-Kernel.tar.xz', (await execa('xz', ['-c'], { input: tar, encoding: 'buffer' })).stdout, true);
+  server.publish('/images/Test-Box.x86_64-System.qcow2', system, true);
+  server.publish('/images/Test-Box.x86_64-System.json', JSON.stringify(packages));
+}
+
+/** Runs boxbuild's command line in this process; returns what it printed on stdout. */
+async function boxbuild(...args: string[]): Promise<string> {
+  const printed: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    printed.push(String(chunk));
+    return true;
+  });
+  try {
+    await commandLine(args, new AbortController().signal);
+  } finally {
+    spy.mockRestore();
+  }
+  return printed.join('');
+}
+
+beforeEach(async () => {
+  server = new BoxServer();
+  await server.start();
+  dir = await mkdtemp(join(tmpdir(), 'boxbuild-cli-'));
+  savedCache = process.env.BOXBUILD_CACHE_DIR;
+  process.env.BOXBUILD_CACHE_DIR = join(dir, 'cache');
+  registry = join(dir, 'boxes.json');
+  const box = {
+    description: 'a box laid out like the KIWI ones',
+    protocol: 'kiwi',
+    console: 'hvc0',
+    mirrors: [`${server.url}/images`],
+    files: {
+      kernelTarball: { url: 'Test-Box.{arch}-Kernel.tar.xz', sha256: 'sidecar' },
+      system: { url: 'Test-Box.{arch}-System.qcow2', sha256: 'sidecar' },
+      packages: { url: 'Test-Box.{arch}-System.json' },
+    },
+    arches: { x86_64: { cmdline: 'root=/dev/vda3' } },
+  };
+  await writeFile(registry, JSON.stringify({ boxes: { kbox: box } }));
+});
+
+afterEach(async () => {
+  if (savedCache === undefined) delete process.env.BOXBUILD_CACHE_DIR;
+  else process.env.BOXBUILD_CACHE_DIR = savedCache;
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('boxbuild box ...', () => {
+  test('fetch, list, verify, update, prune and remove a KIWI-style box', async () => {
+    const system = randomBytes(200_000);
+    await publishKiwiBox(system, ['bash-5']);
+    const fetched = (await boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q')).trim();
+    expect((await readdir(fetched)).sort()).toEqual([
+      'Test-Box.x86_64-1.0.initrd',
+      'Test-Box.x86_64-1.0.kernel',
+      'Test-Box.x86_64-System.json',
+      'Test-Box.x86_64-System.qcow2',
+      'box.json',
+    ]);
+    const installed = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
+    expect(installed.manifest.files.system).toEqual({ name: 'Test-Box.x86_64-System.qcow2', sha256: createHash('sha256').update(system).digest('hex'), size: system.length });
+    expect(installed.manifest.files.kernel.name).toBe('Test-Box.x86_64-1.0.kernel');
+    expect(await readFile(join(fetched, 'Test-Box.x86_64-1.0.initrd'), 'utf8')).toBe('initrd image');
+
+    const listed = JSON.parse(await boxbuild('box', 'list', '--json', '--boxes', registry)) as { name: string; cached: { arch: string; status: string; size: number }[] }[];
+    expect(listed.find((box) => box.name === 'kbox')!.cached).toMatchObject([{ arch: 'x86_64', status: 'current', size: 200_000 + 24 + 10 }]);
+    expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+x86_64\s+2025-01-0\d \d\d:\d\d\s+195\.\d KiB\s+current$/m);
+
+    expect(await boxbuild('box', 'verify', 'kbox')).toMatch(/^kbox \(x86_64\) .*: ok$/m);
+
+    // A new system disk is published: the update downloads it (and only it), prune drops the old version.
+    const tarballHits = server.hitsOf('/images/Test-Box.x86_64-Kernel.tar.xz').length;
+    await publishKiwiBox(randomBytes(100_000), ['bash-5', 'make-4']);
+    const listedAgain = JSON.parse(await boxbuild('box', 'list', '--json', '--boxes', registry)) as typeof listed;
+    expect(listedAgain.find((box) => box.name === 'kbox')!.cached[0]!.status).toBe('outdated');
+    expect(await boxbuild('box', 'update', 'kbox', '--boxes', registry, '-q')).toMatch(/^kbox \(x86_64\) updated to .*/);
+    expect(server.hitsOf('/images/Test-Box.x86_64-Kernel.tar.xz')).toHaveLength(tarballHits);
+    expect(await boxbuild('box', 'update', '--all', '--boxes', registry, '-q')).toMatch(/^kbox \(x86_64\) is current /);
+    expect(await boxbuild('box', 'prune')).toMatch(/^pruned 1 item, freed 19\d\.\d KiB$/m);
+    expect(await readdir(join(dir, 'cache', 'boxes', 'kbox', 'x86_64'))).toHaveLength(2); // current and its version
+
+    const current = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
+    await appendFile(join(current.dir, 'Test-Box.x86_64-System.qcow2'), 'x');
+    const failure = boxbuild('box', 'verify');
+    await expect(failure).rejects.toThrow('some box files do not match their manifest');
+    await expect(failure).rejects.toMatchObject({ detail: expect.stringMatching(/^kbox \(x86_64\): Test-Box.x86_64-System.qcow2: sha256 is [0-9a-f]{64}, the manifest says/) });
+
+    expect(await boxbuild('box', 'remove', 'kbox')).toBe('removed kbox (x86_64)\n');
+    expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+-\s+not cached$/m);
+    await expect(boxbuild('box', 'remove', 'kbox')).rejects.toThrow('box "kbox" is not in the cache');
+  });
+
+  test('a registry typo stops the command with an error naming the file, box and field', async () => {
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, JSON.stringify({ boxes: { kbox: { protocol: 'kiwi', files: { system: { url: 'http://x/s.qcow2', sha256: 'sidecar', mirror: 'x' } }, arches: { x86_64: {} } } } }));
+    await expect(boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', bad)).rejects.toThrow(`${bad}: box "kbox": unknown field "files.system.mirror" (known: url, sha256)`);
+  });
+
+  test('box update needs a name or --all', async () => {
+    await expect(boxbuild('box', 'update')).rejects.toThrow('box update: name a box, or give --all');
+  });
+
+  test('the provenance file records the box, its files and sources, and how it ran', async () => {
+    await publishKiwiBox(randomBytes(1000), ['bash-5']);
+    await boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q');
+    const installed = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
+    const path = await writeProvenance(dir, { installed, accelerator: 'tcg', sharing: '9p' });
+    expect(path).toBe(join(dir, PROVENANCE_FILE));
+    const provenance = JSON.parse(await readFile(path, 'utf8'));
+    expect(provenance).toMatchObject({
+      boxbuild: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      box: 'kbox',
+      arch: 'x86_64',
+      version: installed.manifest.version,
+      files: installed.manifest.files,
+      sources: { kernelTarball: `${server.url}/images/Test-Box.x86_64-Kernel.tar.xz`, system: `${server.url}/images/Test-Box.x86_64-System.qcow2` },
+      downloads: { kernelTarball: { sha256: installed.manifest.downloads!.kernelTarball!.sha256 } },
+      accelerator: 'tcg',
+      sharing: '9p',
+    });
+  });
+});
