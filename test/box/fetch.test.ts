@@ -2,6 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type IncomingMessage, createServer } from 'node:http';
+import { type AddressInfo, type Socket, connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { readInstalled } from '../../src/box/cache.js';
 import { pruneCache, verifyBox } from '../../src/box/manage.js';
@@ -211,5 +213,48 @@ describe('remote boxes', () => {
     const before = server.hits.length;
     expect(await ensureBox(request({ box }))).toEqual(installed);
     expect(server.hits.length).toBe(before);
+  });
+
+  test('HTTP_PROXY is used, except for hosts NO_PROXY names', async () => {
+    // A tunnelling proxy (hpagent sends CONNECT for http and https alike).
+    const proxied: string[] = [];
+    const tunnels: Socket[] = [];
+    const proxy = createServer();
+    proxy.on('connect', (incoming: IncomingMessage, client: Socket) => {
+      proxied.push(incoming.url!);
+      tunnels.push(client);
+      const [host, port] = incoming.url!.split(':');
+      const upstream = connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.pipe(client).pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const saved = { HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY };
+    try {
+      process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      process.env.NO_PROXY = 'nothing.example';
+      publishBox('1');
+      await ensureBox(request());
+      expect(proxied.length).toBeGreaterThan(0);
+      expect(new Set(proxied)).toEqual(new Set([server.url.replace('http://', '')]));
+
+      process.env.NO_PROXY = '127.0.0.1';
+      for (const tunnel of tunnels) tunnel.destroy(); // a proxied request would need a new tunnel
+      await rm(cacheRoot, { recursive: true });
+      const before = proxied.length;
+      await ensureBox(request());
+      expect(proxied).toHaveLength(before);
+      expect(server.hitsOf('/kernel')).toHaveLength(2);
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 });
