@@ -32,3 +32,8 @@ export function parseArch(value: string): Arch {
 export function debianArch(arch: Arch): string {
   return { x86_64: 'amd64', aarch64: 'arm64', s390x: 's390x', ppc64le: 'ppc64el', riscv64: 'riscv64' }[arch];
 }
+
+/** Debian's multiarch triplet (where an architecture's shared libraries live). */
+export function debianTriplet(arch: Arch): string {
+  return { x86_64: 'x86_64-linux-gnu', aarch64: 'aarch64-linux-gnu', s390x: 's390x-linux-gnu', ppc64le: 'powerpc64le-linux-gnu', riscv64: 'riscv64-linux-gnu' }[arch];
+}

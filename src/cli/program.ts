@@ -7,7 +7,7 @@ import { splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import { type RunOptions, runInBox } from '../runner/run.js';
 import type { AccelRequest } from '../qemu/accel.js';
-import type { SharingName } from '../sharing/types.js';
+import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands } from './box.js';
 import { collect, notice, registryFiles } from './common.js';
@@ -25,7 +25,8 @@ interface VmFlags {
   bootTimeout: string;
   timeout?: string;
   boxDebug?: boolean;
-  sharing: SharingName;
+  sharing: SharingChoice;
+  virtiofsd?: string;
   quiet?: boolean;
   verbose?: boolean;
   updateCheck: boolean;
@@ -52,7 +53,10 @@ function addVmOptions(command: Command): Command {
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
-    .addOption(new Option('--sharing <backend>', 'sharing backend').choices(['9p']).default('9p'))
+    .addOption(new Option('--virtiofs-sharing', 'share directories over virtiofs').implies({ sharing: 'virtiofs' }))
+    .addOption(new Option('--sshfs-sharing', 'share directories over sshfs (sftp-server on a virtio-serial port)').implies({ sharing: 'sshfs' }))
+    .addOption(new Option('--sharing <backend>', 'sharing backend; auto picks virtiofs when usable, else 9p').choices(['9p', 'virtiofs', 'sshfs', 'auto']).default('9p'))
+    .option('--virtiofsd <path>', 'the virtiofsd to use (default: found on PATH or in the usual places)')
     .option('-q, --quiet', 'print no notices (errors are still printed)')
     .option('-v, --verbose', 'also print how long each phase took');
 }
@@ -68,6 +72,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     memoryMiB: flags.boxMemory === undefined ? undefined : parseMemoryMiB(flags.boxMemory),
     cpus: flags.boxSmpCpus === undefined ? undefined : parsePositiveInt(flags.boxSmpCpus, '--box-smp-cpus'),
     sharing: flags.sharing,
+    virtiofsd: flags.virtiofsd,
     bootTimeoutMs: parseDurationMs(flags.bootTimeout, '--boot-timeout'),
     timeoutMs: flags.timeout === undefined ? undefined : parseDurationMs(flags.timeout, '--timeout'),
     boxDebug: flags.boxDebug,

@@ -60,6 +60,12 @@ export const PROFILES: Record<Arch, MachineProfile> = {
   },
 };
 
+/** A device model for this machine's bus: ("vhost-user-fs") → "vhost-user-fs-pci". */
+export function deviceOnBus(profile: MachineProfile, device: string): string {
+  return `${device}-${profile.virtioBus}`;
+}
+
+/** A virtio device for this machine's bus: ("9p") → "virtio-9p-pci". */
 export function virtioDevice(profile: MachineProfile, kind: string): string {
-  return `virtio-${kind}-${profile.virtioBus}`;
+  return deviceOnBus(profile, `virtio-${kind}`);
 }

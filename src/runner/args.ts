@@ -56,7 +56,9 @@ export function existingDirectory(path: string, what: string): string {
 const RESERVED_GUEST_PATHS = ['/proc', '/sys', '/dev', '/bin', '/sbin', '/lib', '/usr', '/etc', '/init'];
 
 export function checkGuestPath(path: string): string {
-  if (!isAbsolute(path) || path.split('/').includes('..')) throw usageError(`guest path "${path}" must be absolute, without ".."`);
+  if (!isAbsolute(path) || path.split('/').includes('..') || path.includes('\n')) {
+    throw usageError(`guest path "${path}" must be absolute, without ".." or line breaks`);
+  }
   const normal = resolve(path);
   if (normal === '/' || RESERVED_GUEST_PATHS.some((reserved) => isWithin(normal, reserved))) {
     throw usageError(`guest path "${path}" would hide the guest's own ${normal === '/' ? 'root' : normal} directory`);

@@ -11,7 +11,7 @@ import { type AccelRequest, resolveAccel } from '../qemu/accel.js';
 import { type VmSpec, consoleName } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
 import { type MachineProfile, PROFILES } from '../qemu/profiles.js';
-import { type ActiveSharing, type Share, type SharingName, sharingBackend } from '../sharing/index.js';
+import { type ActiveSharing, type Share, type SharingChoice, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
 import { deadline, whenAborted } from './deadline.js';
 
@@ -24,7 +24,10 @@ export interface RunOptions {
   accel: AccelRequest;
   memoryMiB?: number;
   cpus?: number;
-  sharing: SharingName;
+  /** How directories are shared; `auto` picks virtiofs when usable, else 9p. */
+  sharing: SharingChoice;
+  /** The virtiofsd to use for virtiofs sharing. */
+  virtiofsd?: string;
   bootTimeoutMs: number;
   /** Limit for the whole run, from the VM's start; on expiry the VM is killed. */
   timeoutMs?: number;
@@ -86,7 +89,9 @@ async function bootVm(
     cacheRoot: options.cacheRoot,
     notice: options.notice,
   });
-  session.sharing = await sharingBackend(options.sharing).start(command.shares, { runDir, profile });
+  const sharing = await chooseSharing(options.sharing, { virtiofsd: options.virtiofsd });
+  if (options.sharing === 'auto') options.notice(`sharing: ${sharing.name} (auto: ${sharing.why})`);
+  session.sharing = await sharingBackend(sharing.name, { virtiofsd: options.virtiofsd }).start(command.shares, { runDir, profile });
   session.channel = await GuestChannel.listen(runDir);
   const console = box.console === 'hvc0' ? 'hvc0' : 'serial';
   const spec: VmSpec = {

@@ -1,0 +1,55 @@
+import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ResultPromise, execa } from 'execa';
+import { BoxbuildError } from '../errors.js';
+
+/** A host-side helper process of a sharing backend (virtiofsd, sftp-server). */
+export class Daemon {
+  private output = '';
+
+  private constructor(
+    readonly what: string,
+    private readonly child: ResultPromise,
+  ) {
+    child.stderr?.on('data', (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000)));
+    child.catch(() => {});
+  }
+
+  static start(what: string, argv: string[], stdio: { stdin?: unknown; stdout?: unknown } = {}): Daemon {
+    const [file, ...args] = argv;
+    const child = execa(file!, args, {
+      stdin: (stdio.stdin ?? 'ignore') as 'ignore',
+      stdout: (stdio.stdout ?? 'ignore') as 'ignore',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      cleanup: true,
+      forceKillAfterDelay: 2000,
+    });
+    return new Daemon(what, child);
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** What the daemon printed last, for error messages. */
+  get lastWords(): string {
+    return this.output.trim().split('\n').slice(-3).join(' / ');
+  }
+
+  /** Waits until the daemon created its Unix socket; fails when it exits or takes too long. */
+  async waitForSocket(path: string, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await stat(path).then((s) => s.isSocket(), () => false))) {
+      if (this.exited) throw new BoxbuildError('vmFailed', `${this.what} stopped at once: ${this.lastWords || 'it printed nothing'}`);
+      if (Date.now() > deadline) throw new BoxbuildError('vmFailed', `${this.what} did not create its socket within ${timeoutMs / 1000} s`);
+      await sleep(10);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.exited) this.child.kill('SIGTERM');
+    await this.child;
+  }
+}

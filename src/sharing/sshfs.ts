@@ -1,0 +1,68 @@
+import { access, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BoxbuildError } from '../errors.js';
+import { listenOnce } from '../qemu/sockets.js';
+import { confinedCommand, namespacingFor } from './confine.js';
+import { Daemon } from './daemons.js';
+import type { ActiveSharing, GuestMount, Share, SharingBackend } from './types.js';
+
+const SFTP_SERVERS = ['/usr/lib/openssh/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/lib/ssh/sftp-server', '/usr/libexec/sftp-server'];
+
+export async function findSftpServer(): Promise<string | undefined> {
+  for (const path of SFTP_SERVERS) {
+    if (await access(path).then(() => true, () => false)) return path;
+  }
+  return undefined;
+}
+
+/** The virtio-serial port that carries one share's SFTP session. */
+export const sftpPortName = (index: number) => `org.boxbuild.sftp.${index}`;
+
+/** The sftp-server command for one share: chrooted to a root that holds the share at /share. */
+export function sftpServerArgs(server: string, share: Share): string[] {
+  return [server, '-d', '/share', '-l', 'ERROR', ...(share.readOnly ? ['-R'] : [])];
+}
+
+/** What the guest agent mounts: sshfs in passive mode over the share's port (see the agent). */
+export function sshfsGuestMount(share: Share, index: number): GuestMount {
+  const options = ['passive', 'idmap=none', 'max_conns=1', 'cache=yes', 'kernel_cache', share.readOnly ? 'ro' : 'rw'];
+  return { modules: ['fuse'], fstype: 'sshfs', source: sftpPortName(index), target: share.guestPath, options: options.join(',') };
+}
+
+/**
+ * sshfs without an SSH server: OpenSSH's sftp-server runs on the host as a child of boxbuild, its
+ * stdin and stdout connected to a virtio-serial port, confined to the share (it sees nothing else of
+ * the host). No sshd, no key, no TCP port, nothing interactive.
+ */
+export const sshfsBackend: SharingBackend = {
+  name: 'sshfs',
+  async start(shares, context): Promise<ActiveSharing> {
+    const server = await findSftpServer();
+    if (!server) throw new BoxbuildError('vmFailed', 'sshfs sharing needs OpenSSH\'s sftp-server (install "openssh-sftp-server")');
+    const { namespacing, reason } = await namespacingFor(false);
+    if (!namespacing) throw new BoxbuildError('vmFailed', `sshfs sharing is not usable: ${reason}`);
+    const daemons: Daemon[] = [];
+    let stopped = false;
+    const endpoints = await Promise.all(shares.map((_, index) => listenOnce(join(context.runDir, `sftp-${index}.sock`))));
+    await Promise.all(shares.map((_, index) => mkdir(join(context.runDir, `sftp-root-${index}`))));
+    shares.forEach((share, index) => {
+      const chrootIn = join(context.runDir, `sftp-root-${index}`);
+      const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, chrootIn }, sftpServerArgs(server, share));
+      // QEMU connects the port when it starts; the server then talks SFTP straight over the socket.
+      void endpoints[index]!.connection.then((socket) => {
+        if (!stopped) daemons.push(Daemon.start(`sftp-server for share "${share.tag}"`, argv, { stdin: socket, stdout: socket }));
+      });
+    });
+    return {
+      qemuArgs: [],
+      ports: shares.map((_, index) => ({ name: sftpPortName(index), socket: endpoints[index]!.path })),
+      sharedMemory: false,
+      mounts: shares.map(sshfsGuestMount),
+      stop: async () => {
+        stopped = true;
+        endpoints.forEach((endpoint) => endpoint.close());
+        await Promise.all(daemons.map((daemon) => daemon.stop()));
+      },
+    };
+  },
+};

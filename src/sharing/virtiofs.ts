@@ -1,0 +1,103 @@
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { BoxbuildError } from '../errors.js';
+import { qemuOptionValue } from '../qemu/argv.js';
+import { deviceOnBus } from '../qemu/profiles.js';
+import { isWithin } from '../runner/args.js';
+import { type Namespacing, confinedCommand, namespacingFor } from './confine.js';
+import { Daemon } from './daemons.js';
+import type { ActiveSharing, Share, SharingBackend, SharingContext } from './types.js';
+
+/** The Rust virtiofsd (newer distributions) or the C daemon that QEMU 7.2 ships (Debian 12). */
+export interface Virtiofsd {
+  path: string;
+  flavor: 'rust' | 'c';
+}
+
+const SEARCH = ['virtiofsd', '/usr/libexec/virtiofsd', '/usr/lib/virtiofsd', '/usr/lib/qemu/virtiofsd', '/usr/libexec/qemu/virtiofsd'];
+
+/** Finds a virtiofsd (the given one, else on PATH or in the usual libexec places) and tells its flavor. */
+export async function findVirtiofsd(explicit?: string): Promise<Virtiofsd | undefined> {
+  for (const path of explicit ? [explicit] : SEARCH) {
+    const help = await execa(path, ['--help'], { reject: false, all: true, stdin: 'ignore' });
+    const text = String(help.all ?? '');
+    if (text.includes('--shared-dir')) return { path, flavor: 'rust' };
+    // As a non-root user, the C daemon fails with "setgroups() failed" before it prints its help.
+    if (text.includes('source=') || text.includes('setgroups() failed')) return { path, flavor: 'c' };
+  }
+  return undefined;
+}
+
+/** The daemon's own arguments for one share. */
+export function virtiofsdArgs(daemon: Virtiofsd, socket: string, source: string, namespacing: Namespacing): string[] {
+  if (daemon.flavor === 'rust') {
+    // Unprivileged, the Rust daemon cannot build its own namespace sandbox; the confinement is ours.
+    const sandbox = namespacing.kind === 'root' ? 'namespace' : 'none';
+    return [daemon.path, `--socket-path=${socket}`, `--shared-dir=${source}`, '--cache=auto', `--sandbox=${sandbox}`];
+  }
+  return [daemon.path, `--socket-path=${socket}`, '-o', `source=${source}`, '-o', 'cache=auto', '-o', 'sandbox=namespace'];
+}
+
+export function virtiofsQemuArgs(share: Share, index: number, socket: string, context: SharingContext): string[] {
+  return [
+    '-chardev',
+    `socket,id=vfs${index},path=${qemuOptionValue(socket)}`,
+    '-device',
+    `${deviceOnBus(context.profile, 'vhost-user-fs')},queue-size=1024,chardev=vfs${index},tag=${share.tag}`,
+  ];
+}
+
+export interface VirtiofsUsability {
+  daemon?: Virtiofsd;
+  namespacing?: Namespacing;
+  /** Why virtiofs cannot be used here. */
+  reason?: string;
+}
+
+/** Whether virtiofs works for this user on this host, and how. */
+export async function virtiofsUsability(explicitDaemon?: string): Promise<VirtiofsUsability> {
+  const daemon = await findVirtiofsd(explicitDaemon);
+  if (!daemon) {
+    return { reason: explicitDaemon ? `${explicitDaemon} is not a virtiofsd` : 'no virtiofsd found (install the "virtiofsd" or "qemu-system-common" package)' };
+  }
+  const { namespacing, reason } = await namespacingFor(daemon.flavor === 'c');
+  return namespacing ? { daemon, namespacing } : { daemon, reason: `${daemon.path} cannot run for this user: ${reason}` };
+}
+
+export function virtiofsBackend(options: { virtiofsd?: string } = {}): SharingBackend {
+  return {
+    name: 'virtiofs',
+    async start(shares, context): Promise<ActiveSharing> {
+      const { daemon, namespacing, reason } = await virtiofsUsability(options.virtiofsd);
+      if (!daemon || !namespacing) throw new BoxbuildError('vmFailed', `virtiofs sharing is not usable: ${reason}`);
+      // The C daemon's pid file needs a private /run, which would hide anything below /run.
+      const privateRun = daemon.flavor === 'c';
+      for (const path of [context.runDir, ...shares.map((share) => share.hostPath)]) {
+        if (privateRun && isWithin(path, '/run')) {
+          throw new BoxbuildError('vmFailed', `virtiofs sharing cannot serve ${path}: with ${daemon.path}, shares and TMPDIR must lie outside /run`);
+        }
+      }
+      const daemons: Daemon[] = [];
+      const stop = async () => void (await Promise.all(daemons.map((d) => d.stop())));
+      try {
+        const sockets = shares.map((_, index) => join(context.runDir, `virtiofs-${index}.sock`));
+        shares.forEach((share, index) => {
+          const command = virtiofsdArgs(daemon, sockets[index]!, share.hostPath, namespacing);
+          const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, privateRun }, command);
+          daemons.push(Daemon.start(`virtiofsd for share "${share.tag}"`, argv));
+        });
+        await Promise.all(daemons.map((d, index) => d.waitForSocket(sockets[index]!)));
+        return {
+          qemuArgs: shares.flatMap((share, index) => virtiofsQemuArgs(share, index, sockets[index]!, context)),
+          ports: [],
+          sharedMemory: true,
+          mounts: shares.map((share) => ({ modules: ['virtiofs'], fstype: 'virtiofs', source: share.tag, target: share.guestPath, options: share.readOnly ? 'ro' : 'rw' })),
+          stop,
+        };
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+    },
+  };
+}
