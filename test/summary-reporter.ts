@@ -6,7 +6,9 @@ export default class SummaryReporter implements Reporter {
   onFinished(files: RunnerTestFile[] = []): void {
     const counts = { passed: 0, failed: 0, skipped: 0 };
     const visit = (task: RunnerTask) => {
-      if (task.type === 'suite') task.tasks.forEach(visit);
+      // A file that failed to load has no tests but must not read as a clean run.
+      if (task.type === 'suite' && task.tasks.length === 0 && task.result?.state === 'fail') counts.failed++;
+      else if (task.type === 'suite') task.tasks.forEach(visit);
       else if (task.result?.state === 'pass') counts.passed++;
       else if (task.result?.state === 'fail') counts.failed++;
       else counts.skipped++;

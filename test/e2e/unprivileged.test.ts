@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, readdirSync, statSync, chownSync } from 'node:fs';
+import { chownSync, cpSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -43,31 +43,49 @@ describe.skipIf(!asRoot)('as an unprivileged user', () => {
     chownSync(workspace, account.uid, account.gid);
   });
 
-  test('the box is made without root and the build writes files the user owns', async () => {
-    const cli = await reachableCli(workspace);
-    const desc = join(workspace, 'desc');
-    cpSync(join(REPO, 'examples/hello'), desc, { recursive: true });
-    const cache = join(workspace, 'cache');
+  /** Runs the CLI as the user, with the user's own cache and TMPDIR inside the workspace. */
+  async function runAsUser(cli: string, args: string[]) {
     const tmp = join(workspace, 'tmp');
-    mkdirSync(tmp);
-    for (const dir of [desc, tmp]) chownSync(dir, account.uid, account.gid);
-    const result = await execa(process.execPath, [cli, '--box', 'debian', '--', '--description', desc, '--target-dir', join(workspace, 'out')], {
+    mkdirSync(tmp, { recursive: true });
+    chownSync(tmp, account.uid, account.gid);
+    const result = await execa(process.execPath, [cli, ...args], {
       uid: account.uid,
       gid: account.gid,
       cwd: workspace,
       reject: false,
       stdin: 'ignore',
-      env: { HOME: account.home, USER, LOGNAME: USER, BOXBUILD_CACHE_DIR: cache, TMPDIR: tmp, PATH: process.env.PATH },
+      env: { HOME: account.home, USER, LOGNAME: USER, BOXBUILD_CACHE_DIR: join(workspace, 'cache'), TMPDIR: tmp, PATH: process.env.PATH },
       extendEnv: false,
     });
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(processesMentioning(tmp)).toEqual([]);
+    return result;
+  }
+
+  test('the box is made without root and the build writes files the user owns', async () => {
+    const cli = await reachableCli(workspace);
+    const desc = join(workspace, 'desc');
+    cpSync(join(REPO, 'examples/hello'), desc, { recursive: true });
+    chownSync(desc, account.uid, account.gid);
+    const result = await runAsUser(cli, ['--box', 'debian', '--', '--description', desc, '--target-dir', join(workspace, 'out')]);
     expect(result.stderr).toContain('making box debian');
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toContain('hello: wrote /target/hello.tar.gz');
     for (const file of ['out', 'out/hello.tar.gz', 'out/hello', 'out/hello/message.txt']) {
       expect(statSync(join(workspace, file)).uid, file).toBe(account.uid);
     }
-    expect(statSync(join(cache, 'boxes/debian/x86_64/current/kernel')).uid).toBe(account.uid);
-    expect(readdirSync(tmp)).toEqual([]);
-    expect(processesMentioning(tmp)).toEqual([]);
+    expect(statSync(join(workspace, 'cache/boxes/debian/x86_64/current/kernel')).uid).toBe(account.uid);
+  });
+
+  test.each(['9p', 'virtiofs', 'sshfs'])('over %s, files the guest writes belong to the user', async (backend) => {
+    const cli = await reachableCli(workspace);
+    const shared = join(workspace, `shared-${backend}`);
+    mkdirSync(shared);
+    chownSync(shared, account.uid, account.gid);
+    const script = 'echo data > /out/file && mkdir /out/dir && ln -s file /out/link && cat /out/file';
+    const result = await runAsUser(cli, ['exec', '--box', 'debian', '-q', `--sharing=${backend}`, '--share', `${shared}:/out`, '--', 'sh', '-c', script]);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('data');
+    for (const file of ['file', 'dir', 'link']) expect(lstatSync(join(shared, file)).uid, file).toBe(account.uid);
   });
 });

@@ -1,7 +1,10 @@
 import { describe, expect, test } from 'vitest';
 import { type VmSpec, buildQemuArgs, consoleName } from '../../src/qemu/argv.js';
 import { PROFILES } from '../../src/qemu/profiles.js';
+import { confinedCommand, unshareOptions } from '../../src/sharing/confine.js';
 import { ninePGuestMount, ninePQemuArgs } from '../../src/sharing/ninep.js';
+import { sftpServerArgs, sshfsGuestMount } from '../../src/sharing/sshfs.js';
+import { virtiofsQemuArgs, virtiofsdArgs } from '../../src/sharing/virtiofs.js';
 
 const spec = (overrides: Partial<VmSpec> = {}): VmSpec => ({
   profile: PROFILES.x86_64,
@@ -96,5 +99,45 @@ describe('9p share', () => {
     expect(ninePQemuArgs(target, 1, PROFILES.s390x)[3]).toBe('virtio-9p-ccw,fsdev=fs1,mount_tag=target');
     expect(ninePQemuArgs(target, 1, PROFILES.x86_64)[1]).not.toContain('readonly');
     expect(ninePGuestMount(target).options).toContain('cache=mmap,rw');
+  });
+});
+
+describe('virtiofs and sshfs shares', () => {
+  const share = { tag: 'target', hostPath: '/home/u/out', guestPath: '/target', readOnly: false };
+  const context = { runDir: '/run/x', profile: PROFILES.x86_64 };
+
+  test('Debian 12 C daemon and the Rust daemon get their own option syntax', () => {
+    const c = { path: '/usr/lib/qemu/virtiofsd', flavor: 'c' as const };
+    const rust = { path: '/usr/libexec/virtiofsd', flavor: 'rust' as const };
+    expect(virtiofsdArgs(c, '/r/v.sock', share, { kind: 'root' })).toEqual([
+      '/usr/lib/qemu/virtiofsd', '--socket-path=/r/v.sock', '-o', 'source=/home/u/out', '-o', 'cache=auto', '-o', 'sandbox=namespace',
+    ]);
+    expect(virtiofsdArgs(rust, '/r/v.sock', { ...share, readOnly: true }, { kind: 'self' })).toEqual([
+      '/usr/libexec/virtiofsd', '--socket-path=/r/v.sock', '--shared-dir=/home/u/out', '--cache=always', '--sandbox=none',
+    ]);
+    expect(virtiofsdArgs(rust, '/r/v.sock', share, { kind: 'root' })).toContain('--sandbox=namespace');
+  });
+
+  test('vhost-user-fs device on the machine bus', () => {
+    expect(virtiofsQemuArgs(share, 2, '/r/v.sock', context)).toEqual([
+      '-chardev', 'socket,id=vfs2,path=/r/v.sock', '-device', 'vhost-user-fs-pci,queue-size=1024,chardev=vfs2,tag=target',
+    ]);
+    expect(virtiofsQemuArgs(share, 0, '/r/v.sock', { ...context, profile: PROFILES.s390x })[3]).toMatch(/^vhost-user-fs-ccw,/);
+  });
+
+  test('sftp-server is read-only for read-only shares; sshfs mounts over the port of the share', () => {
+    expect(sftpServerArgs('/usr/lib/openssh/sftp-server', { ...share, readOnly: true })).toEqual(['/usr/lib/openssh/sftp-server', '-d', '/share', '-l', 'ERROR', '-R']);
+    expect(sftpServerArgs('/s', share)).not.toContain('-R');
+    expect(sshfsGuestMount(share, 1)).toMatchObject({ modules: ['fuse'], fstype: 'sshfs', source: 'org.boxbuild.sftp.1', target: '/target' });
+    expect(sshfsGuestMount(share, 1).options.split(',')).toContain('passive');
+  });
+
+  test('confinement: user namespace only when not root; paths travel as parameters', () => {
+    const argv = confinedCommand({ namespacing: { kind: 'subids', uids: { start: 100000, count: 65536 }, gids: { start: 200000, count: 10 } }, share: "/a b/'$(x)", readOnly: true, privateRun: true }, ['daemon', '--x']);
+    expect(argv.slice(0, 8)).toEqual(['unshare', '--map-root-user', '--map-users=100000,1,65536', '--map-groups=200000,1,10', '--mount', '--propagation', 'private', '--']);
+    expect(argv.slice(-7)).toEqual(['boxbuild-confine', 'ro', "/a b/'$(x)", 'private-run', '-', 'daemon', '--x']);
+    expect(argv[10]).not.toContain('$(x)');
+    expect(unshareOptions({ kind: 'root' })).toEqual(['--mount', '--propagation', 'private']);
+    expect(unshareOptions({ kind: 'self' })).toEqual(['--map-root-user', '--mount', '--propagation', 'private']);
   });
 });
