@@ -6,7 +6,12 @@ import { commandLine } from './cli/program.js';
 async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => controller.abort(signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM'));
+    process.on(signal, () => {
+      const code = signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated;
+      // The first signal stops the VM and cleans up; a second one leaves at once.
+      if (controller.signal.aborted) process.exit(code);
+      controller.abort(signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+    });
   }
   try {
     return await commandLine(argv, controller.signal);
