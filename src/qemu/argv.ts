@@ -6,6 +6,19 @@ export interface SerialPort {
   socket: string;
 }
 
+/** A virtio block device. Throwaway overlays use cache=unsafe (flushes are pointless there). */
+export interface DiskSpec {
+  path: string;
+  format: 'qcow2' | 'raw';
+  cache: 'unsafe' | 'writeback';
+  readOnly?: boolean;
+}
+
+/** QEMU user networking (no root, no bridge): a virtio NIC, optional forwards from 127.0.0.1. */
+export interface NetworkSpec {
+  hostForwards?: Array<{ hostPort: number; guestPort: number }>;
+}
+
 /** Everything QEMU needs to start one throwaway VM. Pure data: no paths are touched here. */
 export interface VmSpec {
   profile: MachineProfile;
@@ -25,8 +38,26 @@ export interface VmSpec {
   ports: SerialPort[];
   /** Memory must be shareable with a vhost-user daemon (virtiofs). */
   sharedMemory?: boolean;
+  disks?: DiskSpec[];
+  /** User networking; without it the VM has no network at all. */
+  network?: NetworkSpec;
   /** Devices contributed by sharing backends. */
   extraArgs?: string[];
+}
+
+function diskArgs(spec: VmSpec): string[] {
+  return (spec.disks ?? []).flatMap((disk, index) => [
+    '-drive',
+    [`file=${qemuOptionValue(disk.path)}`, 'if=none', `id=disk${index}`, `format=${disk.format}`, `cache=${disk.cache}`, ...(disk.readOnly ? ['readonly=on'] : [])].join(','),
+    '-device',
+    `${virtioDevice(spec.profile, 'blk')},drive=disk${index}`,
+  ]);
+}
+
+function networkArgs(spec: VmSpec): string[] {
+  if (!spec.network) return ['-nic', 'none'];
+  const forwards = (spec.network.hostForwards ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
+  return ['-netdev', `user,id=net0${forwards}`, '-device', `${virtioDevice(spec.profile, 'net')},netdev=net0`];
 }
 
 /** Escapes a value for QEMU's comma-separated option syntax. */
@@ -52,7 +83,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   args.push('-kernel', spec.kernel);
   if (spec.initrd) args.push('-initrd', spec.initrd);
   args.push('-append', spec.cmdline);
-  args.push('-nic', 'none');
+  args.push(...diskArgs(spec), ...networkArgs(spec));
   args.push('-chardev', `socket,id=console,path=${qemuOptionValue(spec.consoleSocket)}`);
   args.push('-device', `${virtioDevice(profile, 'serial')},id=vser`);
   if (spec.console === 'serial') args.push('-serial', 'chardev:console');

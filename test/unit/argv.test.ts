@@ -68,6 +68,26 @@ describe('buildQemuArgs', () => {
     expect(valuesOf(args, '-machine')).toContain('memory-backend=mem');
   });
 
+  test('disks and user networking', () => {
+    const args = buildQemuArgs(
+      spec({
+        disks: [
+          { path: '/run/x/overlay.qcow2', format: 'qcow2', cache: 'unsafe' },
+          { path: '/b/base,1.raw', format: 'raw', cache: 'writeback', readOnly: true },
+        ],
+        network: { hostForwards: [{ hostPort: 40022, guestPort: 22 }] },
+      }),
+    );
+    expect(valuesOf(args, '-drive')).toEqual([
+      'file=/run/x/overlay.qcow2,if=none,id=disk0,format=qcow2,cache=unsafe',
+      'file=/b/base,,1.raw,if=none,id=disk1,format=raw,cache=writeback,readonly=on',
+    ]);
+    expect(valuesOf(args, '-device')).toContain('virtio-blk-pci,drive=disk1');
+    expect(valuesOf(args, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22']);
+    expect(valuesOf(args, '-device')).toContain('virtio-net-pci,netdev=net0');
+    expect(valuesOf(args, '-nic')).toEqual([]);
+  });
+
   test('aarch64 uses the virt machine and a CPU model that emulates fast', () => {
     const args = buildQemuArgs(spec({ profile: PROFILES.aarch64 }));
     expect(valuesOf(args, '-machine')[0]).toMatch(/^virt/);
