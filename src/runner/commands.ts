@@ -10,11 +10,15 @@ import type { GuestCommand } from './run.js';
 export const GUEST_DESCRIPTION = '/description';
 export const GUEST_TARGET = '/target';
 
-/**
- * The main command: the description is shared read-only, the target directory read-write, and the
- * box's build program gets the build arguments with both paths mapped to their guest paths.
- */
-export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
+/** A build's host directories (both real paths; the target is created) and its other arguments. */
+export interface BuildDirectories {
+  description: string;
+  targetDir: string;
+  rest: string[];
+}
+
+/** Takes `--description D` and `--target-dir T` out of the build arguments and checks both directories. */
+export function buildDirectories(buildArgs: string[]): BuildDirectories {
   const args = parseBuildArgs(buildArgs);
   if (args.description === undefined) throw usageError('missing --description DIR after "--"');
   if (args.targetDir === undefined) throw usageError('missing --target-dir DIR after "--"');
@@ -22,19 +26,27 @@ export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
   const target = resolve(args.targetDir);
   if (isWithin(target, description)) throw usageError(`--target-dir ${args.targetDir} lies inside the description ${args.description}`);
   if (isWithin(description, target)) throw usageError(`--description ${args.description} lies inside the target directory ${args.targetDir}`);
-  if (!box.buildProgram) throw usageError(`box "${box.name}" has no build program`);
   try {
     mkdirSync(target, { recursive: true });
   } catch (error) {
     throw usageError(`cannot create --target-dir ${args.targetDir}: ${(error as NodeJS.ErrnoException).code}`);
   }
-  const targetDir = existingDirectory(target, '--target-dir');
+  return { description, targetDir: existingDirectory(target, '--target-dir'), rest: args.rest };
+}
+
+/**
+ * The main command: the description is shared read-only, the target directory read-write, and the
+ * box's build program gets the build arguments with both paths mapped to their guest paths.
+ */
+export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
+  if (!box.buildProgram) throw usageError(`box "${box.name}" has no build program`);
+  const { description, targetDir, rest } = buildDirectories(buildArgs);
   return {
     shares: [
       { tag: 'description', hostPath: description, guestPath: GUEST_DESCRIPTION, readOnly: true },
       { tag: 'target', hostPath: targetDir, guestPath: GUEST_TARGET, readOnly: false },
     ],
-    argv: [box.buildProgram, '--description', GUEST_DESCRIPTION, '--target-dir', GUEST_TARGET, ...args.rest],
+    argv: [box.buildProgram, '--description', GUEST_DESCRIPTION, '--target-dir', GUEST_TARGET, ...rest],
     cwd: '/',
   };
 }

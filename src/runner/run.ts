@@ -6,12 +6,12 @@ import { type Arch, hostArch } from '../box/arch.js';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
 import { type BoxRequest, ensureBox } from '../box/resolve.js';
-import { BoxbuildError } from '../errors.js';
+import { BoxbuildError, usageError } from '../errors.js';
 import { type AccelRequest, resolveAccel } from '../qemu/accel.js';
 import { type VmSpec, consoleName } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
-import { type MachineProfile, PROFILES } from '../qemu/profiles.js';
-import { type ActiveSharing, type Share, type SharingChoice, chooseSharing, sharingBackend } from '../sharing/index.js';
+import { type Accel, type MachineProfile, PROFILES } from '../qemu/profiles.js';
+import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
 import { deadline, whenAborted } from './deadline.js';
 
@@ -24,6 +24,11 @@ export interface RunOptions {
   accel: AccelRequest;
   memoryMiB?: number;
   cpus?: number;
+  /** QEMU machine type and CPU model instead of the architecture's defaults (--machine, --cpu). */
+  machine?: string;
+  cpu?: string;
+  /** The kernel console instead of the box's (--box-console): hvc0, or anything else for the machine's serial port. */
+  console?: string;
   /** How directories are shared; `auto` picks virtiofs when usable, else 9p. */
   sharing: SharingChoice;
   /** The virtiofsd to use for virtiofs sharing. */
@@ -58,18 +63,63 @@ export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'pro
   return [`console=${consoleName(spec)}`, 'panic=-1', box.cmdline, box.arches[arch]?.cmdline ?? ''].filter(Boolean).join(' ');
 }
 
-interface Session {
+/** Where the kernel console goes: --box-console, else the box's console. */
+export const consoleDevice = (options: Pick<RunOptions, 'console'>, box: BoxEntry): VmSpec['console'] =>
+  (options.console ?? box.console) === 'hvc0' ? 'hvc0' : 'serial';
+
+/** What a run has started so far; `teardown` stops and removes all of it. */
+export interface Session {
   runDir?: string;
   sharing?: ActiveSharing;
   vm?: RunningVm;
   channel?: GuestChannel;
 }
 
-async function teardown(session: Session): Promise<void> {
+export async function teardown(session: Session): Promise<void> {
   if (session.vm) await session.vm.stop();
   await session.channel?.drained();
   await session.sharing?.stop();
   if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
+}
+
+/** A run's private directory, accelerator and sharing backend, set up before QEMU starts. */
+export interface PreparedRun {
+  runDir: string;
+  accel: Accel;
+  sharing: SharingName;
+}
+
+/** Creates the run's private directory, chooses the accelerator and starts sharing `shares` (kept in the session). */
+export async function prepareRun(
+  options: RunOptions,
+  session: Session,
+  what: { kernel: string; shares: Share[]; profile: MachineProfile },
+): Promise<PreparedRun> {
+  const { kernel, shares, profile } = what;
+  const runDir = (session.runDir = await mkdtemp(join(tmpdir(), 'boxbuild-')));
+  const accel = await resolveAccel(options.accel, {
+    profile,
+    hostArch: hostArch(),
+    kernel,
+    cacheRoot: options.cacheRoot,
+    notice: options.notice,
+  });
+  const sharing = await chooseSharing(options.sharing, { virtiofsd: options.virtiofsd });
+  if (options.sharing === 'auto') options.notice(`sharing: ${sharing.name} (auto: ${sharing.why})`);
+  session.sharing = await sharingBackend(sharing.name, { virtiofsd: options.virtiofsd }).start(shares, { runDir, profile });
+  return { runDir, accel, sharing: sharing.name };
+}
+
+/** The box entry a run asks for, and the architecture. */
+export function lookupBox(options: Pick<RunOptions, 'box' | 'arch' | 'registryFiles'>): { box: BoxEntry; arch: Arch } {
+  const arch = options.arch ?? hostArch();
+  return { box: findBox(loadRegistry(options.registryFiles), options.box, arch).box, arch };
+}
+
+/** The installed box, made or downloaded first when needed; gives up when the run is aborted. */
+export function fetchBox(options: RunOptions, box: BoxEntry, arch: Arch): Promise<InstalledBox> {
+  const request = { cacheRoot: options.cacheRoot, box, arch, log: options.notice, signal: options.signal, ...options.boxFetch };
+  return Promise.race([ensureBox(request), whenAborted(options.signal)]);
 }
 
 async function bootVm(
@@ -80,23 +130,15 @@ async function bootVm(
   command: GuestCommand,
   profile: MachineProfile,
 ): Promise<RunningVm> {
-  const runDir = (session.runDir = await mkdtemp(join(tmpdir(), 'boxbuild-')));
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
-  const accel = await resolveAccel(options.accel, {
-    profile,
-    hostArch: hostArch(),
-    kernel,
-    cacheRoot: options.cacheRoot,
-    notice: options.notice,
-  });
-  const sharing = await chooseSharing(options.sharing, { virtiofsd: options.virtiofsd });
-  if (options.sharing === 'auto') options.notice(`sharing: ${sharing.name} (auto: ${sharing.why})`);
-  session.sharing = await sharingBackend(sharing.name, { virtiofsd: options.virtiofsd }).start(command.shares, { runDir, profile });
+  const { runDir, accel } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
   session.channel = await GuestChannel.listen(runDir);
-  const console = box.console === 'hvc0' ? 'hvc0' : 'serial';
+  const console = consoleDevice(options, box);
   const spec: VmSpec = {
     profile,
     accel,
+    machine: options.machine,
+    cpu: options.cpu,
     memoryMiB: options.memoryMiB ?? box.memoryMiB,
     cpus: options.cpus ?? box.cpus,
     kernel,
@@ -104,9 +146,9 @@ async function bootVm(
     cmdline: kernelCmdline(box, profile.arch, { profile, console }),
     console,
     consoleSocket: join(runDir, 'console.sock'),
-    ports: [...session.channel.ports, ...session.sharing.ports],
-    sharedMemory: session.sharing.sharedMemory,
-    extraArgs: session.sharing.qemuArgs,
+    ports: [...session.channel.ports, ...session.sharing!.ports],
+    sharedMemory: session.sharing!.sharedMemory,
+    extraArgs: session.sharing!.qemuArgs,
   };
   return (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
 }
@@ -116,11 +158,11 @@ async function bootVm(
  * and returns the command's exit status. Everything is torn down on every path.
  */
 export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry) => GuestCommand): Promise<number> {
-  const arch = options.arch ?? hostArch();
-  const { box } = findBox(loadRegistry(options.registryFiles), options.box, arch);
+  const { box, arch } = lookupBox(options);
+  if (box.protocol !== 'boxbuild') throw usageError(`box "${box.name}" follows the KIWI box contract: it runs kiwi builds (boxbuild --box ${box.name} -- --description D --target-dir T), not commands`);
   const command = makeCommand(box);
   const aborted = whenAborted(options.signal);
-  const installed = await Promise.race([ensureBox({ cacheRoot: options.cacheRoot, box, arch, log: options.notice, signal: options.signal, ...options.boxFetch }), aborted]);
+  const installed = await fetchBox(options, box, arch);
   const session: Session = {};
   const overall = deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
   try {
