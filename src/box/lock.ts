@@ -11,32 +11,36 @@ function isAlive(pid: number): boolean {
 }
 
 /**
- * Runs `task` while holding an exclusive lock file (created with O_EXCL, holding our pid).
- * A lock left by a process that no longer exists is taken over. Waiting is announced once.
+ * Takes an exclusive lock file (created with O_EXCL, holding our pid), taking over one left by a
+ * process that no longer exists. Returns the release function, or the pid of the live holder.
  */
-export async function withLock<T>(lockPath: string, task: () => Promise<T>, onWait?: () => void): Promise<T> {
-  let announced = false;
+export async function tryLock(lockPath: string): Promise<{ release: () => Promise<void> } | { heldBy: number }> {
   for (;;) {
     try {
       const handle = await open(lockPath, 'wx');
       await handle.writeFile(String(process.pid));
       await handle.close();
-      break;
+      return { release: () => rm(lockPath, { force: true }) };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
-    if (holder > 0 && !isAlive(holder)) {
-      await rm(lockPath, { force: true });
-      continue;
-    }
-    if (!announced) onWait?.();
-    announced = true;
+    if (!(holder > 0) || isAlive(holder)) return { heldBy: holder };
+    await rm(lockPath, { force: true });
+  }
+}
+
+/** Runs `task` while holding the lock, waiting for it as long as it takes; waiting is announced once. */
+export async function withLock<T>(lockPath: string, task: () => Promise<T>, onWait?: () => void): Promise<T> {
+  let lock = await tryLock(lockPath);
+  if ('heldBy' in lock) onWait?.();
+  while ('heldBy' in lock) {
     await sleep(200);
+    lock = await tryLock(lockPath);
   }
   try {
     return await task();
   } finally {
-    await rm(lockPath, { force: true });
+    await lock.release();
   }
 }

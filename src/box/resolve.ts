@@ -3,13 +3,14 @@ import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest, makeDebianBox } from '../guest/make-debian.js';
+import { makeDebianSystemBox } from '../guest/make-debian-system.js';
 import type { Arch } from './arch.js';
 import { type InstalledBox, boxLockPath, readInstalled } from './cache.js';
 import type { NetContext } from './download.js';
 import { installRemote, isUpToDate } from './fetch.js';
 import { DEFAULT_NET, type NetOptions, describeNetError, httpClient } from './http.js';
 import { withLock } from './lock.js';
-import type { BoxEntry } from './registry.js';
+import { type BoxEntry, findBox, loadRegistry } from './registry.js';
 
 export interface BoxRequest {
   cacheRoot: string;
@@ -23,9 +24,37 @@ export interface BoxRequest {
   /** Download timeouts and retries (tests shorten them). */
   net?: Partial<NetOptions>;
   signal?: AbortSignal;
+  /** For made system boxes: extra packages and the disk size (`box make --package --disk-size`). */
+  recipe?: { packages?: string[]; diskSizeMiB?: number };
 }
 
-const MAKERS: Record<string, typeof makeDebianBox> = { debian: makeDebianBox };
+/** The recipes of locally made boxes. */
+const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
+  debian: ({ box, cacheRoot, arch, log }) => makeDebianBox({ name: box.name, cacheRoot, arch, log }),
+  'debian-system': (request) => makeSystemBox(request),
+};
+
+/** A system box boots with the kernel and initramfs of the bundled `debian` box of its architecture. */
+async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
+  const { box, cacheRoot, arch, log } = request;
+  const initramfs = { ...request, box: findBox(loadRegistry(), 'debian', arch).box };
+  return makeDebianSystemBox({
+    name: box.name,
+    cacheRoot,
+    arch,
+    log,
+    ...request.recipe,
+    initramfsBox: () => ensureBox(initramfs),
+    runWithDisk: async (disk, script, output) => {
+      const { runInBox } = await import('../runner/run.js'); // the runner depends on this module
+      const options = { box: 'debian', arch, cacheRoot, accel: 'auto' as const, sharing: '9p' as const, memoryMiB: 2048, cpus: 2 };
+      return runInBox(
+        { ...options, bootTimeoutMs: 120_000, timeoutMs: 3_600_000, stdout: output, stderr: output, notice: log, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
+        () => ({ shares: [], argv: ['sh', '-c', script], cwd: '/' }),
+      );
+    },
+  });
+}
 
 const variantName = ({ box, arch }: BoxRequest) => `box ${box.name} (${arch})`;
 
@@ -56,7 +85,7 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
     const installed = await readInstalled(cacheRoot, box.name, arch);
     if (onlyIfOutdated && (await isMadeBoxCurrent(installed))) return installed!;
     if (installed && onlyIfOutdated) log(`box ${box.name} (${arch}) was made by another boxbuild version; making it again`);
-    return maker({ name: box.name, cacheRoot, arch, log });
+    return maker(request);
   });
 }
 

@@ -6,7 +6,7 @@ import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
 import { BoxbuildError, usageError } from '../errors.js';
-import { formatBytes } from '../util/size.js';
+import { formatBytes, parseMemoryMiB } from '../util/size.js';
 import { collect, notice, registryFiles } from './common.js';
 
 interface BoxFlags {
@@ -16,12 +16,15 @@ interface BoxFlags {
   updateCheck?: boolean;
   json?: boolean;
   all?: boolean;
+  package?: string[];
+  diskSize?: string;
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
 function request(flags: BoxFlags, box: BoxEntry, arch: Arch): BoxRequest {
-  return { cacheRoot: cacheRoot(), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr };
+  const recipe = { packages: flags.package, diskSizeMiB: flags.diskSize === undefined ? undefined : parseMemoryMiB(flags.diskSize, '--disk-size') };
+  return { cacheRoot: cacheRoot(), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe };
 }
 
 /** The cached variants a command acts on: all, or those of one box (and one architecture). */
@@ -49,7 +52,7 @@ function table(rows: string[][]): string {
   return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
 }
 
-async function listBoxes(flags: BoxFlags): Promise<void> {
+export async function listBoxes(flags: BoxFlags): Promise<void> {
   const registry = loadRegistry(registryFiles(flags));
   const cached = await listCached(cacheRoot());
   const statuses = await Promise.all(cached.map((variant) => statusOf(flags, registry, variant)));
@@ -142,7 +145,9 @@ export function addBoxCommands(program: Command): void {
     '--no-update-check',
     'use a cached box as it is',
   );
-  single('make <name>', 'Make a locally made box (e.g. debian) from distribution packages, again', makeBox);
+  single('make <name>', 'Make a locally made box (debian, debian-system) from distribution packages, again', makeBox)
+    .option('--package <name>', 'an extra Debian package for a system box (may be repeated)', collect)
+    .option('--disk-size <size>', 'size of a system box\'s root file system: 8G, 20G (default 8G)');
 
   command('update [name]', 'Download the new version of a cached box (or of every one with --all) when there is one')
     .option('--arch <arch>', 'only this architecture')

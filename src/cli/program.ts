@@ -30,6 +30,7 @@ interface VmFlags {
   quiet?: boolean;
   verbose?: boolean;
   updateCheck: boolean;
+  snapshot: boolean;
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -52,6 +53,7 @@ function addVmOptions(command: Command): Command {
     .option('--boot-timeout <duration>', 'give up when the guest is not ready after this long (90, 90s, 2m)', '60s')
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
+    .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
     .addOption(new Option('--virtiofs-sharing', 'share directories over virtiofs').implies({ sharing: 'virtiofs' }))
     .addOption(new Option('--sshfs-sharing', 'share directories over sshfs (sftp-server on a virtio-serial port)').implies({ sharing: 'sshfs' }))
@@ -80,6 +82,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     stdout: process.stdout,
     stderr: process.stderr,
     notice: notice(flags.quiet),
+    snapshot: flags.snapshot,
     boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,
   };

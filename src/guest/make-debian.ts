@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { type Arch, debianArch, debianTriplet } from '../box/arch.js';
@@ -16,7 +16,7 @@ const GUEST_FILES = fileURLToPath(new URL('../../src/guest/files/', import.meta.
  * Kernel modules the box carries: its devices and every sharing backend. init loads the
  * devices' modules; the agent loads a file system's modules when a share needs them.
  */
-export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_blk', 'virtio_net', '9pnet_virtio', '9p', 'fuse', 'virtiofs'];
+export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_blk', 'virtio_net', 'crc32c_generic', 'ext4', '9pnet_virtio', '9p', 'fuse', 'virtiofs'];
 
 /** Packages whose files go into the box: busybox for everything, sshfs (and its libraries) for the sshfs backend. */
 const USERLAND_PACKAGES = ['busybox-static', 'sshfs', 'libfuse3-3', 'libglib2.0-0', 'libpcre2-8-0', 'libc6'];
@@ -26,9 +26,12 @@ const GUEST_FILE_NAMES = ['init', 'agent', 'build'] as const;
 
 const guestFile = (name: string) => readFile(join(GUEST_FILES, name));
 
-/** Digest of boxbuild's guest files and module list, recorded in the box as sources["boxbuild-guest"]. */
+/** Raised whenever the way a box is put together changes, so that boxes made before are made again. */
+const BOX_LAYOUT = 2;
+
+/** Digest of boxbuild's guest files, module list and box layout, recorded in the box as sources["boxbuild-guest"]. */
 export async function guestFilesDigest(): Promise<string> {
-  const hash = createHash('sha256').update(GUEST_MODULES.join(' ')).update(USERLAND_PACKAGES.join(' '));
+  const hash = createHash('sha256').update(`${BOX_LAYOUT} ${GUEST_MODULES.join(' ')} ${USERLAND_PACKAGES.join(' ')}`);
   for (const name of GUEST_FILE_NAMES) hash.update(await guestFile(name));
   return hash.digest('hex');
 }
@@ -44,17 +47,30 @@ async function findDepmod(): Promise<string> {
   throw new BoxbuildError('boxUnavailable', 'depmod not found: install the "kmod" package');
 }
 
-/** Adds the guest modules (with their dependencies) and a modules.dep for busybox modprobe. */
-async function addModules(builder: InitramfsBuilder, root: string): Promise<void> {
+/**
+ * Adds the guest modules (with their dependencies) and depmod's indexes of exactly those modules:
+ * the text modules.dep for busybox modprobe, the .bin indexes for kmod's (system boxes).
+ */
+async function addModules(builder: InitramfsBuilder, root: string, work: string): Promise<void> {
   const [release] = await readdir(join(root, 'lib/modules'));
   if (!release) throw new BoxbuildError('boxUnavailable', 'the kernel package holds no kernel modules');
-  await execa(await findDepmod(), ['--basedir', root, release]);
+  const depmod = await findDepmod();
+  await execa(depmod, ['--basedir', root, release]);
   const modulesDir = join(root, 'lib/modules', release);
-  const depText = await readFile(join(modulesDir, 'modules.dep'), 'utf8');
-  const modules = moduleClosure(depText, await readFile(join(modulesDir, 'modules.builtin'), 'utf8'), GUEST_MODULES);
-  for (const module of modules) builder.file(`lib/modules/${release}/${module}`, await readFile(join(modulesDir, module)));
-  const ownLines = depText.split('\n').filter((line) => modules.includes(line.slice(0, line.indexOf(':'))));
-  builder.file(`lib/modules/${release}/modules.dep`, Buffer.from(`${ownLines.join('\n')}\n`));
+  const builtin = await readFile(join(modulesDir, 'modules.builtin'), 'utf8');
+  const modules = moduleClosure(await readFile(join(modulesDir, 'modules.dep'), 'utf8'), builtin, GUEST_MODULES);
+  const own = join(work, 'modules');
+  const ownDir = join(own, 'lib/modules', release);
+  for (const module of modules) {
+    await mkdir(dirname(join(ownDir, module)), { recursive: true });
+    await copyFile(join(modulesDir, module), join(ownDir, module));
+  }
+  for (const index of ['modules.builtin', 'modules.builtin.modinfo', 'modules.order']) await copyFile(join(modulesDir, index), join(ownDir, index));
+  await execa(depmod, ['--basedir', own, release]);
+  for (const file of (await readdir(ownDir, { recursive: true })).sort()) {
+    const path = join(ownDir, file);
+    if ((await stat(path)).isFile()) builder.file(`lib/modules/${release}/${file}`, await readFile(path));
+  }
 }
 
 /**
@@ -80,7 +96,7 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     for (const dir of ['proc', 'sys', 'dev', 'root', 'tmp', 'run', 'bin', 'sbin', 'usr/bin', 'usr/sbin']) builder.dir(dir);
     builder.file('bin/busybox', await readFile(join(root, 'bin/busybox')), 0o755).symlink('bin/sh', 'busybox');
     await addDynamicProgram(builder, root, '/usr/bin/sshfs', debianTriplet(arch));
-    await addModules(builder, root);
+    await addModules(builder, root, work);
     builder.file('etc/passwd', Buffer.from('root:x:0:0:root:/root:/bin/sh\n')).file('etc/group', Buffer.from('root:x:0:\n'));
     builder.file('init', await guestFile('init'), 0o755);
     for (const file of GUEST_FILE_NAMES.filter((f) => f !== 'init')) builder.file(`usr/lib/boxbuild/${file}`, await guestFile(file), 0o755);

@@ -5,6 +5,7 @@ import { BoxbuildError } from '../errors.js';
 import { type VmSpec, buildQemuArgs } from './argv.js';
 import { ConsoleLog } from './console-log.js';
 import { listenOnce } from './sockets.js';
+import { diesWithParent } from '../util/orphans.js';
 
 export interface VmExit {
   exitCode?: number;
@@ -37,7 +38,8 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<Ru
   const console = new ConsoleLog(join(options.runDir, 'console.log'), options.consoleEcho);
   void consoleEndpoint.connection.then((socket) => console.attach(socket));
   const binary = options.qemuBinary ?? spec.profile.qemuBinary;
-  const child: ResultPromise = execa(binary, buildQemuArgs(spec), {
+  const [file, ...args] = diesWithParent([binary, ...buildQemuArgs(spec)]);
+  const child: ResultPromise = execa(file!, args, {
     stdin: 'ignore',
     stdout: 'ignore',
     stderr: 'pipe',
@@ -48,11 +50,12 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<Ru
   const exited = child.then(async (result): Promise<VmExit> => {
     consoleEndpoint.close();
     await console.close();
-    if (result.failed && result.exitCode === undefined && !result.signal) {
-      const code = (result.cause as NodeJS.ErrnoException | undefined)?.code;
-      return { stderr: code === 'ENOENT' ? `${binary} not found: install QEMU (Debian: apt-get install qemu-system)` : String(result.message) };
-    }
-    return { exitCode: result.exitCode, signal: result.signal, stderr: String(result.stderr ?? '').trim() };
+    const stderr = String(result.stderr ?? '').trim();
+    // Not found: spawn fails with ENOENT, or setpriv says it could not execute it.
+    const missing = (result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (result.exitCode === 127 && stderr.includes('failed to execute'));
+    if (missing) return { stderr: `${binary} not found: install QEMU (Debian: apt-get install qemu-system)` };
+    if (result.failed && result.exitCode === undefined && !result.signal) return { stderr: String(result.message) };
+    return { exitCode: result.exitCode, signal: result.signal, stderr };
   });
   return {
     pid: child.pid,

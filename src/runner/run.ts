@@ -8,12 +8,13 @@ import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
 import { type BoxRequest, ensureBox } from '../box/resolve.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { type AccelRequest, resolveAccel } from '../qemu/accel.js';
-import { type VmSpec, consoleName } from '../qemu/argv.js';
+import { type DiskSpec, type VmSpec, consoleName } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
 import { type Accel, type MachineProfile, PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
 import { deadline, whenAborted } from './deadline.js';
+import { attachSystemDisk } from './system-disk.js';
 
 export interface RunOptions {
   box: string;
@@ -45,6 +46,10 @@ export interface RunOptions {
   notice: (line: string) => void;
   /** How the box is fetched: whether a cached box's server is asked for a new version; where progress bars go. */
   boxFetch?: Pick<BoxRequest, 'updateCheck' | 'progress'>;
+  /** Boot a system box on a throwaway overlay (default); false writes to the cached disk (--no-snapshot). */
+  snapshot?: boolean;
+  /** More disks (box making attaches the disk it prepares). */
+  extraDisks?: DiskSpec[];
   signal?: AbortSignal;
 }
 
@@ -73,12 +78,14 @@ export interface Session {
   sharing?: ActiveSharing;
   vm?: RunningVm;
   channel?: GuestChannel;
+  releaseDisk?: () => Promise<void>;
 }
 
 export async function teardown(session: Session): Promise<void> {
   if (session.vm) await session.vm.stop();
   await session.channel?.drained();
   await session.sharing?.stop();
+  await session.releaseDisk?.();
   if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
 }
 
@@ -110,6 +117,10 @@ export async function prepareRun(
   return { runDir, accel, sharing: sharing.name };
 }
 
+/** --timeout: rejects when the whole run takes too long (the caller then tears the VM down). */
+export const runTimeout = (options: Pick<RunOptions, 'timeoutMs'>) =>
+  deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
+
 /** The box entry a run asks for, and the architecture. */
 export function lookupBox(options: Pick<RunOptions, 'box' | 'arch' | 'registryFiles'>): { box: BoxEntry; arch: Arch } {
   const arch = options.arch ?? hostArch();
@@ -133,6 +144,8 @@ async function bootVm(
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
   const { runDir, accel } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
   session.channel = await GuestChannel.listen(runDir);
+  const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
+  session.releaseDisk = system.release;
   const console = consoleDevice(options, box);
   const spec: VmSpec = {
     profile,
@@ -148,6 +161,7 @@ async function bootVm(
     consoleSocket: join(runDir, 'console.sock'),
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
+    disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
     extraArgs: session.sharing!.qemuArgs,
   };
   return (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
@@ -164,7 +178,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const aborted = whenAborted(options.signal);
   const installed = await fetchBox(options, box, arch);
   const session: Session = {};
-  const overall = deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
+  const overall = runTimeout(options);
   try {
     const vm = await Promise.race([bootVm(options, session, box, installed, command, PROFILES[arch]), aborted]);
     const vmStarted = Date.now();

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ResultPromise, execa } from 'execa';
 import { BoxbuildError } from '../errors.js';
+import { diesWithParent } from '../util/orphans.js';
 
 /** A host-side helper process of a sharing backend (virtiofsd, sftp-server). */
 export class Daemon {
@@ -16,7 +17,7 @@ export class Daemon {
   }
 
   static start(what: string, argv: string[], stdio: { stdin?: unknown; stdout?: unknown } = {}): Daemon {
-    const [file, ...args] = argv;
+    const [file, ...args] = diesWithParent(argv);
     const child = execa(file!, args, {
       stdin: (stdio.stdin ?? 'ignore') as 'ignore',
       stdout: (stdio.stdout ?? 'ignore') as 'ignore',

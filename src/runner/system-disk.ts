@@ -1,0 +1,34 @@
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import type { InstalledBox } from '../box/cache.js';
+import { tryLock } from '../box/lock.js';
+import { BoxbuildError } from '../errors.js';
+import type { DiskSpec } from '../qemu/argv.js';
+
+export interface AttachedDisk {
+  disk?: DiskSpec;
+  release: () => Promise<void>;
+}
+
+/**
+ * The box's system disk for one run. By default a qcow2 overlay in the run's private directory
+ * takes every write and goes away with it: the cached image is only ever read (QEMU opens a
+ * backing file read-only), also when the run is killed. Without snapshot the run writes to the
+ * cached image itself, under a lock, so that two such runs never share one disk.
+ */
+export async function attachSystemDisk(installed: InstalledBox, runDir: string, snapshot: boolean): Promise<AttachedDisk> {
+  const file = installed.manifest.files.system;
+  if (!file) return { release: async () => {} };
+  const base = resolve(installed.dir, file.name);
+  if (snapshot) {
+    const overlay = join(runDir, 'system-overlay.qcow2');
+    const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, overlay], { reject: false });
+    if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${String(result.stderr).trim() || result.shortMessage}`);
+    return { disk: { path: overlay, format: 'qcow2', cache: 'unsafe' }, release: async () => {} };
+  }
+  const lock = await tryLock(`${base}.lock`);
+  if ('heldBy' in lock) {
+    throw new BoxbuildError('vmFailed', `box ${installed.manifest.name} (${installed.manifest.arch}) is in use by another --no-snapshot run (pid ${lock.heldBy})`);
+  }
+  return { disk: { path: base, format: 'qcow2', cache: 'writeback' }, release: lock.release };
+}

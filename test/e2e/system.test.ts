@@ -1,0 +1,73 @@
+import { createHash } from 'node:crypto';
+import { cpSync, createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { expectNoLeftovers, runIsolated, startIsolated } from '../helpers/box-cli.js';
+import { CLI, REPO, TEST_CACHE } from '../helpers/env.js';
+import { tempDir } from '../helpers/temp.js';
+
+const ELF_MACHINE = { x86_64: 0x3e, aarch64: 0xb7 } as const;
+const baseDisk = (arch: string, cache = TEST_CACHE) => join(cache, 'boxes/debian-system', arch, 'current/system.qcow2');
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+describe.each(['x86_64', 'aarch64'] as const)('debian-system box, %s', (arch) => {
+  beforeAll(async () => {
+    // Made once per test run: debootstrap (its second stage in an emulated VM for a foreign arch).
+    await execa(process.execPath, [CLI, 'box', 'fetch', 'debian-system', '--arch', arch], { env: { BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: 'inherit' });
+  }, 1_800_000);
+
+  test('a C program with a Makefile is built with make and gcc into an ELF binary for the arch', async () => {
+    const target = join(tempDir(), 'out');
+    const before = await sha256(baseDisk(arch));
+    const result = await runIsolated(['--box', 'debian-system', '--arch', arch, '-q', '--', '--description', join(REPO, 'examples/c-hello'), '--target-dir', target]);
+    expect(result.stderr).toBe('');
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toMatch(/c-hello: make took [\d.]+ s in the guest/);
+    const binary = readFileSync(join(target, 'hello'));
+    expect(binary.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    expect(binary.readUInt16LE(18)).toBe(ELF_MACHINE[arch]);
+    expect(await sha256(baseDisk(arch))).toBe(before);
+  });
+});
+
+describe('system disk snapshots', () => {
+  test('the cached disk keeps its sha256 when boxbuild is killed with SIGKILL mid-run', async () => {
+    const before = await sha256(baseDisk('x86_64'));
+    const { tmp, child } = startIsolated(['exec', '--box', 'debian-system', '-q', '--', 'sh', '-c', 'echo started; dd if=/dev/zero of=/root/junk bs=1M count=64; sync; sleep 600']);
+    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    child.kill('SIGKILL');
+    await child;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await sha256(baseDisk('x86_64'))).toBe(before);
+    // SIGKILL gives boxbuild no chance to clean up: QEMU dies with it (parent-death signal); only the run directory stays.
+    const leftover = await execa('pgrep', ['-f', tmp], { reject: false });
+    expect(leftover.stdout).toBe('');
+  });
+
+  test('--no-snapshot writes to the box (changes persist) and two such runs cannot share one disk', async () => {
+    const cache = join(tempDir(), 'cache');
+    cpSync(join(TEST_CACHE, 'boxes/debian-system/x86_64'), join(cache, 'boxes/debian-system/x86_64'), { recursive: true, verbatimSymlinks: true });
+    const env = { BOXBUILD_CACHE_DIR: cache };
+    const exec = (...args: string[]) => runIsolated(['exec', '--box', 'debian-system', '-q', ...args], { env });
+    expect((await exec('--no-snapshot', '--', 'sh', '-c', 'echo kept > /var/cache/marker')).exitCode).toBe(0);
+    expect((await exec('--', 'sh', '-c', 'cat /var/cache/marker; echo lost > /var/cache/other')).stdout).toBe('kept');
+    expect((await exec('--no-snapshot', '--', 'sh', '-c', 'cat /var/cache/marker; ls /var/cache/other 2>&1 || true')).stdout).toMatch(/^kept\n.*No such file/);
+
+    const { tmp, child } = startIsolated(['exec', '--box', 'debian-system', '-q', '--no-snapshot', '--', 'sh', '-c', 'echo started; sleep 600'], { env });
+    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve()));
+    const second = await exec('--no-snapshot', '--', 'true');
+    expect(second.exitCode).toBe(71);
+    expect(second.stderr).toMatch(/is in use by another --no-snapshot run \(pid \d+\)/);
+    child.kill('SIGTERM');
+    expect((await child).exitCode).toBe(143);
+    expectNoLeftovers(tmp);
+    writeFileSync(join(cache, 'done'), '');
+  });
+});
