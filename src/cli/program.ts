@@ -31,6 +31,7 @@ interface VmFlags {
   verbose?: boolean;
   updateCheck: boolean;
   snapshot: boolean;
+  channel: 'serial' | 'ssh';
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -53,6 +54,7 @@ function addVmOptions(command: Command): Command {
     .option('--boot-timeout <duration>', 'give up when the guest is not ready after this long (90, 90s, 2m)', '60s')
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
+    .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
     .addOption(new Option('--virtiofs-sharing', 'share directories over virtiofs').implies({ sharing: 'virtiofs' }))
@@ -83,6 +85,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     stderr: process.stderr,
     notice: notice(flags.quiet),
     snapshot: flags.snapshot,
+    channel: flags.channel,
     boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,
   };

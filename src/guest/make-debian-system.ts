@@ -9,8 +9,8 @@ import { type BoxManifest, type InstalledBox, type ManifestFile, installVersion,
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest } from './make-debian.js';
 
-/** Packages every system box has: compilers, sshfs for the sshfs backend, kmod for the agent. */
-export const SYSTEM_PACKAGES = ['build-essential', 'sshfs', 'kmod', 'iproute2'];
+/** Packages every system box has: compilers, sshfs for the sshfs backend, kmod for the agent, sshd for the SSH channel. */
+export const SYSTEM_PACKAGES = ['build-essential', 'sshfs', 'kmod', 'iproute2', 'openssh-server'];
 
 export interface SystemBoxOptions {
   name: string;
@@ -62,7 +62,7 @@ mount /dev/vda /mnt
 status=0
 chroot /mnt /debootstrap/debootstrap --second-stage || status=$?
 [ "$status" = 0 ] || tail -n 15 /mnt/debootstrap/debootstrap.log
-rm -f /mnt/var/cache/apt/archives/*.deb
+rm -f /mnt/var/cache/apt/archives/*.deb /mnt/etc/ssh/ssh_host_*
 umount /mnt
 exit $status
 `;
@@ -88,6 +88,8 @@ async function makeRootDisk(options: SystemBoxOptions, work: string, packages: s
     mirror,
   ]);
   await writeFile(join(root, 'etc/hostname'), 'boxbuild\n');
+  // Every run makes its own SSH host keys (the SSH channel pins them); none is baked into the box.
+  await execa('sh', ['-c', 'rm -f "$1"/etc/ssh/ssh_host_*', 'sh', root]);
   // The downloaded packages: not needed in the box, but the foreign second stage installs from them.
   if (native) await execa('find', [join(root, 'var/cache/apt/archives'), '-name', '*.deb', '-delete']);
   const raw = join(work, 'system.raw');

@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import type { SerialPort } from '../qemu/argv.js';
 import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
-import { type GuestMessage, type GuestRequest, PORT_NAMES, encodeRequest, parseGuestMessage } from './protocol.js';
+import { type GuestMessage, PORT_NAMES, parseGuestMessage } from './protocol.js';
 
 /** The host end of the guest agent's three ports: control, stdout, stderr. */
 export class GuestChannel {
@@ -50,9 +50,10 @@ export class GuestChannel {
     }
   }
 
-  async send(request: GuestRequest): Promise<void> {
+  /** Sends encoded request lines (see protocol.ts) to the agent. */
+  async send(text: string): Promise<void> {
     const socket = await this.control.connection;
-    socket.write(encodeRequest(request));
+    socket.write(text);
   }
 
   /** Streams the guest command's stdout and stderr to the given streams. */

@@ -15,30 +15,44 @@ export type GuestMessage =
   | { type: 'ready'; version: number }
   | { type: 'error'; message: string }
   | { type: 'exit'; status: number }
+  | { type: 'hostkey'; key: string }
   | { type: 'unknown'; line: string };
 
 /** base64, with "-" (not in the base64 alphabet) for the empty string so no field is ever blank. */
 const b64 = (value: string) => (value === '' ? '-' : Buffer.from(value, 'utf8').toString('base64'));
+
+const mountLines = (mounts: GuestMount[]) =>
+  mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`);
+
+/** The command part of a request (what the SSH channel sends over the SSH session). */
+export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
+  const lines = [
+    ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
+    `CWD ${b64(command.cwd)}`,
+    ...command.argv.map((arg) => `ARG ${b64(arg)}`),
+    'RUN',
+  ];
+  return `${lines.join('\n')}\n`;
+}
 
 /**
  * Encodes a request as lines of space-separated base64 fields, so that any byte of an argument
  * (spaces, quotes, newlines, `$(...)`, non-ASCII) reaches the guest unchanged.
  */
 export function encodeRequest(request: GuestRequest): string {
-  const lines = [
-    ...request.mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`),
-    ...Object.entries(request.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
-    `CWD ${b64(request.cwd)}`,
-    ...request.argv.map((arg) => `ARG ${b64(arg)}`),
-    'RUN',
-  ];
-  return `${lines.join('\n')}\n`;
+  return [...mountLines(request.mounts), encodeCommand(request)].join('\n');
+}
+
+/** For the SSH channel: the mounts, then sshd with the run's key instead of a command. */
+export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string): string {
+  return `${[...mountLines(mounts), `SSHD ${b64(authorizedKey.trim())}`].join('\n')}\n`;
 }
 
 export function parseGuestMessage(line: string): GuestMessage {
   const [verb, field] = line.trim().split(' ');
   if (verb === 'READY') return { type: 'ready', version: Number(field) };
   if (verb === 'EXIT' && /^\d+$/.test(field ?? '')) return { type: 'exit', status: Number(field) };
+  if (verb === 'HOSTKEY') return { type: 'hostkey', key: Buffer.from(field ?? '', 'base64').toString('utf8') };
   if (verb === 'ERROR') return { type: 'error', message: Buffer.from(field ?? '', 'base64').toString('utf8') };
   return { type: 'unknown', line };
 }

@@ -14,6 +14,8 @@ import { type Accel, type MachineProfile, PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
 import { deadline, whenAborted } from './deadline.js';
+import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
+import { type SshSetup, prepareSsh, startSshSession } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
 
 export interface RunOptions {
@@ -48,6 +50,8 @@ export interface RunOptions {
   boxFetch?: Pick<BoxRequest, 'updateCheck' | 'progress'>;
   /** Boot a system box on a throwaway overlay (default); false writes to the cached disk (--no-snapshot). */
   snapshot?: boolean;
+  /** How the command and its output travel: virtio-serial ports (default), or SSH (the box needs sshd). */
+  channel?: 'serial' | 'ssh';
   /** More disks (box making attaches the disk it prepares). */
   extraDisks?: DiskSpec[];
   signal?: AbortSignal;
@@ -79,6 +83,7 @@ export interface Session {
   vm?: RunningVm;
   channel?: GuestChannel;
   releaseDisk?: () => Promise<void>;
+  ssh?: SshSetup;
 }
 
 export async function teardown(session: Session): Promise<void> {
@@ -145,6 +150,7 @@ async function bootVm(
   const { runDir, accel } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
   session.channel = await GuestChannel.listen(runDir);
   const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
+  if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
   session.releaseDisk = system.release;
   const console = consoleDevice(options, box);
   const spec: VmSpec = {
@@ -162,6 +168,7 @@ async function bootVm(
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
+    network: session.ssh?.network,
     extraArgs: session.sharing!.qemuArgs,
   };
   return (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
@@ -198,14 +205,32 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     }
 
     timing('guest agent ready');
-    channel.pipeOutput(options.stdout, options.stderr);
-    await channel.send({ mounts: session.sharing!.mounts, cwd: command.cwd, env: command.env ?? {}, argv: command.argv });
     const lost = vm.exited.then((exit) => {
       throw vmError('guestLost', `the guest stopped without reporting the build's exit status (${describeExit(exit)})`, vm);
     });
     lost.catch(() => {});
-    const result = await Promise.race([channel.next('exit', 'error'), lost, overall.promise, aborted]);
+    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env: command.env ?? {}, argv: command.argv };
+    let sshSession: Promise<unknown> | undefined;
+    let sshGone: Promise<never> = new Promise(() => {});
+    if (session.ssh) {
+      // SSH channel: mounts and sshd over the control port, the command over SSH, the status back on the control port.
+      await channel.send(encodeSshdRequest(guestRequest.mounts, session.ssh.authorizedKey));
+      const hello = await Promise.race([channel.next('hostkey', 'error'), lost, overall.promise, aborted]);
+      if (hello.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${hello.message}`);
+      const { ended } = await startSshSession(session.ssh, session.runDir!, hello.key, encodeCommand(guestRequest), options);
+      sshSession = ended;
+      sshGone = ended.then(async (done) => {
+        await new Promise((resolve) => setTimeout(resolve, 5000).unref()); // the status may still be on its way
+        throw new BoxbuildError('vmFailed', `the SSH session to the guest ended without a result (ssh exited with ${done.exitCode})`);
+      });
+      sshGone.catch(() => {});
+    } else {
+      channel.pipeOutput(options.stdout, options.stderr);
+      await channel.send(encodeRequest(guestRequest));
+    }
+    const result = await Promise.race([channel.next('exit', 'error'), lost, sshGone, overall.promise, aborted]);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
+    await sshSession; // every byte of the session's output has been passed on
     timing('command finished');
 
     // The guest powers off after reporting; its last output arrives before QEMU closes the sockets.

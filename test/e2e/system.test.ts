@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cpSync, createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -69,5 +69,35 @@ describe('system disk snapshots', () => {
     expect((await child).exitCode).toBe(143);
     expectNoLeftovers(tmp);
     writeFileSync(join(cache, 'done'), '');
+  });
+});
+
+describe('SSH channel (debian-system, x86_64)', () => {
+  const args = ['one two', '$(touch /tmp/pwned) `id`', 'new\nline', '', 'ünïcödé 🚀', '"quoted" \'single\''];
+
+  test('argv byte-exact, exit status, stdout and stderr apart; the run never touches ~/.ssh', async () => {
+    const home = tempDir();
+    const script = 'printf "%s\\0" "$@" >&2; echo to-stdout; [ ! -e /tmp/pwned ] || echo PWNED; exit 9';
+    const result = await runIsolated(['exec', '--box', 'debian-system', '-q', '--channel', 'ssh', '--', 'sh', '-c', script, 'sh', ...args], { env: { HOME: home } });
+    expect(result.exitCode).toBe(9);
+    expect(result.stdout).toBe('to-stdout');
+    expect(result.stderr.split('\0').slice(0, -1)).toEqual(args);
+    expect(existsSync(join(home, '.ssh'))).toBe(false);
+  });
+
+  test('two SSH-channel builds at once, each with its own port and keys', async () => {
+    const runs = await Promise.all(
+      [0, 1].map((index) => runIsolated(['exec', '--box', 'debian-system', '-q', '--channel', 'ssh', '--', 'sh', '-c', `echo run-${index}`])),
+    );
+    expect(runs.map((run) => [run.exitCode, run.stdout])).toEqual([
+      [0, 'run-0'],
+      [0, 'run-1'],
+    ]);
+  });
+
+  test('a box without sshd says so', async () => {
+    const result = await runIsolated(['exec', '--box', 'debian', '-q', '--channel', 'ssh', '--', 'true']);
+    expect(result.exitCode).toBe(71);
+    expect(result.stderr).toContain('this box has no SSH server: use --channel serial');
   });
 });

@@ -1,0 +1,70 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { type ResultPromise, execa } from 'execa';
+import { BoxbuildError } from '../errors.js';
+import type { NetworkSpec } from '../qemu/argv.js';
+import { diesWithParent } from '../util/orphans.js';
+
+/** The host end of an SSH channel: a key pair made for this run, and the forwarded port. */
+export interface SshSetup {
+  key: string;
+  port: number;
+  authorizedKey: string;
+  network: NetworkSpec;
+}
+
+/** A free TCP port on 127.0.0.1, chosen by the kernel (never a fixed port such as 10022). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Makes the run's ed25519 key pair in its private directory (never the user's keys, never ~/.ssh). */
+export async function prepareSsh(runDir: string): Promise<SshSetup> {
+  const key = join(runDir, 'id_ed25519');
+  const made = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'boxbuild-run', '-f', key], { reject: false, stdin: 'ignore' });
+  if (made.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot make an SSH key for the run (is openssh-client installed?): ${String(made.stderr).trim() || made.shortMessage}`);
+  const port = await freePort();
+  return { key, port, authorizedKey: (await readFile(`${key}.pub`, 'utf8')).trim(), network: { hostForwards: [{ hostPort: port, guestPort: 22 }] } };
+}
+
+/** ssh's argv: only the run's key, only the pinned host key, no config files, nothing interactive. */
+export function sshArgs(setup: Pick<SshSetup, 'key' | 'port'>, knownHosts: string): string[] {
+  const options = [
+    'IdentitiesOnly=yes',
+    'BatchMode=yes',
+    'StrictHostKeyChecking=yes',
+    `UserKnownHostsFile=${knownHosts}`,
+    'GlobalKnownHostsFile=/dev/null',
+    'HostKeyAlgorithms=ssh-ed25519',
+    'CheckHostIP=no',
+    'LogLevel=ERROR',
+    'ConnectTimeout=30',
+  ];
+  return ['-F', '/dev/null', '-T', '-i', setup.key, '-p', String(setup.port), ...options.flatMap((o) => ['-o', o]), 'root@127.0.0.1', '/usr/lib/boxbuild/agent', '--session'];
+}
+
+/**
+ * Runs the command over SSH: the host key the guest reported is the only one accepted; the request
+ * lines go to the session agent's stdin, its stdout and stderr are streamed to ours.
+ */
+export async function startSshSession(
+  setup: SshSetup,
+  runDir: string,
+  hostKey: string,
+  request: string,
+  out: { stdout: Writable; stderr: Writable },
+): Promise<{ ended: ResultPromise }> {
+  const knownHosts = join(runDir, 'known_hosts');
+  await writeFile(knownHosts, `[127.0.0.1]:${setup.port} ${hostKey.trim()}\n`);
+  const [file, ...args] = diesWithParent(['ssh', ...sshArgs(setup, knownHosts)]);
+  const child = execa(file!, args, { input: request, stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false });
+  child.stdout?.pipe(out.stdout, { end: false });
+  child.stderr?.pipe(out.stderr, { end: false });
+  return { ended: child };
+}
