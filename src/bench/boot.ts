@@ -13,6 +13,8 @@ export interface BootCase {
 export const BOOT_CASES: BootCase[] = [
   { box: 'debian', arch: 'x86_64', target: { wall: '<= 2.5 s', ready: '<= 2.0 s' } },
   { box: 'debian', arch: 'aarch64', target: { wall: '', ready: '<= 2.5 s' } },
+  { box: 'debian-system', arch: 'x86_64', target: { wall: '', ready: '<= 2x initramfs' } },
+  { box: 'debian-system', arch: 'aarch64', target: { wall: '', ready: '<= 2x initramfs' } },
 ];
 
 /** `boxbuild exec --box B --arch A -- true`: wall time and QEMU-start-to-agent-ready, median of 5. */

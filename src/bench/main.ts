@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchBoot } from './boot.js';
+import { benchCBuild } from './cbuild.js';
 import { benchSharing } from './sharing.js';
 
 /** `npm run bench`: prints figures; it asserts nothing (performance goals are not tests). */
@@ -10,3 +11,4 @@ const env = { ...process.env, BOXBUILD_CACHE_DIR: process.env.BOXBUILD_CACHE_DIR
 console.log(`boxbuild benchmark (${new Date().toISOString()}, cache ${env.BOXBUILD_CACHE_DIR})\n`);
 console.log(await benchBoot(env));
 console.log(`\n${await benchSharing(env)}`);
+console.log(`\n${await benchCBuild(env)}`);
