@@ -57,7 +57,7 @@ function diskArgs(spec: VmSpec): string[] {
 function networkArgs(spec: VmSpec): string[] {
   if (!spec.network) return ['-nic', 'none'];
   const forwards = (spec.network.hostForwards ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
-  return ['-netdev', `user,id=net0${forwards}`, '-device', `${virtioDevice(spec.profile, 'net')},netdev=net0`];
+  return ['-netdev', `user,id=net0${forwards}`, '-device', `${virtioDevice(spec.profile, 'net')},netdev=net0,romfile=`];
 }
 
 /** Escapes a value for QEMU's comma-separated option syntax. */

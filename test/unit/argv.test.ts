@@ -84,7 +84,7 @@ describe('buildQemuArgs', () => {
     ]);
     expect(valuesOf(args, '-device')).toContain('virtio-blk-pci,drive=disk1');
     expect(valuesOf(args, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22']);
-    expect(valuesOf(args, '-device')).toContain('virtio-net-pci,netdev=net0');
+    expect(valuesOf(args, '-device')).toContain('virtio-net-pci,netdev=net0,romfile=');
     expect(valuesOf(args, '-nic')).toEqual([]);
   });
 
@@ -148,8 +148,8 @@ describe('virtiofs and sshfs shares', () => {
   test('sftp-server is read-only for read-only shares; sshfs mounts over the port of the share', () => {
     expect(sftpServerArgs('/usr/lib/openssh/sftp-server', { ...share, readOnly: true })).toEqual(['/usr/lib/openssh/sftp-server', '-d', '/share', '-l', 'ERROR', '-R']);
     expect(sftpServerArgs('/s', share)).not.toContain('-R');
-    expect(sshfsGuestMount(share, 1)).toMatchObject({ modules: ['fuse'], fstype: 'sshfs', source: 'org.boxbuild.sftp.1', target: '/target' });
-    expect(sshfsGuestMount(share, 1).options.split(',')).toContain('passive');
+    expect(sshfsGuestMount(share)).toMatchObject({ modules: ['fuse'], fstype: 'sshfs', source: `org.boxbuild.sftp.${share.tag}`, target: '/target' });
+    expect(sshfsGuestMount(share).options.split(',')).toContain('passive');
   });
 
   test('confinement: user namespace only when not root; paths travel as parameters', () => {
