@@ -43,13 +43,14 @@ async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
     cacheRoot,
     arch,
     log,
+    signal: request.signal,
     ...request.recipe,
     initramfsBox: () => ensureBox(initramfs),
     runWithDisk: async (disk, script, output) => {
       const { runInBox } = await import('../runner/run.js'); // the runner depends on this module
       const options = { box: 'debian', arch, cacheRoot, accel: 'auto' as const, sharing: '9p' as const, memoryMiB: 2048, cpus: 2 };
       return runInBox(
-        { ...options, bootTimeoutMs: 120_000, timeoutMs: 3_600_000, stdout: output, stderr: output, notice: log, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
+        { ...options, bootTimeoutMs: 120_000, timeoutMs: 3_600_000, stdout: output, stderr: output, notice: log, signal: request.signal, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
         () => ({ shares: [], argv: ['sh', '-c', script], cwd: '/' }),
       );
     },

@@ -22,9 +22,9 @@ interface BoxFlags {
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
-function request(flags: BoxFlags, box: BoxEntry, arch: Arch): BoxRequest {
+function request(flags: BoxFlags, box: BoxEntry, arch: Arch, signal?: AbortSignal): BoxRequest {
   const recipe = { packages: flags.package, diskSizeMiB: flags.diskSize === undefined ? undefined : parseMemoryMiB(flags.diskSize, '--disk-size') };
-  return { cacheRoot: cacheRoot(), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe };
+  return { cacheRoot: cacheRoot(), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal };
 }
 
 /** The cached variants a command acts on: all, or those of one box (and one architecture). */
@@ -118,7 +118,7 @@ async function verifyBoxes(name: string | undefined, flags: BoxFlags): Promise<v
 }
 
 /** Adds `boxbuild box ...`: list, fetch, make, update, verify, remove, prune. */
-export function addBoxCommands(program: Command): void {
+export function addBoxCommands(program: Command, signal?: AbortSignal): void {
   const box = program.command('box').description('Manage boxes').exitOverride();
   const command = (usage: string, description: string) =>
     box
@@ -139,7 +139,7 @@ export function addBoxCommands(program: Command): void {
       .action(async (name: string, flags: BoxFlags) => {
         const arch = flags.arch ? parseArch(flags.arch) : hostArch();
         const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
-        print((await act(request(flags, entry, arch))).dir);
+        print((await act(request(flags, entry, arch, signal))).dir);
       });
   single('fetch <name>', 'Make sure a box is in the cache and current (downloaded or made when needed); prints its directory', ensureBox).option(
     '--no-update-check',

@@ -114,7 +114,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
       status = await runInBox(runOptions(flags, signal), () => execCommand(flags.share ?? [], build, process.cwd()));
     });
 
-  addBoxCommands(program);
+  addBoxCommands(program, signal);
 
   await program.parseAsync(own, { from: 'user' });
   return status;

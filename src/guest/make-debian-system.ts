@@ -17,6 +17,8 @@ export interface SystemBoxOptions {
   cacheRoot: string;
   arch: Arch;
   log: (line: string) => void;
+  /** Stops debootstrap and the second-stage VM (Ctrl-C). */
+  signal?: AbortSignal;
   /** Extra packages (`--package`). */
   packages?: string[];
   /** Size of the root file system (`--disk-size`); the qcow2 holds only what is used. */
@@ -47,8 +49,10 @@ async function sha256File(path: string): Promise<ManifestFile> {
   return { name: path.slice(path.lastIndexOf('/') + 1), sha256: hash.digest('hex'), size };
 }
 
-async function run(what: string, file: string, args: string[]): Promise<void> {
-  const result = await execa(file, args, { reject: false, all: true, stdin: 'ignore', env: { PATH: `/usr/sbin:/sbin:${process.env.PATH}` } });
+async function run(what: string, file: string, args: string[], signal?: AbortSignal): Promise<void> {
+  const env = { PATH: `/usr/sbin:/sbin:${process.env.PATH}` };
+  const result = await execa(file, args, { reject: false, all: true, stdin: 'ignore', env, cancelSignal: signal });
+  if (result.isCanceled) throw new BoxbuildError('interrupted', `interrupted; ${what} was stopped`);
   if (result.exitCode !== 0) {
     const tail = String(result.all ?? result.message).trim().split('\n').slice(-3).join(' / ');
     throw fail(`${what} failed: ${tail}`);
@@ -86,7 +90,7 @@ async function makeRootDisk(options: SystemBoxOptions, work: string, packages: s
     'bookworm',
     root,
     mirror,
-  ]);
+  ], options.signal);
   await writeFile(join(root, 'etc/hostname'), 'boxbuild\n');
   // Every run makes its own SSH host keys (the SSH channel pins them); none is baked into the box.
   await execa('sh', ['-c', 'rm -f "$1"/etc/ssh/ssh_host_*', 'sh', root]);
