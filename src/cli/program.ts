@@ -5,11 +5,13 @@ import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
-import { type RunOptions, runInBox } from '../runner/run.js';
+import { runKiwiBox } from '../runner/kiwi.js';
+import { type RunOptions, lookupBox, runInBox } from '../runner/run.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
-import { addBoxCommands } from './box.js';
+import { addBoxCommands, listBoxes } from './box.js';
+import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, notice, registryFiles } from './common.js';
 
 
@@ -21,7 +23,11 @@ interface VmFlags {
   boxes?: string[];
   boxMemory?: string;
   boxSmpCpus?: string;
-  accel: AccelRequest;
+  /** false: --no-accel. */
+  accel: AccelRequest | false;
+  machine?: string;
+  cpu?: string;
+  boxConsole?: string;
   bootTimeout: string;
   timeout?: string;
   boxDebug?: boolean;
@@ -51,6 +57,10 @@ function addVmOptions(command: Command): Command {
     .option('--box-memory <size>', 'guest memory: 2G, 512M; a bare number means GiB (default: the box\'s)')
     .option('--box-smp-cpus <n>', 'number of guest CPUs (default: the box\'s)')
     .addOption(new Option('--accel <accel>', 'accelerator; auto probes that KVM really works').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .option('--no-accel', 'same as --accel tcg')
+    .option('--machine <type>', "QEMU machine type instead of the architecture's default")
+    .option('--cpu <model>', "QEMU CPU model instead of the architecture's default")
+    .option('--box-console <name>', "kernel console: hvc0, or the machine's serial port for anything else (default: the box's)")
     .option('--boot-timeout <duration>', 'give up when the guest is not ready after this long (90, 90s, 2m)', '60s')
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
@@ -72,7 +82,10 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     arch: chosenArch(flags),
     registryFiles: registryFiles(flags),
     cacheRoot: cacheRoot(),
-    accel: flags.accel,
+    accel: flags.accel === false ? 'tcg' : flags.accel,
+    machine: flags.machine,
+    cpu: flags.cpu,
+    console: flags.boxConsole,
     memoryMiB: flags.boxMemory === undefined ? undefined : parseMemoryMiB(flags.boxMemory),
     cpus: flags.boxSmpCpus === undefined ? undefined : parsePositiveInt(flags.boxSmpCpus, '--box-smp-cpus'),
     sharing: flags.sharing,
@@ -95,14 +108,23 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
 export async function commandLine(argv: string[], signal: AbortSignal): Promise<number> {
   const { own, build } = splitAtDoubleDash(argv);
   let status = 0;
-  const program = addVmOptions(new Command('boxbuild'))
+  const program = addKiwiOptions(addVmOptions(new Command('boxbuild')))
     .description('Run a build inside a throwaway virtual machine: boxbuild --box NAME -- --description DIR --target-dir DIR [build args]')
     .version(VERSION)
     .enablePositionalOptions()
     .exitOverride()
-    .action(async (flags: VmFlags) => {
+    .action(async (flags: VmFlags & KiwiFlags) => {
+      if (flags.listBoxes) return listBoxes(flags);
+      refuseContainer(flags);
       if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
-      status = await runInBox(runOptions(flags, signal), (box) => buildCommand(box, build));
+      const options = runOptions(flags, signal);
+      const { box, arch } = lookupBox(options);
+      if (box.protocol === 'kiwi') {
+        status = await runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
+      } else {
+        refuseKiwiOnly(flags, box);
+        status = await runInBox(options, () => buildCommand(box, build));
+      }
     });
 
   addVmOptions(program.command('exec'))

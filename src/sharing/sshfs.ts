@@ -15,8 +15,8 @@ export async function findSftpServer(): Promise<string | undefined> {
   return undefined;
 }
 
-/** The virtio-serial port that carries one share's SFTP session. */
-export const sftpPortName = (index: number) => `org.boxbuild.sftp.${index}`;
+/** The virtio-serial port that carries one share's SFTP session, named after the share's tag. */
+export const sftpPortName = (share: Share) => `org.boxbuild.sftp.${share.tag}`;
 
 /** The sftp-server command for one share: chrooted to a root that holds the share at /share. */
 export function sftpServerArgs(server: string, share: Share): string[] {
@@ -24,9 +24,9 @@ export function sftpServerArgs(server: string, share: Share): string[] {
 }
 
 /** What the guest agent mounts: sshfs in passive mode over the share's port (see the agent). */
-export function sshfsGuestMount(share: Share, index: number): GuestMount {
+export function sshfsGuestMount(share: Share): GuestMount {
   const options = ['passive', 'idmap=none', 'max_conns=1', 'cache=yes', 'kernel_cache', share.readOnly ? 'ro' : 'rw'];
-  return { modules: ['fuse'], fstype: 'sshfs', source: sftpPortName(index), target: share.guestPath, options: options.join(',') };
+  return { modules: ['fuse'], fstype: 'sshfs', source: sftpPortName(share), target: share.guestPath, options: options.join(',') };
 }
 
 /**
@@ -55,7 +55,7 @@ export const sshfsBackend: SharingBackend = {
     });
     return {
       qemuArgs: [],
-      ports: shares.map((_, index) => ({ name: sftpPortName(index), socket: endpoints[index]!.path })),
+      ports: shares.map((share, index) => ({ name: sftpPortName(share), socket: endpoints[index]!.path })),
       sharedMemory: false,
       mounts: shares.map(sshfsGuestMount),
       stop: async () => {

@@ -1,0 +1,134 @@
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Arch } from '../box/arch.js';
+import type { BoxEntry } from '../box/registry.js';
+import { BoxbuildError } from '../errors.js';
+import type { VmSpec } from '../qemu/argv.js';
+import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
+import { PROFILES } from '../qemu/profiles.js';
+import type { Share, SharingName } from '../sharing/types.js';
+import { checkGuestPath, existingDirectory } from './args.js';
+import { buildDirectories } from './commands.js';
+import { whenAborted } from './deadline.js';
+import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
+import { attachSystemDisk } from './system-disk.js';
+import { bootKernel } from './vmlinux.js';
+import { type RunOptions, type Session, consoleDevice, fetchBox, kernelCmdline, prepareRun, runTimeout, teardown } from './run.js';
+
+/** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
+export interface KiwiRequest {
+  /** The words after `--`. */
+  buildArgs: string[];
+  /** kiwi's global options given before `--`. */
+  globals: KiwiGlobals;
+  /** `--kiwi-version V`: the box installs this kiwi version first. */
+  kiwiVersion?: string;
+  /** `--shared-path P`: shared at the same path in the box. */
+  sharedPath?: string;
+}
+
+/** The KIWI box contract's files in the target directory. */
+export const RESULT_CODE = 'result.code';
+export const RESULT_LOG = 'result.log';
+
+interface KiwiPlan {
+  shares: Share[];
+  targetDir: string;
+  words: string[];
+  customMount?: string;
+}
+
+/** Checks a request before anything is downloaded or started: directories, shares, the build's words. */
+export function planKiwiBuild(request: KiwiRequest): KiwiPlan {
+  const { description, targetDir, rest } = buildDirectories(request.buildArgs);
+  const { globals, rest: others } = takeKiwiGlobals(rest, request.globals);
+  const shares: Share[] = [
+    { tag: 'kiwidescription', hostPath: description, guestPath: '/description', readOnly: true },
+    { tag: 'kiwibundle', hostPath: targetDir, guestPath: '/bundle', readOnly: false },
+  ];
+  let customMount: string | undefined;
+  if (request.sharedPath !== undefined) {
+    const hostPath = existingDirectory(request.sharedPath, '--shared-path');
+    customMount = checkBoxVariable('--shared-path', checkGuestPath(hostPath));
+    shares.push({ tag: 'custompath', hostPath, guestPath: hostPath, readOnly: false });
+  }
+  return { shares, targetDir, words: kiwiBuildWords(globals, others), customMount };
+}
+
+/** The build's exit status from result.code, which the box writes into the target directory. */
+async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
+  const text = await readFile(join(targetDir, RESULT_CODE), 'utf8').catch(() => undefined);
+  if (text === undefined) {
+    throw vmError('guestLost', `the box stopped without writing ${RESULT_CODE}: the build did not run to its end (see ${join(targetDir, RESULT_LOG)})`, vm);
+  }
+  const status = /^\s*(\d{1,3})\s*$/.exec(text);
+  if (!status || Number(status[1]) > 255) throw vmError('guestLost', `${join(targetDir, RESULT_CODE)} holds ${JSON.stringify(text.trim())}, not an exit status`, vm);
+  return Number(status[1]);
+}
+
+/**
+ * Runs a kiwi build in a box that follows the KIWI box contract: the box's kernel and initrd with
+ * its system disk behind a throwaway overlay, the build's words in kiwi="…" on the kernel command
+ * line, the description and target directory shared by tag; the box writes result.code and
+ * result.log into the target directory and powers off. Returns the build's exit status.
+ */
+export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch, request: KiwiRequest): Promise<number> {
+  const plan = planKiwiBuild(request);
+  const profile = PROFILES[arch];
+  const console = consoleDevice(options, box);
+  const cmdline = (sharing: SharingName) =>
+    kiwiCmdline({
+      arch,
+      base: kernelCmdline(box, arch, { profile, console }),
+      words: plan.words,
+      noHalt: options.boxDebug,
+      kiwiVersion: request.kiwiVersion,
+      customMount: plan.customMount,
+      sharing,
+    });
+  cmdline('virtiofs'); // the longest backend name: refuses a command line that is too long before any download
+  const installed = await fetchBox(options, box, arch);
+  const kernel = await bootKernel(installed, arch, options.notice);
+  const aborted = whenAborted(options.signal);
+  const session: Session = {};
+  const overall = runTimeout(options);
+  try {
+    // A result.code left by an earlier build must not pass for this one's.
+    await rm(join(plan.targetDir, RESULT_CODE), { force: true });
+    const { runDir, accel, sharing } = await Promise.race([prepareRun(options, session, { kernel, shares: plan.shares, profile }), aborted]);
+    const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
+    session.releaseDisk = system.release;
+    if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
+    const spec: VmSpec = {
+      profile,
+      accel,
+      machine: options.machine,
+      cpu: options.cpu,
+      memoryMiB: options.memoryMiB ?? box.memoryMiB,
+      cpus: options.cpus ?? box.cpus,
+      kernel,
+      initrd: join(installed.dir, installed.manifest.files.initrd.name),
+      cmdline: cmdline(sharing),
+      console,
+      consoleSocket: join(runDir, 'console.sock'),
+      ports: session.sharing!.ports,
+      sharedMemory: session.sharing!.sharedMemory,
+      disks: [system.disk],
+      network: {},
+      extraArgs: session.sharing!.qemuArgs,
+    };
+    const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
+    const started = Date.now();
+    if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
+    const exit = await Promise.race([vm.exited, overall.promise, aborted]);
+    if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
+    if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
+    const status = await buildStatus(plan.targetDir, vm);
+    const log = join(plan.targetDir, RESULT_LOG);
+    options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
+    return status;
+  } finally {
+    overall.clear();
+    await teardown(session);
+  }
+}

@@ -1,0 +1,36 @@
+import { access, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Arch } from '../box/arch.js';
+import type { InstalledBox } from '../box/cache.js';
+import { BoxbuildError } from '../errors.js';
+import { extractVmlinux } from '../guest/kernel.js';
+
+const exists = (path: string) => access(path).then(() => true, () => false);
+
+/** Writes a file beside others atomically, so that concurrent runs never see half of it. */
+async function writeAtomically(path: string, data: Buffer): Promise<void> {
+  const partial = `${path}.${process.pid}.tmp`;
+  await writeFile(partial, data);
+  await rename(partial, path);
+}
+
+/**
+ * The kernel a KIWI box boots. On x86_64 that is the uncompressed vmlinux inside the box's bzImage
+ * (QEMU boots it through its PVH entry, skipping seconds of decompression under emulation),
+ * extracted once per box version and kept beside the bzImage. A kernel without an XZ payload
+ * boots as it is.
+ */
+export async function bootKernel(installed: InstalledBox, arch: Arch, notice: (line: string) => void): Promise<string> {
+  const kernel = join(installed.dir, installed.manifest.files.kernel.name);
+  if (arch !== 'x86_64') return kernel;
+  const vmlinux = `${kernel}.vmlinux`;
+  if (await exists(vmlinux)) return vmlinux;
+  try {
+    await writeAtomically(vmlinux, await extractVmlinux(await readFile(kernel)));
+    return vmlinux;
+  } catch (error) {
+    if (!(error instanceof BoxbuildError)) throw error;
+    notice(`booting the compressed kernel of box ${installed.manifest.name} (slower): ${error.message}`);
+    return kernel;
+  }
+}
