@@ -2,12 +2,12 @@ import { type Hash, createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import type { Got, Response } from 'got';
 import pRetry from 'p-retry';
 import { BoxbuildError } from '../errors.js';
 import { HttpStatusError, type NetOptions, TruncatedError, describeNetError, isTransient } from './http.js';
+import { Sha256Stream } from './hash.js';
 import { type ProgressOutput, startProgress } from './progress.js';
 
 /** What every request of one box operation shares. */
@@ -92,35 +92,37 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
   const length = Number(response.headers['content-length'] ?? Number.NaN);
   const total = range?.total ?? (Number.isFinite(length) ? start + length : undefined);
 
-  const hash = createHash('sha256');
-  if (start > 0) await pipeline(createReadStream(partial), hashInto(hash));
-  const progress = ctx.progress && startProgress(ctx.progress, label, total, start);
-  let written = start;
-  let failure: unknown;
-  // The network stream is read here, not by the pipeline: when it fails, what arrived is
-  // still written out (not dropped with the file stream's buffer) for the next attempt to resume.
-  async function* received() {
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        written += chunk.length;
-        progress?.update(written);
-        yield chunk;
-      }
-    } catch (error) {
-      failure = error;
+  const hash = new Sha256Stream();
+  try {
+    if (start > 0) await hash.writeFile(partial);
+    const progress = ctx.progress && startProgress(ctx.progress, label, total, start);
+    let written = start;
+    stream.on('data', (chunk: Buffer) => {
+      written += chunk.length;
+      progress?.update(written);
+    });
+    const file = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', highWaterMark: 4 << 20 });
+    stream.pipe(file);
+    stream.pipe(hash);
+    const failure = await finished(stream, { writable: false }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    // On failure, what arrived is still written out (pipe ends neither stream then) for the next attempt to resume.
+    if (failure) file.end();
+    await finished(file);
+    progress?.finish(!failure);
+    if (failure) throw failure;
+    if (total !== undefined && written !== total) throw new TruncatedError(written, total);
+    const actual = await hash.digest();
+    if (actual !== sha256) {
+      await rm(partial, { force: true });
+      throw new ChecksumError(sha256, actual);
     }
+    return { size: written, lastModified: response.headers['last-modified'] };
+  } finally {
+    hash.destroy();
   }
-  await pipeline(Readable.from(received()), createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }));
-  progress?.finish(!failure);
-  if (failure) throw failure;
-  if (total !== undefined && written !== total) throw new TruncatedError(written, total);
-  const actual = hash.digest('hex');
-  if (actual !== sha256) {
-    await rm(partial, { force: true });
-    throw new ChecksumError(sha256, actual);
-  }
-  return { size: written, lastModified: response.headers['last-modified'] };
 }
 
 /** A sink that feeds a hash. */
