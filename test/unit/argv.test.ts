@@ -88,6 +88,20 @@ describe('buildQemuArgs', () => {
     expect(valuesOf(args, '-nic')).toEqual([]);
   });
 
+  test.each([
+    ['s390x', 'qemu-system-s390x', 's390-ccw-virtio', 'max', 'virtio-serial-ccw', 'ttysclp0'],
+    ['ppc64le', 'qemu-system-ppc64', 'pseries', 'power9', 'virtio-serial-pci', 'hvc0'],
+    ['riscv64', 'qemu-system-riscv64', 'virt', 'rv64', 'virtio-serial-pci', 'ttyS0'],
+  ] as const)('%s profile: binary, machine, TCG CPU, bus, console', (arch, binary, machine, cpu, serialBus, console) => {
+    const profile = PROFILES[arch];
+    const args = buildQemuArgs(spec({ profile }));
+    expect(profile.qemuBinary).toBe(binary);
+    expect(valuesOf(args, '-machine')).toEqual([machine]);
+    expect(valuesOf(args, '-cpu')).toEqual([cpu]);
+    expect(valuesOf(args, '-device')).toContain(`${serialBus},id=vser`);
+    expect(consoleName({ profile, console: 'serial' })).toBe(console);
+  });
+
   test('aarch64 uses the virt machine and a CPU model that emulates fast', () => {
     const args = buildQemuArgs(spec({ profile: PROFILES.aarch64 }));
     expect(valuesOf(args, '-machine')[0]).toMatch(/^virt/);
