@@ -167,6 +167,12 @@ export async function fetchSmall(ctx: NetContext, url: string, validators: { eta
   return { ...meta, body: response.body };
 }
 
+/** The error of a download stopped by Ctrl-C or SIGTERM (its partial file stays for the next run). */
+export function stoppedError(signal: AbortSignal): BoxbuildError {
+  const kind = signal.reason === 'SIGTERM' ? 'terminated' : 'interrupted';
+  return new BoxbuildError(kind, `${kind}; a partial download resumes where it stopped next time`);
+}
+
 /**
  * Tries `task` with each mirror URL in order and returns the first success. Fails with one
  * line naming the file (and the URL, or the last error and a line per mirror).
@@ -177,7 +183,8 @@ export async function fromMirrors<T>(label: string, urls: string[], task: (url: 
     try {
       return await task(url);
     } catch (error) {
-      if (signal?.aborted || error instanceof BoxbuildError) throw error;
+      if (signal?.aborted) throw stoppedError(signal);
+      if (error instanceof BoxbuildError) throw error;
       failures.push(`${url}: ${describeNetError(error)}`);
     }
   }

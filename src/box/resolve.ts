@@ -6,7 +6,7 @@ import { guestFilesDigest, makeDebianBox } from '../guest/make-debian.js';
 import { makeDebianSystemBox } from '../guest/make-debian-system.js';
 import type { Arch } from './arch.js';
 import { type InstalledBox, boxLockPath, readInstalled } from './cache.js';
-import type { NetContext } from './download.js';
+import { type NetContext, stoppedError } from './download.js';
 import { installRemote, isUpToDate } from './fetch.js';
 import { DEFAULT_NET, type NetOptions, describeNetError, httpClient } from './http.js';
 import { withLock } from './lock.js';
@@ -154,7 +154,7 @@ export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
     request.log(`${variantName(request)} has a new version; downloading it`);
     return await downloadBox(request, installed);
   } catch (error) {
-    if (request.signal?.aborted) throw error;
+    if (request.signal?.aborted) throw error instanceof BoxbuildError ? error : stoppedError(request.signal);
     request.log(`warning: cannot update ${variantName(request)} (${describeNetError(error)}); using the cached version ${installed.manifest.version}`);
     return installed;
   }

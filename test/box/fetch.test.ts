@@ -138,6 +138,21 @@ describe('remote boxes', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  test('Ctrl-C stops a download with an "interrupted" error; the next run resumes it', async () => {
+    const { kernel } = publishBox('1', 1024 * 1024);
+    server.stalls.add('/kernel');
+    const controller = new AbortController();
+    setTimeout(() => controller.abort('SIGINT'), 200);
+    await expect(ensureBox(request({ signal: controller.signal, net: { ...FAST, idleTimeoutMs: 10_000 } }))).rejects.toMatchObject({
+      exitCode: 130,
+      message: 'interrupted; a partial download resumes where it stopped next time',
+    });
+    server.stalls.delete('/kernel');
+    const installed = await ensureBox(request());
+    expect(await readFile(join(installed.dir, 'kernel'))).toEqual(kernel);
+    expect(server.hitsOf('/kernel').map((hit) => hit.range)).toEqual([undefined, 'bytes=10-']);
+  });
+
   test('four concurrent fetches of one box download it once', async () => {
     publishBox('1', 2 * 1024 * 1024);
     const results = await Promise.all([1, 2, 3, 4].map(() => ensureBox(request())));
