@@ -46,6 +46,7 @@ export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
       { tag: 'description', hostPath: description, guestPath: GUEST_DESCRIPTION, readOnly: true },
       { tag: 'target', hostPath: targetDir, guestPath: GUEST_TARGET, readOnly: false },
     ],
+    targetDir,
     argv: [box.buildProgram, '--description', GUEST_DESCRIPTION, '--target-dir', GUEST_TARGET, ...rest],
     cwd: '/',
   };

@@ -2,6 +2,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { BoxEntry } from '../box/registry.js';
+import { writeProvenance } from '../box/provenance.js';
 import { BoxbuildError } from '../errors.js';
 import type { VmSpec } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
@@ -124,6 +125,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);
+    await writeProvenance(plan.targetDir, { installed, accelerator: accel, sharing });
     const log = join(plan.targetDir, RESULT_LOG);
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;

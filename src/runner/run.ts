@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { type Arch, hostArch } from '../box/arch.js';
 import { type InstalledBox } from '../box/cache.js';
+import { type ProvenanceInfo, writeProvenance } from '../box/provenance.js';
 import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
 import { type BoxRequest, ensureBox } from '../box/resolve.js';
 import { BoxbuildError, usageError } from '../errors.js';
@@ -60,6 +61,8 @@ export interface RunOptions {
 /** What to run in the guest. */
 export interface GuestCommand {
   shares: Share[];
+  /** A build's target directory (host path): its provenance file is written there. */
+  targetDir?: string;
   argv: string[];
   cwd: string;
   env?: Record<string, string>;
@@ -84,6 +87,8 @@ export interface Session {
   channel?: GuestChannel;
   releaseDisk?: () => Promise<void>;
   ssh?: SshSetup;
+  /** What the run ran on, for the build's provenance file. */
+  provenance?: ProvenanceInfo;
 }
 
 export async function teardown(session: Session): Promise<void> {
@@ -147,7 +152,8 @@ async function bootVm(
   profile: MachineProfile,
 ): Promise<RunningVm> {
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
-  const { runDir, accel } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
+  const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
+  session.provenance = { installed, accelerator: accel, sharing };
   session.channel = await GuestChannel.listen(runDir);
   const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
   if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
@@ -239,6 +245,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     poweroff.clear();
     await channel.drained();
     timing('VM stopped');
+    if (command.targetDir) await writeProvenance(command.targetDir, session.provenance!);
     return result.status;
   } finally {
     overall.clear();

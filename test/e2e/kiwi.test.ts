@@ -54,6 +54,7 @@ describe('boxbuild --box leap (a KIWI box) -- --description D --target-dir T', (
     expect(read(out, 'mounts')).toMatch(/^kiwidescription \/description 9p .*\nkiwibundle \/bundle 9p /);
     expect(read(out, 'result.code').trim()).toBe('0');
     expect(read(out, 'result.log')).toContain('fake kiwi-ng --logfile');
+    expect(JSON.parse(read(out, 'boxbuild-provenance.json'))).toMatchObject({ box: 'leap', arch: 'x86_64', sharing: '9p' });
     const box = join(cache, 'boxes/leap/x86_64/current');
     expect(createHash('sha256').update(readFileSync(join(box, `${FIXTURE_PREFIX}-System.qcow2`))).digest('hex')).toBe(systemSha256);
     expect(existsSync(join(box, `${FIXTURE_PREFIX}-1.0.0-Kernel-Build1.1.kernel.vmlinux`))).toBe(true);

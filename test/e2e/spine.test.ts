@@ -29,6 +29,9 @@ describe('boxbuild --box debian -- --description D --target-dir T', () => {
     expect(existsSync(join(target, 'hello.tar.gz'))).toBe(true);
     expect(readFileSync(join(target, 'hello/message.txt'), 'utf8')).toBe('Hello from a throwaway VM.\n');
     expect(statSync(join(target, 'hello.tar.gz')).uid).toBe(process.getuid!());
+    const provenance = JSON.parse(readFileSync(join(target, 'boxbuild-provenance.json'), 'utf8'));
+    expect(provenance).toMatchObject({ box: 'debian', arch: 'x86_64', accelerator: 'tcg', sharing: '9p' });
+    expect(provenance.files.kernel.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
   test("the build's exit status is boxbuild's, and its stdout and stderr stay apart", async () => {
