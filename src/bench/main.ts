@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
+import { benchDownloads } from './download.js';
+import { benchKiwi } from './kiwi.js';
 import { benchSharing } from './sharing.js';
 
 /** `npm run bench`: prints figures; it asserts nothing (performance goals are not tests). */
@@ -12,3 +14,5 @@ console.log(`boxbuild benchmark (${new Date().toISOString()}, cache ${env.BOXBUI
 console.log(await benchBoot(env));
 console.log(`\n${await benchSharing(env)}`);
 console.log(`\n${await benchCBuild(env)}`);
+console.log(`\n${await benchKiwi(env)}`);
+console.log(`\n${await benchDownloads()}`);
