@@ -43,9 +43,10 @@ export function startProgress(output: ProgressOutput, label: string, total: numb
   };
   const bar = (bytes: number) => {
     const { rate, eta, amount } = describe(bytes);
-    const width = 24;
+    const width = 20;
     const filled = total ? Math.min(width, Math.floor((bytes / total) * width)) : 0;
-    const line = `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${amount} ${formatBytes(rate)}/s ETA ${eta}`;
+    // The file name comes last: on a narrow terminal, it is what gets cut.
+    const line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${amount}  ${formatBytes(rate)}/s  ETA ${eta}  ${label}`;
     tty!.write(`\r${line.slice(0, (tty!.columns ?? 100) - 1)}\u001b[K`);
   };
   if (!tty) output.log(`downloading ${label}${total !== undefined ? ` (${formatBytes(total)})` : ''}${start > 0 ? `, resuming at ${formatBytes(start)}` : ''}`);
