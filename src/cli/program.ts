@@ -38,6 +38,7 @@ interface VmFlags {
   updateCheck: boolean;
   snapshot: boolean;
   channel: 'serial' | 'ssh';
+  cold?: boolean;
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -65,6 +66,7 @@ function addVmOptions(command: Command): Command {
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
     .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
+    .option('--cold', 'boot the box even when a saved, booted state of it exists (warm start is the default)')
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
     .addOption(new Option('--virtiofs-sharing', 'share directories over virtiofs').implies({ sharing: 'virtiofs' }))
@@ -99,6 +101,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     notice: notice(flags.quiet),
     snapshot: flags.snapshot,
     channel: flags.channel,
+    cold: flags.cold,
     boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,
   };

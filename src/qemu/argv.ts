@@ -1,4 +1,5 @@
 import { type Accel, type MachineProfile, virtioDevice } from './profiles.js';
+import { shellQuote } from './qmp.js';
 
 /** A virtio-serial port whose host end is a Unix socket that boxbuild listens on. */
 export interface SerialPort {
@@ -41,6 +42,10 @@ export interface VmSpec {
   disks?: DiskSpec[];
   /** User networking; without it the VM has no network at all. */
   network?: NetworkSpec;
+  /** QMP monitor: a Unix socket that boxbuild listens on (for saving the VM's state). */
+  qmpSocket?: string;
+  /** Restore the VM from this saved state instead of booting it. */
+  incoming?: string;
   /** Devices contributed by sharing backends. */
   extraArgs?: string[];
 }
@@ -93,7 +98,10 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     args.push('-device', `virtserialport,bus=vser.0,chardev=port${index},name=${port.name}`);
   });
   args.push('-device', virtioDevice(profile, 'rng'));
+  if (profile.vmGenerationId) args.push('-device', 'vmgenid');
+  if (spec.qmpSocket) args.push('-chardev', `socket,id=qmp,path=${qemuOptionValue(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
   args.push(...(spec.extraArgs ?? []));
+  if (spec.incoming) args.push('-incoming', `exec:cat ${shellQuote(spec.incoming)}`);
   return args;
 }
 

@@ -13,6 +13,8 @@ export interface MachineProfile {
   virtioBus: 'pci' | 'ccw' | 'device';
   /** Kernel console on the machine's first serial port. */
   serialConsole: string;
+  /** The machine has ACPI for a VM generation ID: a restored guest then reseeds its random generator. */
+  vmGenerationId: boolean;
 }
 
 export const PROFILES: Record<Arch, MachineProfile> = {
@@ -24,6 +26,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     cpu: { kvm: 'host', tcg: 'max' },
     virtioBus: 'pci',
     serialConsole: 'ttyS0',
+    vmGenerationId: true,
   },
   aarch64: {
     arch: 'aarch64',
@@ -33,6 +36,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     cpu: { kvm: 'host', tcg: 'cortex-a57' },
     virtioBus: 'pci',
     serialConsole: 'ttyAMA0',
+    vmGenerationId: false,
   },
   s390x: {
     arch: 's390x',
@@ -41,6 +45,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     cpu: { kvm: 'host', tcg: 'max' },
     virtioBus: 'ccw',
     serialConsole: 'ttysclp0',
+    vmGenerationId: false,
   },
   ppc64le: {
     arch: 'ppc64le',
@@ -49,6 +54,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     cpu: { kvm: 'host', tcg: 'power9' },
     virtioBus: 'pci',
     serialConsole: 'hvc0',
+    vmGenerationId: false,
   },
   riscv64: {
     arch: 'riscv64',
@@ -57,6 +63,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     cpu: { kvm: 'host', tcg: 'rv64' },
     virtioBus: 'pci',
     serialConsole: 'ttyS0',
+    vmGenerationId: false,
   },
 };
 

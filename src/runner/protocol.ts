@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { GuestMount } from '../sharing/types.js';
 
 /** Names of the virtio-serial ports the guest agent opens (see src/guest/files/agent). */
@@ -21,6 +22,12 @@ export type GuestMessage =
 /** base64, with "-" (not in the base64 alphabet) for the empty string so no field is ever blank. */
 const b64 = (value: string) => (value === '' ? '-' : Buffer.from(value, 'utf8').toString('base64'));
 
+/**
+ * Makes the guest current before anything else: the host's clock (builds compare mtimes) and fresh
+ * random bytes for the kernel's pool (guests restored from one saved state start out identical).
+ */
+const freshnessLines = () => [`CLOCK ${Math.round(Date.now() / 1000)}`, `SEED ${randomBytes(64).toString('base64')}`];
+
 const mountLines = (mounts: GuestMount[]) =>
   mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`);
 
@@ -40,12 +47,12 @@ export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
  * (spaces, quotes, newlines, `$(...)`, non-ASCII) reaches the guest unchanged.
  */
 export function encodeRequest(request: GuestRequest): string {
-  return [...mountLines(request.mounts), encodeCommand(request)].join('\n');
+  return [...freshnessLines(), ...mountLines(request.mounts), encodeCommand(request)].join('\n');
 }
 
 /** For the SSH channel: the mounts, then sshd with the run's key instead of a command. */
 export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string): string {
-  return `${[...mountLines(mounts), `SSHD ${b64(authorizedKey.trim())}`].join('\n')}\n`;
+  return `${[...freshnessLines(), ...mountLines(mounts), `SSHD ${b64(authorizedKey.trim())}`].join('\n')}\n`;
 }
 
 export function parseGuestMessage(line: string): GuestMessage {

@@ -7,10 +7,13 @@ import { type InstalledBox } from '../box/cache.js';
 import { type ProvenanceInfo, writeProvenance } from '../box/provenance.js';
 import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
 import { type BoxRequest, ensureBox } from '../box/resolve.js';
-import { BoxbuildError, usageError } from '../errors.js';
+import { BoxbuildError, ExitCode, usageError } from '../errors.js';
 import { type AccelRequest, resolveAccel } from '../qemu/accel.js';
 import { type DiskSpec, type VmSpec, consoleName } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
+import { QmpClient } from '../qemu/qmp.js';
+import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
+import { formatBytes } from '../util/size.js';
 import { type Accel, type MachineProfile, PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
@@ -18,6 +21,7 @@ import { deadline, whenAborted } from './deadline.js';
 import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { type SshSetup, prepareSsh, startSshSession } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
+import { dropState, saveState, savedState, vmShape, warmBlocker } from './warm.js';
 
 export interface RunOptions {
   box: string;
@@ -51,6 +55,8 @@ export interface RunOptions {
   boxFetch?: Pick<BoxRequest, 'updateCheck' | 'progress'>;
   /** Boot a system box on a throwaway overlay (default); false writes to the cached disk (--no-snapshot). */
   snapshot?: boolean;
+  /** Boot even when a saved state of this VM shape exists (and save none). */
+  cold?: boolean;
   /** How the command and its output travel: virtio-serial ports (default), or SSH (the box needs sshd). */
   channel?: 'serial' | 'ssh';
   /** More disks (box making attaches the disk it prepares). */
@@ -89,6 +95,8 @@ export interface Session {
   ssh?: SshSetup;
   /** What the run ran on, for the build's provenance file. */
   provenance?: ProvenanceInfo;
+  /** QEMU's monitor (QMP), used to save the booted VM. */
+  qmp?: SocketEndpoint;
 }
 
 export async function teardown(session: Session): Promise<void> {
@@ -96,6 +104,7 @@ export async function teardown(session: Session): Promise<void> {
   await session.channel?.drained();
   await session.sharing?.stop();
   await session.releaseDisk?.();
+  session.qmp?.close();
   if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
 }
 
@@ -143,23 +152,32 @@ export function fetchBox(options: RunOptions, box: BoxEntry, arch: Arch): Promis
   return Promise.race([ensureBox(request), whenAborted(options.signal)]);
 }
 
-async function bootVm(
-  options: RunOptions,
-  session: Session,
-  box: BoxEntry,
-  installed: InstalledBox,
-  command: GuestCommand,
-  profile: MachineProfile,
-): Promise<RunningVm> {
+interface GuestStart {
+  options: RunOptions;
+  session: Session;
+  box: BoxEntry;
+  installed: InstalledBox;
+  command: GuestCommand;
+  profile: MachineProfile;
+  /** Rejects when the run must end: --timeout, Ctrl-C, SIGTERM. */
+  ending: Promise<never>;
+}
+
+/** How long a restored guest may take to answer before its state counts as unusable. */
+const RESTORE_DEADLINE_MS = 10_000;
+
+/** Sets up the run (directory, sharing, channel, disks) and describes its VM; QEMU is not started yet. */
+async function prepareVm({ options, session, box, installed, command, profile }: GuestStart): Promise<VmSpec> {
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
   const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
   session.provenance = { installed, accelerator: accel, sharing };
   session.channel = await GuestChannel.listen(runDir);
+  session.qmp = await listenOnce(join(runDir, 'qmp.sock'));
   const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
-  if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
   session.releaseDisk = system.release;
+  if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
   const console = consoleDevice(options, box);
-  const spec: VmSpec = {
+  return {
     profile,
     accel,
     machine: options.machine,
@@ -175,10 +193,67 @@ async function bootVm(
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
     network: session.ssh?.network,
+    qmpSocket: session.qmp.path,
     extraArgs: session.sharing!.qemuArgs,
   };
-  return (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
 }
+
+/** Waits for the agent's READY; a VM that stops or stays silent for too long is an error. */
+async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, silence: string): Promise<void> {
+  const vmGone = vm.exited.then((exit) => {
+    throw vmError('vmFailed', `the VM stopped before the guest agent was ready (${describeExit(exit)})`, vm);
+  });
+  vmGone.catch(() => {});
+  const limit = deadline(limitMs, () => vmError('vmFailed', silence, vm));
+  try {
+    await Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.ending]);
+  } finally {
+    limit.clear();
+  }
+}
+
+/**
+ * Starts the guest and waits for its agent: restores the saved state of this VM shape when there is
+ * one (unless --cold), else boots and saves the state for the next runs (before anything is mounted).
+ * A state that cannot be restored never fails the build: it is dropped and the guest boots cold.
+ */
+async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boolean }> {
+  const { options, session, installed } = start;
+  const spec = await prepareVm(start);
+  const runDir = session.runDir!;
+  const launch = (incoming?: string) =>
+    launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }).then((vm) => (session.vm = vm));
+  const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing);
+  const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
+  if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
+  if (state?.exists) {
+    const vm = await launch(state.path);
+    try {
+      await start.session.channel!.send('PING\n');
+      await agentReady(start, vm, RESTORE_DEADLINE_MS, `the restored guest did not answer within ${RESTORE_DEADLINE_MS / 1000} s`);
+      return { vm, warm: true };
+    } catch (error) {
+      if (!(error instanceof BoxbuildError) || error.exitCode !== ExitCode.vmFailed) throw error;
+      options.notice(`the saved VM state could not be restored (${error.message}); booting cold and saving it again`);
+      await dropState(state);
+      throw new RestoreFailed();
+    }
+  }
+  const vm = await launch();
+  await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
+  if (state) {
+    const qmp = new QmpClient(await session.qmp!.connection);
+    const about = { box: installed.manifest.name, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB };
+    await saveState(qmp, state, about).then(
+      (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
+      (error: Error) => options.notice(`warning: could not save the VM state for warm starts: ${error.message}`),
+    );
+  }
+  return { vm, warm: false };
+}
+
+/** A saved state that did not restore: the run starts over with a cold boot. */
+class RestoreFailed extends Error {}
 
 /**
  * Boots a fresh VM of the box, mounts the shares, runs the command with its output streamed,
@@ -190,27 +265,26 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const command = makeCommand(box);
   const aborted = whenAborted(options.signal);
   const installed = await fetchBox(options, box, arch);
-  const session: Session = {};
+  let session: Session = {};
   const overall = runTimeout(options);
+  const ending = Promise.race([overall.promise, aborted]);
+  ending.catch(() => {});
   try {
-    const vm = await Promise.race([bootVm(options, session, box, installed, command, PROFILES[arch]), aborted]);
+    const start = { options, box, installed, command, profile: PROFILES[arch], ending };
     const vmStarted = Date.now();
+    let started: { vm: RunningVm; warm: boolean };
+    try {
+      started = await Promise.race([startGuest({ ...start, session }), ending]);
+    } catch (error) {
+      if (!(error instanceof RestoreFailed)) throw error;
+      await teardown(session);
+      session = {};
+      started = await Promise.race([startGuest({ ...start, session }), ending]);
+    }
+    const { vm } = started;
     const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vmStarted) / 1000).toFixed(2)} s after QEMU started`);
     const channel = session.channel!;
-    const vmGone = vm.exited.then((exit) => {
-      throw vmError('vmFailed', `the VM stopped before the guest agent was ready (${describeExit(exit)})`, vm);
-    });
-    vmGone.catch(() => {});
-    const boot = deadline(options.bootTimeoutMs, () =>
-      vmError('vmFailed', `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`, vm),
-    );
-    try {
-      await Promise.race([channel.next('ready'), vmGone, boot.promise, overall.promise, aborted]);
-    } finally {
-      boot.clear();
-    }
-
-    timing('guest agent ready');
+    timing(started.warm ? 'guest agent ready (restored)' : 'guest agent ready');
     const lost = vm.exited.then((exit) => {
       throw vmError('guestLost', `the guest stopped without reporting the build's exit status (${describeExit(exit)})`, vm);
     });

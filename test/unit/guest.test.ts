@@ -60,7 +60,9 @@ describe('guest protocol', () => {
     for (const line of lines) expect(line).toMatch(/^[A-Z]+( [A-Za-z0-9+/=-]+)*$/);
     const args = lines.filter((l) => l.startsWith('ARG ')).map((l) => l.slice(4));
     expect(args.map((a) => (a === '-' ? '' : Buffer.from(a, 'base64').toString()))).toEqual(['printf', 'a b\n$(x) "q" ü', '']);
-    expect(lines[0]!.split(' ')).toHaveLength(6);
+    expect(lines.find((l) => l.startsWith('MOUNT '))!.split(' ')).toHaveLength(6);
+    expect(Number(lines[0]!.replace('CLOCK ', ''))).toBeCloseTo(Date.now() / 1000, -1);
+    expect(Buffer.from(lines[1]!.replace('SEED ', ''), 'base64')).toHaveLength(64);
   });
   test('parses the guest messages', () => {
     expect(parseGuestMessage('READY 1')).toEqual({ type: 'ready', version: 1 });
