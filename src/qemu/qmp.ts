@@ -18,7 +18,9 @@ export class QmpClient {
     this.ready = new Promise((resolve) => (greeted = resolve));
     socket.on('error', () => {});
     socket.on('close', () => this.pending.splice(0).forEach((p) => p.reject(new Error(`QEMU closed its monitor during ${p.command}`))));
-    createInterface({ input: socket }).on('line', (line) => {
+    const lines = createInterface({ input: socket });
+    lines.on('error', () => {});
+    lines.on('line', (line) => {
       const message = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string };
       if (message.QMP) greeted();
       else if ('return' in message) this.pending.shift()?.resolve(message.return);

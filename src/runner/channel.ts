@@ -19,7 +19,9 @@ export class GuestChannel {
   ) {
     void control.connection.then((socket) => {
       socket.on('error', () => {});
-      createInterface({ input: socket }).on('line', (line) => {
+      const lines = createInterface({ input: socket });
+      lines.on('error', () => {}); // QEMU went away: the VM's exit is reported elsewhere
+      lines.on('line', (line) => {
         this.messages.push(parseGuestMessage(line));
         this.waiters.splice(0).forEach((wake) => wake());
       });

@@ -1,0 +1,99 @@
+import { cpSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { runIsolated } from '../helpers/box-cli.js';
+import { TEST_CACHE } from '../helpers/env.js';
+import { tempDir } from '../helpers/temp.js';
+
+/** A cache of its own (the debian boxes copied), so that these tests see only their own saved states. */
+let cache: string;
+const states = () => readdirSync(join(cache, 'states')).filter((file) => file.endsWith('.state'));
+const exec = (args: string[], command: string) => runIsolated(['exec', '--box', 'debian', '-v', ...args, '--', 'sh', '-c', command], { env: { BOXBUILD_CACHE_DIR: cache } });
+const restored = (stderr: string) => /guest agent ready \(restored\)/.test(stderr);
+
+beforeAll(() => {
+  cache = join(tempDir(), 'cache');
+  mkdirSync(join(cache, 'boxes'), { recursive: true });
+  cpSync(join(TEST_CACHE, 'boxes/debian'), join(cache, 'boxes/debian'), { recursive: true, verbatimSymlinks: true });
+});
+
+describe('warm start', () => {
+  test('the first run saves the booted VM; the next restores it, with the host clock and fresh random bytes', async () => {
+    const first = await exec([], 'head -c 16 /dev/urandom | od -An -tx1');
+    expect(first.exitCode).toBe(0);
+    expect(restored(first.stderr)).toBe(false);
+    expect(first.stderr).toMatch(/saved the booted VM \([\d.]+ MiB\) for warm starts/);
+    expect(states()).toHaveLength(1);
+    const runs = [];
+    for (let i = 0; i < 2; i++) runs.push(await exec([], 'date +%s; head -c 16 /dev/urandom | od -An -tx1'));
+    for (const run of runs) {
+      expect(run.exitCode).toBe(0);
+      expect(restored(run.stderr)).toBe(true);
+      const [guestClock] = run.stdout.split('\n');
+      expect(Math.abs(Number(guestClock) - Date.now() / 1000)).toBeLessThan(4);
+    }
+    const randomOf = (stdout: string) => stdout.split('\n').slice(1).join('');
+    expect(randomOf(runs[0]!.stdout)).not.toBe(randomOf(runs[1]!.stdout));
+    expect(randomOf(runs[0]!.stdout)).not.toBe(first.stdout);
+  });
+
+  test('a warm build writes the same artifacts as a cold one, from other host directories behind the same tags', async () => {
+    const description = join(tempDir(), 'desc');
+    mkdirSync(description);
+    writeFileSync(join(description, 'input.txt'), 'b\na\nc\n');
+    writeFileSync(join(description, 'build'), '#!/bin/sh\nsort input.txt > "$1/sorted.txt"; md5sum input.txt > "$1/sum.txt"; wc -c < input.txt > "$1/size.txt"\n', { mode: 0o755 });
+    const build = async (cold: boolean) => {
+      const target = join(tempDir(), 'out');
+      const result = await runIsolated(['--box', 'debian', '-v', ...(cold ? ['--cold'] : []), '--', '--description', description, '--target-dir', target], { env: { BOXBUILD_CACHE_DIR: cache } });
+      expect(result.exitCode).toBe(0);
+      return { target, warm: restored(result.stderr) };
+    };
+    await build(false); // saves the state of this shape (two shares) if it is not there yet
+    const cold = await build(true);
+    const warm = await build(false);
+    expect([cold.warm, warm.warm]).toEqual([false, true]);
+    for (const file of ['sorted.txt', 'sum.txt', 'size.txt']) {
+      expect(readFileSync(join(warm.target, file))).toEqual(readFileSync(join(cold.target, file)));
+    }
+  });
+
+  test('a truncated state never fails a build: it boots cold and saves the state again', async () => {
+    const paths = states().map((state) => join(cache, 'states', state));
+    const sizes = paths.map((path) => statSync(path).size);
+    paths.forEach((path, index) => truncateSync(path, Math.floor(sizes[index]! / 3)));
+    const result = await exec([], 'echo still-works');
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe('still-works');
+    expect(result.stderr).toContain('the saved VM state could not be restored');
+    expect(paths.some((path, index) => statSync(path).size > sizes[index]! / 2)).toBe(true);
+    expect(restored((await exec([], 'true')).stderr)).toBe(true);
+  });
+
+  test('another memory size is another shape: a cold boot and a second state', async () => {
+    const before = states().length;
+    const result = await exec(['--box-memory', '768M'], 'true');
+    expect(restored(result.stderr)).toBe(false);
+    expect(states()).toHaveLength(before + 1);
+  });
+
+  test('four warm builds at once', async () => {
+    const results = await Promise.all([0, 1, 2, 3].map((index) => exec([], `echo run-${index}`)));
+    expect(results.map((r) => [r.exitCode, r.stdout, restored(r.stderr)])).toEqual([0, 1, 2, 3].map((i) => [0, `run-${i}`, true]));
+  });
+
+  test('--cold boots, and virtiofs always boots cold, saying why under --verbose', async () => {
+    expect(restored((await exec(['--cold'], 'true')).stderr)).toBe(false);
+    const dir = tempDir();
+    const virtiofs = await exec(['--sharing', 'virtiofs', '--share', `${dir}:/out`], 'true');
+    expect(virtiofs.exitCode).toBe(0);
+    expect(virtiofs.stderr).toContain('cold boot: virtiofs devices (vhost-user-fs) cannot be migrated by QEMU 7.2');
+  });
+
+  test('aarch64 restores too', async () => {
+    cpSync(join(TEST_CACHE, 'boxes/debian'), join(cache, 'boxes/debian'), { recursive: true, verbatimSymlinks: true });
+    const first = await exec(['--arch', 'aarch64'], 'uname -m');
+    const second = await exec(['--arch', 'aarch64'], 'uname -m');
+    expect([first.stdout, second.stdout]).toEqual(['aarch64', 'aarch64']);
+    expect([restored(first.stderr), restored(second.stderr)]).toEqual([false, true]);
+  });
+});
