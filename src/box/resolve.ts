@@ -48,7 +48,7 @@ async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
     initramfsBox: () => ensureBox(initramfs),
     runWithDisk: async (disk, script, output) => {
       const { runInBox } = await import('../runner/run.js'); // the runner depends on this module
-      const options = { box: 'debian', arch, cacheRoot, accel: 'auto' as const, sharing: '9p' as const, memoryMiB: 2048, cpus: 2 };
+      const options = { box: 'debian', arch, cacheRoot, accel: 'auto' as const, sharing: '9p' as const, memoryMiB: 2048, cpus: 2, cold: true };
       return runInBox(
         { ...options, bootTimeoutMs: 120_000, timeoutMs: 3_600_000, stdout: output, stderr: output, notice: log, signal: request.signal, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
         () => ({ shares: [], argv: ['sh', '-c', script], cwd: '/' }),

@@ -50,9 +50,10 @@ export const shellQuote = (path: string) => `'${path.replace(/'/g, `'\\''`)}'`;
 
 /**
  * Saves the running VM's state into `file` (QEMU's own migration format) and lets it run on.
- * The VM is paused while its memory is written; untouched (zero) pages cost nothing.
+ * The VM is paused while its memory is written (untouched, zero pages cost nothing) and while
+ * `whilePaused` runs (e.g. to copy a disk that must match the state).
  */
-export async function saveVmState(qmp: QmpClient, file: string, timeoutMs = 60_000): Promise<void> {
+export async function saveVmState(qmp: QmpClient, file: string, whilePaused?: () => Promise<void>, timeoutMs = 60_000): Promise<void> {
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes
   await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
   const deadline = Date.now() + timeoutMs;
@@ -63,5 +64,7 @@ export async function saveVmState(qmp: QmpClient, file: string, timeoutMs = 60_0
     if (Date.now() > deadline) throw new BoxbuildError('vmFailed', 'saving the VM state took too long');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+  // QEMU flushed its disks when the migration completed; they stay untouched until `cont`.
+  await whilePaused?.();
   await qmp.execute('cont');
 }

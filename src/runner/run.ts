@@ -20,8 +20,8 @@ import { GuestChannel } from './channel.js';
 import { deadline, whenAborted } from './deadline.js';
 import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { type SshSetup, prepareSsh, startSshSession } from './ssh-channel.js';
-import { attachSystemDisk } from './system-disk.js';
-import { dropState, saveState, savedState, vmShape, warmBlocker } from './warm.js';
+import { attachSystemDisk, createOverlay } from './system-disk.js';
+import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
 
 export interface RunOptions {
   box: string;
@@ -97,6 +97,8 @@ export interface Session {
   provenance?: ProvenanceInfo;
   /** QEMU's monitor (QMP), used to save the booted VM. */
   qmp?: SocketEndpoint;
+  /** The system disk's throwaway overlay. */
+  overlay?: string;
 }
 
 export async function teardown(session: Session): Promise<void> {
@@ -175,6 +177,7 @@ async function prepareVm({ options, session, box, installed, command, profile }:
   session.qmp = await listenOnce(join(runDir, 'qmp.sock'));
   const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
   session.releaseDisk = system.release;
+  session.overlay = system.overlay;
   if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
   const console = consoleDevice(options, box);
   return {
@@ -223,11 +226,13 @@ async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boo
   const runDir = session.runDir!;
   const launch = (incoming?: string) =>
     launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }).then((vm) => (session.vm = vm));
-  const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing);
+  const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing, options.snapshot ?? true);
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
-  if (state?.exists) {
-    const vm = await launch(state.path);
+  if (state?.dir) {
+    // The disk as the saved guest knew it: the saved overlay becomes the backing of this run's overlay.
+    if (session.overlay) await createOverlay(session.overlay, stateDisk(state.dir));
+    const vm = await launch(stateFile(state.dir));
     try {
       await start.session.channel!.send('PING\n');
       await agentReady(start, vm, RESTORE_DEADLINE_MS, `the restored guest did not answer within ${RESTORE_DEADLINE_MS / 1000} s`);
@@ -243,7 +248,7 @@ async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boo
   await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
   if (state) {
     const qmp = new QmpClient(await session.qmp!.connection);
-    const about = { box: installed.manifest.name, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB };
+    const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, disk: session.overlay };
     await saveState(qmp, state, about).then(
       (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
       (error: Error) => options.notice(`warning: could not save the VM state for warm starts: ${error.message}`),

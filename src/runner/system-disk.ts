@@ -7,7 +7,15 @@ import type { DiskSpec } from '../qemu/argv.js';
 
 export interface AttachedDisk {
   disk?: DiskSpec;
+  /** The run's throwaway overlay (snapshot runs). */
+  overlay?: string;
   release: () => Promise<void>;
+}
+
+/** (Re)creates a qcow2 overlay that takes every write and reads the rest from `backing` (never written). */
+export async function createOverlay(overlay: string, backing: string): Promise<void> {
+  const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', backing, overlay], { reject: false });
+  if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${String(result.stderr).trim() || result.shortMessage}`);
 }
 
 /**
@@ -22,9 +30,8 @@ export async function attachSystemDisk(installed: InstalledBox, runDir: string, 
   const base = resolve(installed.dir, file.name);
   if (snapshot) {
     const overlay = join(runDir, 'system-overlay.qcow2');
-    const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, overlay], { reject: false });
-    if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${String(result.stderr).trim() || result.shortMessage}`);
-    return { disk: { path: overlay, format: 'qcow2', cache: 'unsafe' }, release: async () => {} };
+    await createOverlay(overlay, base);
+    return { disk: { path: overlay, format: 'qcow2', cache: 'unsafe' }, overlay, release: async () => {} };
   }
   const lock = await tryLock(`${base}.lock`);
   if ('heldBy' in lock) {

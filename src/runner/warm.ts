@@ -1,13 +1,18 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { InstalledBox } from '../box/cache.js';
 import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
 import { type QmpClient, saveVmState } from '../qemu/qmp.js';
-import type { Share, SharingName } from '../sharing/types.js';
+import type { Share } from '../sharing/types.js';
 
-/** Where saved VM states live: `<cache>/states/<shape>.state`, beside a small `.json` description. */
+/**
+ * Saved VM states live in `<cache>/states`: for each VM shape a link `<shape>` to the directory of
+ * its newest state, `<shape>.d/<id>/`, which holds `vm.state`, the system disk's overlay as it was
+ * (`disk.qcow2`, system boxes) and `state.json`. The link is switched atomically, so concurrent
+ * runs only ever see a whole state; each run reads the directory the link named when it started.
+ */
 export const statesDir = (cacheRoot: string) => join(cacheRoot, 'states');
 
 const identities = new Map<string, string>();
@@ -45,43 +50,55 @@ export function vmShape(spec: VmSpec, runDir: string, shares: Share[], installed
 }
 
 /** Why a VM of this kind is booted cold every time; undefined when its state can be saved and restored. */
-export function warmBlocker(spec: VmSpec, sharing: SharingName | string): string | undefined {
+export function warmBlocker(spec: VmSpec, sharing: string, snapshot: boolean): string | undefined {
   if (sharing === 'virtiofs') return 'virtiofs devices (vhost-user-fs) cannot be migrated by QEMU 7.2';
   if (spec.network) return 'the SSH channel needs a network set up per run';
-  if (spec.disks?.length) return 'system disks are not saved with the VM state yet';
+  if (!snapshot) return '--no-snapshot writes to the cached disk, which a saved state could not match';
   return undefined;
 }
 
 export interface SavedState {
-  path: string;
-  exists: boolean;
+  /** `<cache>/states/<shape>`, the link. */
+  link: string;
+  /** The state's directory when one is saved. */
+  dir?: string;
 }
 
+export const stateFile = (dir: string) => join(dir, 'vm.state');
+export const stateDisk = (dir: string) => join(dir, 'disk.qcow2');
+
 export async function savedState(cacheRoot: string, shape: string): Promise<SavedState> {
-  const path = join(statesDir(cacheRoot), `${shape}.state`);
-  const exists = await stat(path).then((s) => s.isFile() && s.size > 0, () => false);
-  return { path, exists };
+  const link = join(statesDir(cacheRoot), shape);
+  const target = await readlink(link).catch(() => undefined);
+  const dir = target && join(statesDir(cacheRoot), target);
+  const whole = dir && (await stat(stateFile(dir)).then((s) => s.size > 0, () => false));
+  return { link, dir: whole ? dir : undefined };
 }
 
 /**
- * Saves the VM (booted, agent ready, nothing mounted yet) as the state of its shape: written to a
- * temporary file and renamed into place, so concurrent runs only ever see whole states.
+ * Saves the VM (booted, agent ready, nothing mounted yet) as the newest state of its shape, with a
+ * copy of its disk overlay when it has one. Returns the state's size.
  */
-export async function saveState(qmp: QmpClient, state: SavedState, about: { box: string; arch: string; memoryMiB: number }): Promise<number> {
-  await mkdir(join(state.path, '..'), { recursive: true });
-  const partial = `${state.path}.${process.pid}.partial`;
+export async function saveState(qmp: QmpClient, state: SavedState, about: { box: string; boxDir: string; arch: string; memoryMiB: number; disk?: string }): Promise<number> {
+  const name = `${state.link.slice(state.link.lastIndexOf('/') + 1)}.d/${Date.now().toString(36)}-${process.pid}`;
+  const dir = join(state.link, '..', name);
+  await mkdir(dir, { recursive: true });
   try {
-    await saveVmState(qmp, partial);
-    const { size } = await stat(partial);
-    await writeFile(state.path.replace(/\.state$/, '.json'), `${JSON.stringify({ ...about, size, savedAt: new Date().toISOString() })}\n`);
-    await rename(partial, state.path);
+    await saveVmState(qmp, stateFile(dir), about.disk ? () => copyFile(about.disk!, stateDisk(dir)) : undefined);
+    const { size } = await stat(stateFile(dir));
+    await writeFile(join(dir, 'state.json'), `${JSON.stringify({ ...about, size, savedAt: new Date().toISOString() })}\n`);
+    const link = `${state.link}.${process.pid}.link`;
+    await rm(link, { force: true });
+    await symlink(name, link);
+    await rename(link, state.link);
     return size;
-  } finally {
-    await rm(partial, { force: true });
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
   }
 }
 
-/** Drops a state that failed to restore (another run may have replaced it meanwhile: harmless). */
+/** Drops a state that failed to restore (if another run replaced it meanwhile, the link moved on). */
 export async function dropState(state: SavedState): Promise<void> {
-  await rm(state.path, { force: true });
+  if (state.dir) await rm(state.dir, { recursive: true, force: true });
 }

@@ -101,3 +101,22 @@ describe('SSH channel (debian-system, x86_64)', () => {
     expect(result.stderr).toContain('this box has no SSH server: use --channel serial');
   });
 });
+
+describe('warm start of a system box (x86_64)', () => {
+  test('restored on a fresh overlay of the saved disk: files written by earlier runs are gone, the base disk is untouched', async () => {
+    const cache = join(tempDir(), 'cache');
+    cpSync(join(TEST_CACHE, 'boxes/debian-system/x86_64'), join(cache, 'boxes/debian-system/x86_64'), { recursive: true, verbatimSymlinks: true });
+    const before = await sha256(baseDisk('x86_64', cache));
+    const run = (command: string) => runIsolated(['exec', '--box', 'debian-system', '-v', '--', 'sh', '-c', command], { env: { BOXBUILD_CACHE_DIR: cache } });
+    const cold = await run('echo one > /root/left-behind; gcc --version | head -1');
+    expect(cold.exitCode).toBe(0);
+    expect(cold.stderr).toMatch(/saved the booted VM/);
+    for (let i = 0; i < 2; i++) {
+      const warm = await run('ls /root/left-behind 2>&1 || true; echo two > /root/left-behind; gcc --version | head -1');
+      expect(warm.exitCode).toBe(0);
+      expect(warm.stderr).toContain('guest agent ready (restored)');
+      expect(warm.stdout).toMatch(/No such file[\s\S]*gcc \(Debian/);
+    }
+    expect(await sha256(baseDisk('x86_64', cache))).toBe(before);
+  });
+});
