@@ -2,6 +2,7 @@ import { mkdir, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import { type Arch, isArch } from './arch.js';
+import { staleStatePaths } from './states.js';
 import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDir, readInstalled } from './cache.js';
 import { hashFile } from './download.js';
 import { withLock } from './lock.js';
@@ -86,8 +87,9 @@ async function du(path: string): Promise<number> {
 }
 
 /**
- * Drops what no build needs any more: versions other than each variant's current one, and
- * everything under `<cache>/tmp` (partial downloads, staging directories of interrupted runs).
+ * Drops what no build needs any more: versions other than each variant's current one, saved VM
+ * states of other box versions or replaced by newer ones, and everything under `<cache>/tmp`
+ * (partial downloads, staging directories of interrupted runs).
  * Each variant is pruned under its lock, so a download in progress is not disturbed.
  */
 export async function pruneCache(root: string): Promise<PruneResult> {
@@ -108,6 +110,7 @@ export async function pruneCache(root: string): Promise<PruneResult> {
       });
     }
   }
+  for (const path of await staleStatePaths(root)) await drop(path);
   for (const name of await entries(join(root, 'tmp'))) {
     const dir = join(root, 'tmp', name);
     for (const entry of await entries(dir)) {

@@ -4,6 +4,7 @@ import { type InstalledBox, cacheRoot } from '../box/cache.js';
 import { describeNetError } from '../box/http.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from '../box/manage.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
+import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { formatBytes, parseMemoryMiB } from '../util/size.js';
@@ -56,6 +57,9 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
   const registry = loadRegistry(registryFiles(flags));
   const cached = await listCached(cacheRoot());
   const statuses = await Promise.all(cached.map((variant) => statusOf(flags, registry, variant)));
+  const states = await listStates(cacheRoot());
+  const warmStates = (variant: CachedVariant) =>
+    states.filter((state) => state.box === variant.name && state.arch === variant.arch && state.boxDir === variant.installed?.dir).map(({ size, savedAt }) => ({ size, savedAt }));
   const names = [...new Set([...registry.keys(), ...cached.map((variant) => variant.name)])].sort();
   const boxes = names.map((name) => {
     const box = registry.get(name);
@@ -67,7 +71,7 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
       arches: Object.keys(box?.arches ?? {}),
       cached: cached.flatMap((variant, index) =>
         variant.name === name
-          ? [{ arch: variant.arch, version: variant.installed?.manifest.version, dir: variant.installed?.dir, size: variant.size, ...statuses[index] }]
+          ? [{ arch: variant.arch, version: variant.installed?.manifest.version, dir: variant.installed?.dir, size: variant.size, ...statuses[index], warmStates: warmStates(variant) }]
           : [],
       ),
     };
@@ -76,13 +80,14 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
     print(JSON.stringify(boxes, null, 2));
     return;
   }
-  const rows = [['NAME', 'ARCHES', 'CACHED', 'VERSION', 'SIZE', 'STATUS']];
+  const rows = [['NAME', 'ARCHES', 'CACHED', 'VERSION', 'SIZE', 'WARM STATES', 'STATUS']];
   for (const box of boxes) {
     const cells = [box.name, box.arches.join(',') || '-'];
-    if (box.cached.length === 0) rows.push([...cells, '-', '', '', box.protocol && box.arches.length ? 'not cached' : '']);
+    if (box.cached.length === 0) rows.push([...cells, '-', '', '', '', box.protocol && box.arches.length ? 'not cached' : '']);
     for (const variant of box.cached) {
       const status = variant.reason ? `${variant.status} (${variant.reason})` : variant.status;
-      rows.push([...cells, variant.arch, variant.version ?? '?', formatBytes(variant.size), status]);
+      const warm = variant.warmStates.length ? `${variant.warmStates.length} (${formatBytes(variant.warmStates.reduce((sum, state) => sum + state.size, 0))})` : '-';
+      rows.push([...cells, variant.arch, variant.version ?? '?', formatBytes(variant.size), warm, status]);
     }
   }
   print(table(rows));

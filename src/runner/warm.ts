@@ -3,17 +3,17 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { copyFile, mkdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { InstalledBox } from '../box/cache.js';
+import { statesDir } from '../box/states.js';
 import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
 import { type QmpClient, saveVmState } from '../qemu/qmp.js';
 import type { Share } from '../sharing/types.js';
 
-/**
+/*
  * Saved VM states live in `<cache>/states`: for each VM shape a link `<shape>` to the directory of
  * its newest state, `<shape>.d/<id>/`, which holds `vm.state`, the system disk's overlay as it was
  * (`disk.qcow2`, system boxes) and `state.json`. The link is switched atomically, so concurrent
  * runs only ever see a whole state; each run reads the directory the link named when it started.
  */
-export const statesDir = (cacheRoot: string) => join(cacheRoot, 'states');
 
 const identities = new Map<string, string>();
 

@@ -1,13 +1,15 @@
-import { cpSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { runIsolated } from '../helpers/box-cli.js';
+import { runCli } from '../helpers/cli.js';
 import { TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
 /** A cache of its own (the debian boxes copied), so that these tests see only their own saved states. */
 let cache: string;
-const states = () => readdirSync(join(cache, 'states')).filter((file) => file.endsWith('.state'));
+/** The saved states: one link per VM shape. */
+const states = () => readdirSync(join(cache, 'states')).filter((name) => !name.includes('.'));
 const exec = (args: string[], command: string) => runIsolated(['exec', '--box', 'debian', '-v', ...args, '--', 'sh', '-c', command], { env: { BOXBUILD_CACHE_DIR: cache } });
 const restored = (stderr: string) => /guest agent ready \(restored\)/.test(stderr);
 
@@ -58,7 +60,7 @@ describe('warm start', () => {
   });
 
   test('a truncated state never fails a build: it boots cold and saves the state again', async () => {
-    const paths = states().map((state) => join(cache, 'states', state));
+    const paths = states().map((state) => join(cache, 'states', state, 'vm.state'));
     const sizes = paths.map((path) => statSync(path).size);
     paths.forEach((path, index) => truncateSync(path, Math.floor(sizes[index]! / 3)));
     const result = await exec([], 'echo still-works');
@@ -87,6 +89,18 @@ describe('warm start', () => {
     const virtiofs = await exec(['--sharing', 'virtiofs', '--share', `${dir}:/out`], 'true');
     expect(virtiofs.exitCode).toBe(0);
     expect(virtiofs.stderr).toContain('cold boot: virtiofs devices (vhost-user-fs) cannot be migrated by QEMU 7.2');
+  });
+
+  test('box list shows the saved states; box prune drops replaced ones and keeps the current', async () => {
+    const env = { BOXBUILD_CACHE_DIR: cache };
+    const listed = JSON.parse((await runCli(['box', 'list', '--json', '--no-update-check'], { env })).stdout) as Array<{ name: string; cached: Array<{ arch: string; warmStates: unknown[] }> }>;
+    const debian = listed.find((box) => box.name === 'debian')!.cached.find((variant) => variant.arch === 'x86_64')!;
+    expect(debian.warmStates.length).toBeGreaterThanOrEqual(2);
+    const replaced = join(cache, 'states', `${readdirSync(join(cache, 'states')).find((name) => name.endsWith('.d'))}`, 'replaced-1');
+    mkdirSync(replaced);
+    expect((await runCli(['box', 'prune'], { env })).exitCode).toBe(0);
+    expect(existsSync(replaced)).toBe(false);
+    expect(restored((await exec([], 'true')).stderr)).toBe(true);
   });
 
   test('aarch64 restores too', async () => {

@@ -1,0 +1,59 @@
+import { readFile, readdir, readlink, realpath } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** Saved VM states (warm start) live in `<cache>/states`; see src/runner/warm.ts for their layout. */
+export const statesDir = (cacheRoot: string) => join(cacheRoot, 'states');
+
+export interface StateInfo {
+  /** The link `<cache>/states/<shape>` and the state directory it names. */
+  link: string;
+  dir: string;
+  box: string;
+  arch: string;
+  /** The box version directory the state was booted from. */
+  boxDir: string;
+  size: number;
+  savedAt: string;
+}
+
+/** The current state of every VM shape. */
+export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
+  const root = statesDir(cacheRoot);
+  const names = await readdir(root).catch(() => [] as string[]);
+  const states = await Promise.all(
+    names
+      .filter((name) => !name.includes('.'))
+      .map(async (name) => {
+        const link = join(root, name);
+        const target = await readlink(link).catch(() => undefined);
+        if (!target) return undefined;
+        const dir = join(root, target);
+        const about = await readFile(join(dir, 'state.json'), 'utf8').then((text) => JSON.parse(text) as Omit<StateInfo, 'link' | 'dir'>, () => undefined);
+        return about ? { ...about, link, dir } : undefined;
+      }),
+  );
+  return states.filter((state): state is StateInfo => state !== undefined);
+}
+
+/**
+ * What `box prune` removes of the states: directories no link names any more (replaced by a newer
+ * state of the same shape) and the states of box versions that are no longer current.
+ */
+export async function staleStatePaths(cacheRoot: string): Promise<string[]> {
+  const root = statesDir(cacheRoot);
+  const current = await listStates(cacheRoot);
+  const live = new Set<string>();
+  const stale: string[] = [];
+  for (const state of current) {
+    const boxCurrent = await realpath(join(state.boxDir, '..', 'current')).catch(() => undefined);
+    if (boxCurrent === state.boxDir) live.add(state.dir);
+    else stale.push(state.link);
+  }
+  for (const name of (await readdir(root).catch(() => [] as string[])).filter((n) => n.endsWith('.d'))) {
+    for (const entry of await readdir(join(root, name))) {
+      const dir = join(root, name, entry);
+      if (!live.has(dir)) stale.push(dir);
+    }
+  }
+  return stale;
+}
