@@ -17,13 +17,13 @@ export const BOOT_CASES: BootCase[] = [
   { box: 'debian-system', arch: 'aarch64', target: { wall: '', ready: '<= 2x initramfs' } },
 ];
 
-/** `boxbuild exec --box B --arch A -- true`: wall time and QEMU-start-to-agent-ready, median of 5. */
+/** `boxbuild exec --box B --arch A --cold -- true`: wall time and QEMU-start-to-agent-ready of a boot, median of 5. */
 export async function benchBoot(env: NodeJS.ProcessEnv, cases: BootCase[] = BOOT_CASES): Promise<string> {
   const rows: string[][] = [];
   for (const { box, arch, target } of cases) {
     await execa(process.execPath, [CLI, 'box', 'fetch', box, '--arch', arch, '-q'], { env });
     const runs = [];
-    for (let i = 0; i < RUNS; i++) runs.push(await timeCli(['exec', '--box', box, '--arch', arch, '--verbose', '--', 'true'], env));
+    for (let i = 0; i < RUNS; i++) runs.push(await timeCli(['exec', '--box', box, '--arch', arch, '--cold', '--verbose', '--', 'true'], env));
     const walls = runs.map((run) => run.wallSeconds);
     const readies = runs.map((run) => run.readySeconds);
     const range = (values: number[]) => `${seconds(Math.min(...values))} - ${seconds(Math.max(...values))}`;

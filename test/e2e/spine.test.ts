@@ -145,7 +145,7 @@ describe('limits and failures', () => {
   });
 
   test('SIGTERM while booting stops the VM and leaves nothing behind', async () => {
-    const { tmp, child } = startIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'true']);
+    const { tmp, child } = startIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--cold', '--', 'true']);
     await new Promise((resolve) => setTimeout(resolve, 700));
     child.kill('SIGTERM');
     const result = await child;
