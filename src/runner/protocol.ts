@@ -26,7 +26,13 @@ const b64 = (value: string) => (value === '' ? '-' : Buffer.from(value, 'utf8').
  * Makes the guest current before anything else: the host's clock (builds compare mtimes) and fresh
  * random bytes for the kernel's pool (guests restored from one saved state start out identical).
  */
-const freshnessLines = () => [`CLOCK ${Math.round(Date.now() / 1000)}`, `SEED ${randomBytes(64).toString('base64')}`];
+function freshnessLines(restored: boolean): string[] {
+  const seed = [...randomBytes(64)].map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
+  return [...(restored ? [`CLOCK ${Math.round(Date.now() / 1000)}`] : []), `SEED ${seed}`];
+}
+
+/** A value without a line break travels as it is (no decoding in the guest); any other as base64. */
+const textOr64 = (verb: string, value: string) => (value.includes('\n') ? `${verb} ${b64(value)}` : `${verb}TEXT ${value}`);
 
 const mountLines = (mounts: GuestMount[]) =>
   mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`);
@@ -35,8 +41,8 @@ const mountLines = (mounts: GuestMount[]) =>
 export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
   const lines = [
     ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
-    `CWD ${b64(command.cwd)}`,
-    ...command.argv.map((arg) => `ARG ${b64(arg)}`),
+    textOr64('CWD', command.cwd),
+    ...command.argv.map((arg) => textOr64('ARG', arg)),
     'RUN',
   ];
   return `${lines.join('\n')}\n`;
@@ -46,13 +52,13 @@ export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
  * Encodes a request as lines of space-separated base64 fields, so that any byte of an argument
  * (spaces, quotes, newlines, `$(...)`, non-ASCII) reaches the guest unchanged.
  */
-export function encodeRequest(request: GuestRequest): string {
-  return [...freshnessLines(), ...mountLines(request.mounts), encodeCommand(request)].join('\n');
+export function encodeRequest(request: GuestRequest, restored = false): string {
+  return [...freshnessLines(restored), ...mountLines(request.mounts), encodeCommand(request)].join('\n');
 }
 
 /** For the SSH channel: the mounts, then sshd with the run's key instead of a command. */
-export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string): string {
-  return `${[...freshnessLines(), ...mountLines(mounts), `SSHD ${b64(authorizedKey.trim())}`].join('\n')}\n`;
+export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string, restored = false): string {
+  return `${[...freshnessLines(restored), ...mountLines(mounts), `SSHD ${b64(authorizedKey.trim())}`].join('\n')}\n`;
 }
 
 export function parseGuestMessage(line: string): GuestMessage {

@@ -311,7 +311,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
       sshGone.catch(() => {});
     } else {
       channel.pipeOutput(options.stdout, options.stderr);
-      await channel.send(encodeRequest(guestRequest));
+      await channel.send(encodeRequest(guestRequest, started.warm));
     }
     const result = await Promise.race([channel.next('exit', 'error'), lost, sshGone, overall.promise, aborted]);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
