@@ -14,7 +14,7 @@ import { whenAborted } from './deadline.js';
 import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
 import { attachSystemDisk } from './system-disk.js';
 import { bootKernel } from './vmlinux.js';
-import { type RunOptions, type Session, consoleDevice, fetchBox, kernelCmdline, prepareRun, runTimeout, teardown } from './run.js';
+import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runTimeout, teardown } from './run.js';
 
 /** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
 export interface KiwiRequest {
@@ -101,17 +101,8 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     session.releaseDisk = system.release;
     if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
     const spec: VmSpec = {
-      profile,
-      accel,
-      machine: options.machine,
-      cpu: options.cpu,
-      memoryMiB: options.memoryMiB ?? box.memoryMiB,
-      cpus: options.cpus ?? box.cpus,
-      kernel,
-      initrd: join(installed.dir, installed.manifest.files.initrd.name),
+      ...baseVmSpec(options, box, installed, { profile, accel, kernel, runDir }),
       cmdline: cmdline(sharing),
-      console,
-      consoleSocket: join(runDir, 'console.sock'),
       ports: session.sharing!.ports,
       sharedMemory: session.sharing!.sharedMemory,
       disks: [system.disk],

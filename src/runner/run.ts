@@ -154,6 +154,27 @@ export function fetchBox(options: RunOptions, box: BoxEntry, arch: Arch): Promis
   return Promise.race([ensureBox(request), whenAborted(options.signal)]);
 }
 
+/** What every VM of a run has, whatever the guest protocol: machine, memory, kernel, console. */
+export function baseVmSpec(
+  options: RunOptions,
+  box: BoxEntry,
+  installed: InstalledBox,
+  run: { profile: MachineProfile; accel: Accel; kernel: string; runDir: string },
+): Omit<VmSpec, 'cmdline' | 'ports'> {
+  return {
+    profile: run.profile,
+    accel: run.accel,
+    machine: options.machine,
+    cpu: options.cpu,
+    memoryMiB: options.memoryMiB ?? box.memoryMiB,
+    cpus: options.cpus ?? box.cpus,
+    kernel: run.kernel,
+    initrd: join(installed.dir, installed.manifest.files.initrd.name),
+    console: consoleDevice(options, box),
+    consoleSocket: join(run.runDir, 'console.sock'),
+  };
+}
+
 interface GuestStart {
   options: RunOptions;
   session: Session;
@@ -179,19 +200,10 @@ async function prepareVm({ options, session, box, installed, command, profile }:
   session.releaseDisk = system.release;
   session.overlay = system.overlay;
   if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
-  const console = consoleDevice(options, box);
+  const base = baseVmSpec(options, box, installed, { profile, accel, kernel, runDir });
   return {
-    profile,
-    accel,
-    machine: options.machine,
-    cpu: options.cpu,
-    memoryMiB: options.memoryMiB ?? box.memoryMiB,
-    cpus: options.cpus ?? box.cpus,
-    kernel,
-    initrd: join(installed.dir, installed.manifest.files.initrd.name),
-    cmdline: kernelCmdline(box, profile.arch, { profile, console }),
-    console,
-    consoleSocket: join(runDir, 'console.sock'),
+    ...base,
+    cmdline: kernelCmdline(box, profile.arch, base),
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
