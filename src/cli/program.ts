@@ -6,7 +6,8 @@ import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.
 import { splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import { runKiwiBox } from '../runner/kiwi.js';
-import { type RunOptions, lookupBox, runInBox } from '../runner/run.js';
+import { runInBox } from '../runner/run.js';
+import { type RunOptions, lookupBox } from '../runner/session.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';

@@ -4,7 +4,7 @@ import type { BoxEntry } from '../box/registry.js';
 import { usageError } from '../errors.js';
 import type { Share } from '../sharing/types.js';
 import { existingDirectory, isWithin, parseBuildArgs, parseShareSpec } from './args.js';
-import type { GuestCommand } from './run.js';
+import type { GuestCommand } from './session.js';
 
 /** Where the build's directories appear in the guest. */
 export const GUEST_DESCRIPTION = '/description';

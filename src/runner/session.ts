@@ -1,0 +1,174 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { type Arch, hostArch } from '../box/arch.js';
+import { type InstalledBox } from '../box/cache.js';
+import { type ProvenanceInfo } from '../box/provenance.js';
+import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
+import { type BoxRequest, ensureBox } from '../box/resolve.js';
+import { BoxbuildError } from '../errors.js';
+import { type AccelRequest, resolveAccel } from '../qemu/accel.js';
+import { type DiskSpec, type VmSpec, consoleName } from '../qemu/argv.js';
+import { type RunningVm } from '../qemu/launcher.js';
+import { type SocketEndpoint } from '../qemu/sockets.js';
+import { type Accel, type MachineProfile } from '../qemu/profiles.js';
+import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
+import { GuestChannel } from './channel.js';
+import { deadline, whenAborted } from './deadline.js';
+import { type SshSetup } from './ssh-channel.js';
+
+/*
+ * What a run is asked for, and the parts every run shares whatever the guest protocol (boxbuild's
+ * agent or the KIWI contract): the session of things started and their teardown, the box, the
+ * run's private directory, accelerator and sharing, and the VM's base spec.
+ */
+
+export interface RunOptions {
+  box: string;
+  arch?: Arch;
+  /** Extra registry files (later ones override earlier ones and the bundled boxes.json). */
+  registryFiles?: string[];
+  cacheRoot: string;
+  accel: AccelRequest;
+  memoryMiB?: number;
+  cpus?: number;
+  /** QEMU machine type and CPU model instead of the architecture's defaults (--machine, --cpu). */
+  machine?: string;
+  cpu?: string;
+  /** The kernel console instead of the box's (--box-console): hvc0, or anything else for the machine's serial port. */
+  console?: string;
+  /** How directories are shared; `auto` picks virtiofs when usable, else 9p. */
+  sharing: SharingChoice;
+  /** The virtiofsd to use for virtiofs sharing. */
+  virtiofsd?: string;
+  bootTimeoutMs: number;
+  /** Limit for the whole run, from the VM's start; on expiry the VM is killed. */
+  timeoutMs?: number;
+  /** Echo the guest console to stderr. */
+  boxDebug?: boolean;
+  /** Print how long each phase took (notices starting with "timing:"). */
+  verbose?: boolean;
+  stdout: Writable;
+  stderr: Writable;
+  notice: (line: string) => void;
+  /** How the box is fetched: whether a cached box's server is asked for a new version; where progress bars go. */
+  boxFetch?: Pick<BoxRequest, 'updateCheck' | 'progress'>;
+  /** Boot a system box on a throwaway overlay (default); false writes to the cached disk (--no-snapshot). */
+  snapshot?: boolean;
+  /** Boot even when a saved state of this VM shape exists (and save none). */
+  cold?: boolean;
+  /** How the command and its output travel: virtio-serial ports (default), or SSH (the box needs sshd). */
+  channel?: 'serial' | 'ssh';
+  /** More disks (box making attaches the disk it prepares). */
+  extraDisks?: DiskSpec[];
+  signal?: AbortSignal;
+}
+
+/** What to run in the guest. */
+export interface GuestCommand {
+  shares: Share[];
+  /** A build's target directory (host path): its provenance file is written there. */
+  targetDir?: string;
+  argv: string[];
+  cwd: string;
+  env?: Record<string, string>;
+}
+
+export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'profile' | 'console'>): string {
+  return [`console=${consoleName(spec)}`, 'panic=-1', box.cmdline, box.arches[arch]?.cmdline ?? ''].filter(Boolean).join(' ');
+}
+
+/** Where the kernel console goes: --box-console, else the box's console. */
+export const consoleDevice = (options: Pick<RunOptions, 'console'>, box: BoxEntry): VmSpec['console'] =>
+  (options.console ?? box.console) === 'hvc0' ? 'hvc0' : 'serial';
+
+/** What a run has started so far; `teardown` stops and removes all of it. */
+export interface Session {
+  runDir?: string;
+  sharing?: ActiveSharing;
+  vm?: RunningVm;
+  channel?: GuestChannel;
+  releaseDisk?: () => Promise<void>;
+  ssh?: SshSetup;
+  /** What the run ran on, for the build's provenance file. */
+  provenance?: ProvenanceInfo;
+  /** QEMU's monitor (QMP), used to save the booted VM. */
+  qmp?: SocketEndpoint;
+  /** The system disk's throwaway overlay. */
+  overlay?: string;
+}
+
+export async function teardown(session: Session): Promise<void> {
+  if (session.vm) await session.vm.stop();
+  await session.channel?.drained();
+  await session.sharing?.stop();
+  await session.releaseDisk?.();
+  session.qmp?.close();
+  if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
+}
+
+/** A run's private directory, accelerator and sharing backend, set up before QEMU starts. */
+export interface PreparedRun {
+  runDir: string;
+  accel: Accel;
+  sharing: SharingName;
+}
+
+/** Creates the run's private directory, chooses the accelerator and starts sharing `shares` (kept in the session). */
+export async function prepareRun(
+  options: RunOptions,
+  session: Session,
+  what: { kernel: string; shares: Share[]; profile: MachineProfile },
+): Promise<PreparedRun> {
+  const { kernel, shares, profile } = what;
+  const runDir = (session.runDir = await mkdtemp(join(tmpdir(), 'boxbuild-')));
+  const accel = await resolveAccel(options.accel, {
+    profile,
+    hostArch: hostArch(),
+    kernel,
+    cacheRoot: options.cacheRoot,
+    notice: options.notice,
+  });
+  const sharing = await chooseSharing(options.sharing, { virtiofsd: options.virtiofsd });
+  if (options.sharing === 'auto') options.notice(`sharing: ${sharing.name} (auto: ${sharing.why})`);
+  session.sharing = await sharingBackend(sharing.name, { virtiofsd: options.virtiofsd }).start(shares, { runDir, profile });
+  return { runDir, accel, sharing: sharing.name };
+}
+
+/** --timeout: rejects when the whole run takes too long (the caller then tears the VM down). */
+export const runTimeout = (options: Pick<RunOptions, 'timeoutMs'>) =>
+  deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
+
+/** The box entry a run asks for, and the architecture. */
+export function lookupBox(options: Pick<RunOptions, 'box' | 'arch' | 'registryFiles'>): { box: BoxEntry; arch: Arch } {
+  const arch = options.arch ?? hostArch();
+  return { box: findBox(loadRegistry(options.registryFiles), options.box, arch).box, arch };
+}
+
+/** The installed box, made or downloaded first when needed; gives up when the run is aborted. */
+export function fetchBox(options: RunOptions, box: BoxEntry, arch: Arch): Promise<InstalledBox> {
+  const request = { cacheRoot: options.cacheRoot, box, arch, log: options.notice, signal: options.signal, ...options.boxFetch };
+  return Promise.race([ensureBox(request), whenAborted(options.signal)]);
+}
+
+/** What every VM of a run has, whatever the guest protocol: machine, memory, kernel, console. */
+export function baseVmSpec(
+  options: RunOptions,
+  box: BoxEntry,
+  installed: InstalledBox,
+  run: { profile: MachineProfile; accel: Accel; kernel: string; runDir: string },
+): Omit<VmSpec, 'cmdline' | 'ports'> {
+  return {
+    profile: run.profile,
+    accel: run.accel,
+    machine: options.machine,
+    cpu: options.cpu,
+    memoryMiB: options.memoryMiB ?? box.memoryMiB,
+    cpus: options.cpus ?? box.cpus,
+    kernel: run.kernel,
+    initrd: join(installed.dir, installed.manifest.files.initrd.name),
+    console: consoleDevice(options, box),
+    consoleSocket: join(run.runDir, 'console.sock'),
+  };
+}

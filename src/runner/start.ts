@@ -1,0 +1,115 @@
+import { join } from 'node:path';
+import { type InstalledBox } from '../box/cache.js';
+import { type BoxEntry } from '../box/registry.js';
+import { BoxbuildError, ExitCode } from '../errors.js';
+import { type VmSpec } from '../qemu/argv.js';
+import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
+import { QmpClient } from '../qemu/qmp.js';
+import { listenOnce } from '../qemu/sockets.js';
+import { formatBytes } from '../util/size.js';
+import { type MachineProfile } from '../qemu/profiles.js';
+import { GuestChannel } from './channel.js';
+import { deadline } from './deadline.js';
+import { prepareSsh } from './ssh-channel.js';
+import { attachSystemDisk, createOverlay } from './system-disk.js';
+import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
+import { type GuestCommand, type RunOptions, type Session, baseVmSpec, kernelCmdline, prepareRun } from './session.js';
+
+/* Starting the guest of a boxbuild-protocol run: booted, or restored from a saved state (warm start). */
+
+export interface GuestStart {
+  options: RunOptions;
+  session: Session;
+  box: BoxEntry;
+  installed: InstalledBox;
+  command: GuestCommand;
+  profile: MachineProfile;
+  /** Rejects when the run must end: --timeout, Ctrl-C, SIGTERM. */
+  ending: Promise<never>;
+}
+
+/** How long a restored guest may take to answer before its state counts as unusable. */
+const RESTORE_DEADLINE_MS = 10_000;
+
+/** Sets up the run (directory, sharing, channel, disks) and describes its VM; QEMU is not started yet. */
+async function prepareVm({ options, session, box, installed, command, profile }: GuestStart): Promise<VmSpec> {
+  const kernel = join(installed.dir, installed.manifest.files.kernel.name);
+  const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
+  session.provenance = { installed, accelerator: accel, sharing };
+  session.channel = await GuestChannel.listen(runDir);
+  session.qmp = await listenOnce(join(runDir, 'qmp.sock'));
+  const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
+  session.releaseDisk = system.release;
+  session.overlay = system.overlay;
+  if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
+  const base = baseVmSpec(options, box, installed, { profile, accel, kernel, runDir });
+  return {
+    ...base,
+    cmdline: kernelCmdline(box, profile.arch, base),
+    ports: [...session.channel.ports, ...session.sharing!.ports],
+    sharedMemory: session.sharing!.sharedMemory,
+    disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
+    network: session.ssh?.network,
+    qmpSocket: session.qmp.path,
+    extraArgs: session.sharing!.qemuArgs,
+  };
+}
+
+/** Waits for the agent's READY; a VM that stops or stays silent for too long is an error. */
+async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, silence: string): Promise<void> {
+  const vmGone = vm.exited.then((exit) => {
+    throw vmError('vmFailed', `the VM stopped before the guest agent was ready (${describeExit(exit)})`, vm);
+  });
+  vmGone.catch(() => {});
+  const limit = deadline(limitMs, () => vmError('vmFailed', silence, vm));
+  try {
+    await Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.ending]);
+  } finally {
+    limit.clear();
+  }
+}
+
+/**
+ * Starts the guest and waits for its agent: restores the saved state of this VM shape when there is
+ * one (unless --cold), else boots and saves the state for the next runs (before anything is mounted).
+ * A state that cannot be restored never fails the build: it is dropped and the guest boots cold.
+ */
+export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boolean }> {
+  const { options, session, installed } = start;
+  const spec = await prepareVm(start);
+  const runDir = session.runDir!;
+  const launch = (incoming?: string) =>
+    launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }).then((vm) => (session.vm = vm));
+  const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing, options.snapshot ?? true);
+  const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
+  if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
+  if (state?.dir) {
+    // The disk as the saved guest knew it: the saved overlay becomes the backing of this run's overlay.
+    if (session.overlay) await createOverlay(session.overlay, stateDisk(state.dir));
+    const vm = await launch(stateFile(state.dir));
+    try {
+      await start.session.channel!.send('PING\n');
+      await agentReady(start, vm, RESTORE_DEADLINE_MS, `the restored guest did not answer within ${RESTORE_DEADLINE_MS / 1000} s`);
+      return { vm, warm: true };
+    } catch (error) {
+      if (!(error instanceof BoxbuildError) || error.exitCode !== ExitCode.vmFailed) throw error;
+      options.notice(`the saved VM state could not be restored (${error.message}); booting cold and saving it again`);
+      await dropState(state);
+      throw new RestoreFailed();
+    }
+  }
+  const vm = await launch();
+  await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
+  if (state) {
+    const qmp = new QmpClient(await session.qmp!.connection);
+    const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, disk: session.overlay };
+    await saveState(qmp, state, about).then(
+      (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
+      (error: Error) => options.notice(`warning: could not save the VM state for warm starts: ${error.message}`),
+    );
+  }
+  return { vm, warm: false };
+}
+
+/** A saved state that did not restore: the run starts over with a cold boot. */
+export class RestoreFailed extends Error {}
