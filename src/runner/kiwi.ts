@@ -100,6 +100,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
     session.releaseDisk = system.release;
     if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
+    await system.prepare();
     const spec: VmSpec = {
       ...baseVmSpec(options, box, installed, { profile, accel, kernel, runDir }),
       cmdline: cmdline(sharing),

@@ -95,8 +95,9 @@ export interface Session {
   provenance?: ProvenanceInfo;
   /** QEMU's monitor (QMP), used to save the booted VM. */
   qmp?: SocketEndpoint;
-  /** The system disk's throwaway overlay. */
+  /** The system disk's throwaway overlay, and how it is created (see attachSystemDisk). */
   overlay?: string;
+  prepareDisk?: (backing?: string) => Promise<void>;
 }
 
 export async function teardown(session: Session): Promise<void> {

@@ -11,7 +11,7 @@ import { type MachineProfile } from '../qemu/profiles.js';
 import { GuestChannel } from './channel.js';
 import { deadline } from './deadline.js';
 import { prepareSsh } from './ssh-channel.js';
-import { attachSystemDisk, createOverlay } from './system-disk.js';
+import { attachSystemDisk } from './system-disk.js';
 import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
 import { type GuestCommand, type RunOptions, type Session, baseVmSpec, kernelCmdline, prepareRun } from './session.js';
 
@@ -41,6 +41,7 @@ async function prepareVm({ options, session, box, installed, command, profile }:
   const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
   session.releaseDisk = system.release;
   session.overlay = system.overlay;
+  session.prepareDisk = system.prepare;
   if (options.channel === 'ssh') session.ssh = await prepareSsh(runDir);
   const base = baseVmSpec(options, box, installed, { profile, accel, kernel, runDir });
   return {
@@ -84,8 +85,8 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
   if (state?.dir) {
-    // The disk as the saved guest knew it: the saved overlay becomes the backing of this run's overlay.
-    if (session.overlay) await createOverlay(session.overlay, stateDisk(state.dir));
+    // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
+    await session.prepareDisk!(stateDisk(state.dir));
     const vm = await launch(stateFile(state.dir));
     try {
       await start.session.channel!.send('PING\n');
@@ -98,6 +99,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
       throw new RestoreFailed();
     }
   }
+  await session.prepareDisk!();
   const vm = await launch();
   await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
   if (state) {

@@ -9,11 +9,13 @@ export interface AttachedDisk {
   disk?: DiskSpec;
   /** The run's throwaway overlay (snapshot runs). */
   overlay?: string;
+  /** Creates the overlay, reading from `backing` (a saved state's disk) or else the cached disk. Call it before QEMU starts. */
+  prepare: (backing?: string) => Promise<void>;
   release: () => Promise<void>;
 }
 
-/** (Re)creates a qcow2 overlay that takes every write and reads the rest from `backing` (never written). */
-export async function createOverlay(overlay: string, backing: string): Promise<void> {
+/** Creates a qcow2 overlay that takes every write and reads the rest from `backing` (never written). */
+async function createOverlay(overlay: string, backing: string): Promise<void> {
   const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', backing, overlay], { reject: false });
   if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${String(result.stderr).trim() || result.shortMessage}`);
 }
@@ -26,16 +28,17 @@ export async function createOverlay(overlay: string, backing: string): Promise<v
  */
 export async function attachSystemDisk(installed: InstalledBox, runDir: string, snapshot: boolean): Promise<AttachedDisk> {
   const file = installed.manifest.files.system;
-  if (!file) return { release: async () => {} };
+  const nothing = async () => {};
+  if (!file) return { prepare: nothing, release: nothing };
   const base = resolve(installed.dir, file.name);
   if (snapshot) {
     const overlay = join(runDir, 'system-overlay.qcow2');
-    await createOverlay(overlay, base);
-    return { disk: { path: overlay, format: 'qcow2', cache: 'unsafe' }, overlay, release: async () => {} };
+    const prepare = (backing = base) => createOverlay(overlay, backing);
+    return { disk: { path: overlay, format: 'qcow2', cache: 'unsafe' }, overlay, prepare, release: nothing };
   }
   const lock = await tryLock(`${base}.lock`);
   if ('heldBy' in lock) {
     throw new BoxbuildError('vmFailed', `box ${installed.manifest.name} (${installed.manifest.arch}) is in use by another --no-snapshot run (pid ${lock.heldBy})`);
   }
-  return { disk: { path: base, format: 'qcow2', cache: 'writeback' }, release: lock.release };
+  return { disk: { path: base, format: 'qcow2', cache: 'writeback' }, prepare: nothing, release: lock.release };
 }
