@@ -3,7 +3,7 @@ import { chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFile
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { expectNoLeftovers, runIsolated, startIsolated } from '../helpers/box-cli.js';
+import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
 import { tempDir } from '../helpers/temp.js';
 
 const BACKENDS = ['9p', 'virtiofs', 'sshfs'] as const;
@@ -103,7 +103,7 @@ describe.each(BACKENDS)('sharing over %s', (backend) => {
   test('SIGINT mid-build leaves no QEMU, daemon, socket or temp directory', async () => {
     const dir = tempDir();
     const { tmp, child } = startIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', `--sharing=${backend}`, '--share', `${dir}:/out`, '--', 'sh', '-c', 'echo started; sleep 600']);
-    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve()));
+    await untilOutput(child, 'started');
     expect(sharingDaemons().length).toBeGreaterThan(0);
     child.kill('SIGINT');
     expect((await child).exitCode).toBe(130);

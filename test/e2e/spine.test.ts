@@ -1,7 +1,7 @@
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { expectNoLeftovers, runIsolated, startIsolated } from '../helpers/box-cli.js';
+import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
 import { REPO } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -102,7 +102,7 @@ describe('boxbuild exec', () => {
     const { tmp, child } = startIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'sh', '-c', 'echo first; sleep 4; echo second']);
     let exited = false;
     void child.then(() => (exited = true));
-    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('first') && resolve()));
+    await untilOutput(child, 'first');
     expect(exited).toBe(false);
     const result = await child;
     expect(result.stdout).toBe('first\nsecond');
@@ -136,7 +136,7 @@ describe('limits and failures', () => {
 
   test('SIGINT mid-build stops the VM and leaves nothing behind', async () => {
     const { tmp, child } = startIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'sh', '-c', 'echo started; sleep 600']);
-    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve()));
+    await untilOutput(child, 'started');
     child.kill('SIGINT');
     const result = await child;
     expect(result.exitCode).toBe(130);

@@ -3,7 +3,7 @@ import { cpSync, createReadStream, existsSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { expectNoLeftovers, runIsolated, startIsolated } from '../helpers/box-cli.js';
+import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
 import { CLI, REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -40,7 +40,7 @@ describe('system disk snapshots', () => {
   test('the cached disk keeps its sha256 when boxbuild is killed with SIGKILL mid-run', async () => {
     const before = await sha256(baseDisk('x86_64'));
     const { tmp, child } = startIsolated(['exec', '--box', 'debian-system', '-q', '--', 'sh', '-c', 'echo started; dd if=/dev/zero of=/root/junk bs=1M count=64; sync; sleep 600']);
-    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve()));
+    await untilOutput(child, 'started');
     await new Promise((resolve) => setTimeout(resolve, 1500));
     child.kill('SIGKILL');
     await child;
@@ -61,7 +61,7 @@ describe('system disk snapshots', () => {
     expect((await exec('--no-snapshot', '--', 'sh', '-c', 'cat /var/cache/marker; ls /var/cache/other 2>&1 || true')).stdout).toMatch(/^kept\n.*No such file/);
 
     const { tmp, child } = startIsolated(['exec', '--box', 'debian-system', '-q', '--no-snapshot', '--', 'sh', '-c', 'echo started; sleep 600'], { env });
-    await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve()));
+    await untilOutput(child, 'started');
     const second = await exec('--no-snapshot', '--', 'true');
     expect(second.exitCode).toBe(71);
     expect(second.stderr).toMatch(/is in use by another --no-snapshot run \(pid \d+\)/);

@@ -25,3 +25,8 @@ export function expectNoLeftovers(tmp: string): void {
   expect(processesMentioning(tmp)).toEqual([]);
   expect(readdirSync(tmp)).toEqual([]);
 }
+
+/** Resolves once the child has printed `text` on its stdout (e.g. the guest command has started). */
+export function untilOutput(child: { stdout: NodeJS.ReadableStream | null }, text: string): Promise<void> {
+  return new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes(text) && resolve()));
+}
