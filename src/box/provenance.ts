@@ -1,4 +1,6 @@
-import { rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { VERSION } from '../version.js';
 import type { InstalledBox } from './cache.js';
@@ -35,8 +37,22 @@ export async function writeProvenance(targetDir: string, info: ProvenanceInfo): 
     createdAt: new Date().toISOString(),
   };
   const path = join(targetDir, PROVENANCE_FILE);
-  const partial = `${path}.${process.pid}.tmp`;
-  await writeFile(partial, `${JSON.stringify(provenance, null, 2)}\n`);
-  await rename(partial, path);
+  await replaceInGuestDirectory(path, `${JSON.stringify(provenance, null, 2)}\n`);
   return path;
+}
+
+/**
+ * Writes a file into a directory the guest could write (a build's target): under a random name that
+ * must not exist yet, never following a link (O_EXCL | O_NOFOLLOW), then renamed over `path` (which
+ * replaces a link the guest left there instead of following it).
+ */
+export async function replaceInGuestDirectory(path: string, text: string): Promise<void> {
+  const partial = `${path}.${randomBytes(8).toString('hex')}.tmp`;
+  const file = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    await file.writeFile(text);
+  } finally {
+    await file.close();
+  }
+  await rename(partial, path);
 }

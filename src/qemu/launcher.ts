@@ -6,6 +6,7 @@ import { type VmSpec, buildQemuArgs } from './argv.js';
 import { ConsoleLog } from './console-log.js';
 import { listenOnce } from './sockets.js';
 import { diesWithParent } from '../util/orphans.js';
+import { underShareFilter } from '../sandbox/exec.js';
 
 export interface VmExit {
   exitCode?: number;
@@ -38,7 +39,8 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<Ru
   const console = new ConsoleLog(join(options.runDir, 'console.log'), options.consoleEcho);
   void consoleEndpoint.connection.then((socket) => console.attach(socket));
   const binary = options.qemuBinary ?? spec.profile.qemuBinary;
-  const [file, ...args] = diesWithParent([binary, ...buildQemuArgs(spec)]);
+  // QEMU's 9p server writes into the shares on the guest's behalf: it runs under the share filter.
+  const [file, ...args] = diesWithParent(underShareFilter([binary, ...buildQemuArgs(spec)]));
   const child: ResultPromise = execa(file!, args, {
     stdin: 'ignore',
     stdout: 'ignore',
@@ -51,9 +53,11 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<Ru
     consoleEndpoint.close();
     await console.close();
     const stderr = String(result.stderr ?? '').trim();
-    // Not found: spawn fails with ENOENT, or setpriv says it could not execute it.
-    const missing = (result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (result.exitCode === 127 && stderr.includes('failed to execute'));
-    if (missing) return { stderr: `${binary} not found: install QEMU (Debian: apt-get install qemu-system)` };
+    // Not found: spawn fails with ENOENT, setpriv could not execute perl, or perl could not execute QEMU.
+    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || /failed to execute perl/.test(stderr)) {
+      return { stderr: 'perl not found: boxbuild confines QEMU with a seccomp filter that perl loads (Debian: apt-get install perl-base)' };
+    }
+    if (stderr.startsWith(`boxbuild-sandbox: cannot run ${binary}`)) return { stderr: `${binary} not found: install QEMU (Debian: apt-get install qemu-system)` };
     if (result.failed && result.exitCode === undefined && !result.signal) return { stderr: String(result.message) };
     return { exitCode: result.exitCode, signal: result.signal, stderr };
   });

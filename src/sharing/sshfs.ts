@@ -2,6 +2,7 @@ import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import { listenOnce } from '../qemu/sockets.js';
+import { underShareFilter } from '../sandbox/exec.js';
 import { confinedCommand, namespacingFor } from './confine.js';
 import { Daemon } from './daemons.js';
 import type { ActiveSharing, GuestMount, Share, SharingBackend } from './types.js';
@@ -18,9 +19,9 @@ export async function findSftpServer(): Promise<string | undefined> {
 /** The virtio-serial port that carries one share's SFTP session, named after the share's tag. */
 export const sftpPortName = (share: Share) => `org.boxbuild.sftp.${share.tag}`;
 
-/** The sftp-server command for one share: chrooted to a root that holds the share at /share. */
+/** The sftp-server command for one share: chrooted to a root that holds the share at /share; logs on stderr. */
 export function sftpServerArgs(server: string, share: Share): string[] {
-  return [server, '-d', '/share', '-l', 'ERROR', ...(share.readOnly ? ['-R'] : [])];
+  return [server, '-e', '-d', '/share', '-l', 'ERROR', ...(share.readOnly ? ['-R'] : [])];
 }
 
 /** What the guest agent mounts: sshfs in passive mode over the share's port (see the agent). */
@@ -47,7 +48,7 @@ export const sshfsBackend: SharingBackend = {
     await Promise.all(shares.map((_, index) => mkdir(join(context.runDir, `sftp-root-${index}`))));
     shares.forEach((share, index) => {
       const chrootIn = join(context.runDir, `sftp-root-${index}`);
-      const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, chrootIn }, sftpServerArgs(server, share));
+      const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, chrootIn }, underShareFilter(sftpServerArgs(server, share)));
       // QEMU connects the port when it starts; the server then talks SFTP straight over the socket.
       void endpoints[index]!.connection.then((socket) => {
         if (!stopped) daemons.push(Daemon.start(`sftp-server for share "${share.tag}"`, argv, { stdin: socket, stdout: socket }));

@@ -4,6 +4,7 @@ import { BoxbuildError } from '../errors.js';
 import { qemuOptionValue } from '../qemu/argv.js';
 import { deviceOnBus } from '../qemu/profiles.js';
 import { isWithin } from '../runner/args.js';
+import { underShareFilter } from '../sandbox/exec.js';
 import { type Namespacing, confinedCommand, namespacingFor } from './confine.js';
 import { Daemon } from './daemons.js';
 import type { ActiveSharing, Share, SharingBackend, SharingContext } from './types.js';
@@ -28,19 +29,22 @@ export async function findVirtiofsd(explicit?: string): Promise<Virtiofsd | unde
   return undefined;
 }
 
+/** Escapes a value for libfuse's comma-separated `-o` options (the C daemon's). */
+export const fuseOptionValue = (value: string) => value.replace(/[\\,]/g, (c) => `\\${c}`);
+
 /**
  * The daemon's own arguments for one share. The description does not change during a build, so
  * the guest may cache it for good (6x the stats/s of cache=auto); written shares use cache=auto,
- * which keeps shared mmap working (cache=none would refuse it on the guest's 6.1 kernel).
+ * which keeps shared mmap working (cache=none would refuse it on the guest's 6.1 kernel). Extended
+ * attributes stay off (the C daemon's default; the share filter refuses them anyway).
  */
-export function virtiofsdArgs(daemon: Virtiofsd, socket: string, share: Share, namespacing: Namespacing): string[] {
+export function virtiofsdArgs(daemon: Virtiofsd, socket: string, share: Share): string[] {
   const cache = share.readOnly ? 'always' : 'auto';
   if (daemon.flavor === 'rust') {
-    // Unprivileged, the Rust daemon cannot build its own namespace sandbox; the confinement is ours.
-    const sandbox = namespacing.kind === 'root' ? 'namespace' : 'none';
-    return [daemon.path, `--socket-path=${socket}`, `--shared-dir=${share.hostPath}`, `--cache=${cache}`, `--sandbox=${sandbox}`];
+    // In a user namespace the Rust daemon cannot build its own namespace sandbox; the confinement is ours.
+    return [daemon.path, `--socket-path=${socket}`, `--shared-dir=${share.hostPath}`, `--cache=${cache}`, '--sandbox=none'];
   }
-  return [daemon.path, `--socket-path=${socket}`, '-o', `source=${share.hostPath}`, '-o', `cache=${cache}`, '-o', 'sandbox=namespace'];
+  return [daemon.path, `--socket-path=${socket}`, '-o', `source=${fuseOptionValue(share.hostPath)}`, '-o', `cache=${cache}`, '-o', 'sandbox=namespace', '-o', 'no_xattr'];
 }
 
 export function virtiofsQemuArgs(share: Share, index: number, socket: string, context: SharingContext): string[] {
@@ -87,7 +91,7 @@ export function virtiofsBackend(options: { virtiofsd?: string } = {}): SharingBa
       try {
         const sockets = shares.map((_, index) => join(context.runDir, `virtiofs-${index}.sock`));
         shares.forEach((share, index) => {
-          const command = virtiofsdArgs(daemon, sockets[index]!, share, namespacing);
+          const command = underShareFilter(virtiofsdArgs(daemon, sockets[index]!, share));
           const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, privateRun }, command);
           daemons.push(Daemon.start(`virtiofsd for share "${share.tag}"`, argv));
         });

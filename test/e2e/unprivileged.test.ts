@@ -4,35 +4,9 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { REPO } from '../helpers/env.js';
 import { processesMentioning, tempDir } from '../helpers/temp.js';
+import { type Account, ensureUser, reachableCli, userEnvironment } from '../helpers/user.js';
 
-const USER = 'boxbuild-e2e';
 const asRoot = process.getuid?.() === 0;
-
-interface Account {
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-async function ensureUser(): Promise<Account> {
-  if ((await execa('id', ['-u', USER], { reject: false })).exitCode !== 0) {
-    await execa('useradd', ['--create-home', '--shell', '/bin/sh', USER]);
-  }
-  const [uid, gid] = await Promise.all([execa('id', ['-u', USER]), execa('id', ['-g', USER])]);
-  const { stdout: passwd } = await execa('getent', ['passwd', USER]);
-  return { uid: Number(uid.stdout), gid: Number(gid.stdout), home: passwd.split(':')[5]! };
-}
-
-/** The CLI as the user can reach it: the checkout itself, or a copy when it lies in a private directory. */
-async function reachableCli(workspace: string): Promise<string> {
-  const cli = join(REPO, 'dist/cli.js');
-  if ((await execa('runuser', ['-u', USER, '--', 'test', '-r', cli], { reject: false })).exitCode === 0) return cli;
-  const app = join(workspace, 'app');
-  for (const part of ['dist', 'node_modules', 'package.json', 'boxes.json', 'src/guest/files']) {
-    cpSync(join(REPO, part), join(app, part), { recursive: true, verbatimSymlinks: true });
-  }
-  return join(app, 'dist/cli.js');
-}
 
 describe.skipIf(!asRoot)('as an unprivileged user', () => {
   let account: Account;
@@ -54,7 +28,7 @@ describe.skipIf(!asRoot)('as an unprivileged user', () => {
       cwd: workspace,
       reject: false,
       stdin: 'ignore',
-      env: { HOME: account.home, USER, LOGNAME: USER, BOXBUILD_CACHE_DIR: join(workspace, 'cache'), TMPDIR: tmp, PATH: process.env.PATH },
+      env: userEnvironment(account, join(workspace, 'cache'), tmp),
       extendEnv: false,
     });
     expect(readdirSync(tmp)).toEqual([]);

@@ -143,13 +143,17 @@ describe('virtiofs and sshfs shares', () => {
   test('Debian 12 C daemon and the Rust daemon get their own option syntax', () => {
     const c = { path: '/usr/lib/qemu/virtiofsd', flavor: 'c' as const };
     const rust = { path: '/usr/libexec/virtiofsd', flavor: 'rust' as const };
-    expect(virtiofsdArgs(c, '/r/v.sock', share, { kind: 'root' })).toEqual([
-      '/usr/lib/qemu/virtiofsd', '--socket-path=/r/v.sock', '-o', 'source=/home/u/out', '-o', 'cache=auto', '-o', 'sandbox=namespace',
+    expect(virtiofsdArgs(c, '/r/v.sock', share)).toEqual([
+      '/usr/lib/qemu/virtiofsd', '--socket-path=/r/v.sock', '-o', 'source=/home/u/out', '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr',
     ]);
-    expect(virtiofsdArgs(rust, '/r/v.sock', { ...share, readOnly: true }, { kind: 'self' })).toEqual([
+    expect(virtiofsdArgs(rust, '/r/v.sock', { ...share, readOnly: true })).toEqual([
       '/usr/libexec/virtiofsd', '--socket-path=/r/v.sock', '--shared-dir=/home/u/out', '--cache=always', '--sandbox=none',
     ]);
-    expect(virtiofsdArgs(rust, '/r/v.sock', share, { kind: 'root' })).toContain('--sandbox=namespace');
+  });
+
+  test("commas and backslashes in a share path survive the C daemon's -o syntax", () => {
+    const c = { path: '/usr/lib/qemu/virtiofsd', flavor: 'c' as const };
+    expect(virtiofsdArgs(c, '/r/v.sock', { ...share, hostPath: '/a,b\\c' })[3]).toBe('source=/a\\,b\\\\c');
   });
 
   test('vhost-user-fs device on the machine bus', () => {
@@ -160,18 +164,20 @@ describe('virtiofs and sshfs shares', () => {
   });
 
   test('sftp-server is read-only for read-only shares; sshfs mounts over the port of the share', () => {
-    expect(sftpServerArgs('/usr/lib/openssh/sftp-server', { ...share, readOnly: true })).toEqual(['/usr/lib/openssh/sftp-server', '-d', '/share', '-l', 'ERROR', '-R']);
+    expect(sftpServerArgs('/usr/lib/openssh/sftp-server', { ...share, readOnly: true })).toEqual(['/usr/lib/openssh/sftp-server', '-e', '-d', '/share', '-l', 'ERROR', '-R']);
     expect(sftpServerArgs('/s', share)).not.toContain('-R');
     expect(sshfsGuestMount(share)).toMatchObject({ modules: ['fuse'], fstype: 'sshfs', source: `org.boxbuild.sftp.${share.tag}`, target: '/target' });
     expect(sshfsGuestMount(share).options.split(',')).toContain('passive');
   });
 
-  test('confinement: user namespace only when not root; paths travel as parameters', () => {
+  test('confinement: always a user, mount and PID namespace (root too); paths travel as parameters', () => {
     const argv = confinedCommand({ namespacing: { kind: 'subids', uids: { start: 100000, count: 65536 }, gids: { start: 200000, count: 10 } }, share: "/a b/'$(x)", readOnly: true, privateRun: true }, ['daemon', '--x']);
-    expect(argv.slice(0, 8)).toEqual(['unshare', '--map-root-user', '--map-users=100000,1,65536', '--map-groups=200000,1,10', '--mount', '--propagation', 'private', '--']);
+    const unshare = argv.indexOf('unshare');
+    // As root, supplementary groups are cleared first: a user namespace cannot drop them.
+    expect(argv.slice(0, unshare)).toEqual(process.getuid!() === 0 ? ['setpriv', '--clear-groups', '--'] : []);
+    expect(argv.slice(unshare, unshare + 4)).toEqual(['unshare', '--map-root-user', '--map-users=100000,1,65536', '--map-groups=200000,1,10']);
     expect(argv.slice(-7)).toEqual(['boxbuild-confine', 'ro', "/a b/'$(x)", 'private-run', '-', 'daemon', '--x']);
-    expect(argv[10]).not.toContain('$(x)');
-    expect(unshareOptions({ kind: 'root' })).toEqual(['--mount', '--propagation', 'private']);
-    expect(unshareOptions({ kind: 'self' })).toEqual(['--map-root-user', '--mount', '--propagation', 'private']);
+    expect(argv.find((word) => word.startsWith('set -eu'))).not.toContain('$(x)');
+    expect(unshareOptions({ kind: 'self' })).toEqual(['--map-root-user', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--mount-proc']);
   });
 });

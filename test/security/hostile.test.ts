@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { type Runner, asRoot, asUnprivilegedUser } from './runners.js';
+
+/*
+ * A hostile guest against every sharing backend, run by root and by an unprivileged user: whatever
+ * it does, the host's side of the wall holds. Each check names the finding of issue 10 it covers.
+ */
+
+const GUEST = fileURLToPath(new URL('./guest/', import.meta.url));
+const BACKENDS = ['9p', 'virtiofs', 'sshfs'] as const;
+const S_IFMT = 0o170000;
+const SPECIAL = new Map([[0o010000, 'FIFO'], [0o020000, 'character device'], [0o060000, 'block device'], [0o140000, 'socket']]);
+
+/** A description whose build is one of the hostile guest scripts, and the files around it. */
+function hostileBuild(runner: Runner, script: string) {
+  const root = runner.workspace();
+  const description = join(root, 'description');
+  const target = join(root, 'target');
+  mkdirSync(description);
+  mkdirSync(target);
+  copyFileSync(join(GUEST, script), join(description, 'build'));
+  chmodSync(join(description, 'build'), 0o755);
+  const victim = join(root, 'victim.txt');
+  writeFileSync(victim, 'VICTIM\n');
+  writeFileSync(join(description, 'victim-path'), victim);
+  runner.own(root);
+  return { description, target, victim };
+}
+
+/** Every entry below `dir` (not following links) that breaks the rules of the target directory. */
+function violations(dir: string, owner: { uid: number; gid: number }): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    const stats = lstatSync(path);
+    const special = SPECIAL.get(stats.mode & S_IFMT);
+    if (special) found.push(`${name}: a ${special}`);
+    if (stats.mode & 0o6000) found.push(`${name}: mode ${(stats.mode & 0o7777).toString(8)} (setuid/setgid)`);
+    if (stats.uid !== owner.uid || stats.gid !== owner.gid) found.push(`${name}: owned by ${stats.uid}:${stats.gid}`);
+    if (stats.isDirectory()) found.push(...violations(path, owner).map((line) => `${name}/${line}`));
+  }
+  return found;
+}
+
+const runners = process.getuid!() === 0 ? [asRoot, asUnprivilegedUser] : [asRoot];
+
+describe.each(runners)('a hostile guest, boxbuild run by %s', (runner) => {
+  beforeAll(() => runner.prepare());
+
+  describe.each(BACKENDS)('over %s', (backend) => {
+    test('creates nothing special, foreign-owned or setuid in the target, and nothing outside it (findings 2-6)', async () => {
+      const { description, target, victim } = hostileBuild(runner, 'hostile-fs.sh');
+      const descriptionBefore = readdirSync(description).sort();
+      const started = runner.start(['--box', 'debian', '-q', `--sharing=${backend}`, '--', '--description', description, '--target-dir', target]);
+      // The old provenance writer used "<file>.<pid>.tmp": the guest learns the pid to plant a link there.
+      writeFileSync(join(target, 'cli-pid'), String(started.pid));
+      runner.own(join(target, 'cli-pid'));
+      const result = await started.result;
+      expect(result.stdout).toContain('HOSTILE-DONE');
+      expect(result.exitCode).toBe(0);
+      expect(violations(target, runner.ids())).toEqual([]);
+      // Whatever the guest asked for, this did not happen on the host.
+      expect(existsSync(join(target, 'block')) || existsSync(join(target, 'fifo'))).toBe(false);
+      expect(readFileSync(victim, 'utf8')).toBe('VICTIM\n');
+      const provenance = lstatSync(join(target, 'boxbuild-provenance.json'));
+      expect(provenance.isFile()).toBe(true);
+      expect(JSON.parse(readFileSync(join(target, 'boxbuild-provenance.json'), 'utf8'))).toMatchObject({ box: 'debian', sharing: backend });
+      expect(readdirSync(description).sort()).toEqual(descriptionBefore);
+    });
+  });
+
+  test('raw SFTP on the sshfs port reaches the share and nothing else (finding 1)', async () => {
+    const { description, target } = hostileBuild(runner, 'raw-sftp.sh');
+    const token = randomBytes(6).toString('hex');
+    const result = await runner.run(['--box', 'debian', '-q', '--sharing=sshfs', '--', '--description', description, '--target-dir', target, token]);
+    expect(result.stdout).toContain('RAW-SFTP-DONE');
+    const replies = Object.fromEntries(result.stdout.split('\n').filter((line) => line.includes(': ')).map((line) => line.split(': ') as [string, string]));
+    // The share works; nothing outside it can be created, read or even seen.
+    expect(replies['create-plain']).toBe('102');
+    for (const request of ['mkdir-usr-local', 'mkdir-etc', 'mkdir-root', 'open-etc-hostname', 'stat-usr-bin', 'open-proc', 'open-through-symlink']) {
+      expect(replies[request], request).toMatch(/^101 [1-9]/);
+    }
+    for (const path of [`/usr/local/boxbuild-${token}`, `/etc/boxbuild-${token}`, `/boxbuild-${token}`]) expect(existsSync(path), path).toBe(false);
+    expect(violations(target, runner.ids())).toEqual([]);
+  });
+});
