@@ -40,6 +40,8 @@ interface VmFlags {
   snapshot: boolean;
   channel: 'serial' | 'ssh';
   cold?: boolean;
+  /** false: --no-network. */
+  network: boolean;
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -67,6 +69,7 @@ function addVmOptions(command: Command): Command {
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
     .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
+    .option('--no-network', 'give the guest no network at all (hermetic builds; default: QEMU user networking)')
     .option('--cold', 'boot the box even when a saved, booted state of it exists (warm start is the default)')
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
@@ -80,6 +83,7 @@ function addVmOptions(command: Command): Command {
 
 function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
   if (!flags.box) throw usageError('missing --box NAME (see "boxbuild box list")');
+  if (!flags.network && flags.channel === 'ssh') throw usageError('--channel ssh reaches the guest over its network: it cannot go with --no-network');
   return {
     box: flags.box,
     arch: chosenArch(flags),
@@ -102,6 +106,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
     notice: notice(flags.quiet),
     snapshot: flags.snapshot,
     channel: flags.channel,
+    network: flags.network,
     cold: flags.cold,
     boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,

@@ -107,7 +107,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       ports: session.sharing!.ports,
       sharedMemory: session.sharing!.sharedMemory,
       disks: [system.disk],
-      network: {},
+      network: options.network === false ? undefined : {},
       extraArgs: session.sharing!.qemuArgs,
     };
     const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));

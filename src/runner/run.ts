@@ -4,6 +4,7 @@ import { BoxbuildError, usageError } from '../errors.js';
 import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { deadline, whenAborted } from './deadline.js';
+import { guestProxyEnvironment } from './network.js';
 import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
 import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, runTimeout, teardown } from './session.js';
@@ -46,7 +47,8 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
       throw vmError('guestLost', `the guest stopped without reporting the build's exit status (${describeExit(exit)})`, vm);
     });
     lost.catch(() => {});
-    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env: command.env ?? {}, argv: command.argv };
+    const env = { ...(options.network === false ? {} : guestProxyEnvironment(process.env)), ...command.env };
+    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv };
     let sshSession: Promise<unknown> | undefined;
     let sshGone: Promise<never> = new Promise(() => {});
     if (session.ssh) {

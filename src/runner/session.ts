@@ -58,6 +58,8 @@ export interface RunOptions {
   snapshot?: boolean;
   /** Boot even when a saved state of this VM shape exists (and save none). */
   cold?: boolean;
+  /** User networking for the guest (default); false: no network at all (--no-network). */
+  network?: boolean;
   /** How the command and its output travel: virtio-serial ports (default), or SSH (the box needs sshd). */
   channel?: 'serial' | 'ssh';
   /** More disks (box making attaches the disk it prepares). */

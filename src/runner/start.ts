@@ -50,7 +50,7 @@ async function prepareVm({ options, session, box, installed, command, profile }:
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
-    network: session.ssh?.network,
+    network: options.network === false ? undefined : (session.ssh?.network ?? {}),
     qmpSocket: session.qmp.path,
     extraArgs: session.sharing!.qemuArgs,
   };

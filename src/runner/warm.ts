@@ -52,7 +52,7 @@ export function vmShape(spec: VmSpec, runDir: string, shares: Share[], installed
 /** Why a VM of this kind is booted cold every time; undefined when its state can be saved and restored. */
 export function warmBlocker(spec: VmSpec, sharing: string, snapshot: boolean): string | undefined {
   if (sharing === 'virtiofs') return 'virtiofs devices (vhost-user-fs) cannot be migrated by QEMU 7.2';
-  if (spec.network) return 'the SSH channel needs a network set up per run';
+  if (spec.network?.hostForwards?.length) return 'the SSH channel forwards a port chosen for each run';
   if (!snapshot) return '--no-snapshot writes to the cached disk, which a saved state could not match';
   return undefined;
 }

@@ -1,0 +1,25 @@
+/*
+ * The guest's network: QEMU user networking (no root, no bridge). The guest always sees the same
+ * network (address 10.0.2.15, the host as 10.0.2.2, a DNS server at 10.0.2.3); the box's init
+ * configures it at boot, so a saved state carries nothing of one run's network into the next.
+ */
+
+/** The address at which the guest reaches the host's loopback interface. */
+export const HOST_FROM_GUEST = '10.0.2.2';
+
+const PROXY_VARIABLES = ['http_proxy', 'https_proxy', 'ftp_proxy', 'all_proxy', 'no_proxy'].flatMap((name) => [name, name.toUpperCase()]);
+
+/** A proxy URL as the guest must write it: a proxy on the host's loopback is the host's 10.0.2.2 there. */
+export function guestProxyUrl(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?)(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?=[:/]|$)/i, `$1${HOST_FROM_GUEST}`);
+}
+
+/** The host's proxy settings, for the guest's environment (builds download through the same proxy). */
+export function guestProxyEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  const proxies: Record<string, string> = {};
+  for (const name of PROXY_VARIABLES) {
+    const value = env[name];
+    if (value) proxies[name] = name.toLowerCase() === 'no_proxy' ? value : guestProxyUrl(value);
+  }
+  return proxies;
+}
