@@ -4,6 +4,13 @@
 # checks what actually happened.
 target=$1
 try() { if "$@" 2>/dev/null; then echo "allowed: $*"; else echo "refused: $*"; fi; }
+# 9p: attach to the target's channel again with attach names that point above the share.
+if grep -q " $target 9p " /proc/mounts; then
+  for aname in /.. ../.. /etc; do
+    umount "$target" && mount -t 9p -o "trans=virtio,version=9p2000.L,aname=$aname" target "$target" &&
+      echo "attached with aname=$aname" >"$target/aname-probe" || echo "cannot reattach: $aname"
+  done
+fi
 cd "$target" || exit 1
 echo data >plain
 try chmod 4755 plain
