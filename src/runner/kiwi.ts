@@ -113,7 +113,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
     const started = Date.now();
     if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
-    const exit = await Promise.race([vm.exited, overall.promise, aborted]);
+    const exit = await Promise.race([vm.exited, overall.promise, aborted, session.sharing!.failed]);
     if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);

@@ -67,7 +67,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
       channel.pipeOutput(options.stdout, options.stderr);
       await channel.send(encodeRequest(guestRequest, started.warm));
     }
-    const result = await Promise.race([channel.next('exit', 'error'), lost, sshGone, overall.promise, aborted]);
+    const result = await Promise.race([channel.next('exit', 'error'), lost, sshGone, overall.promise, aborted, session.sharing!.failed]);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
     await sshSession; // every byte of the session's output has been passed on
     timing('command finished');

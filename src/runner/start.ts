@@ -64,7 +64,7 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
   vmGone.catch(() => {});
   const limit = deadline(limitMs, () => vmError('vmFailed', silence, vm));
   try {
-    await Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.ending]);
+    await Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.ending, start.session.sharing!.failed]);
   } finally {
     limit.clear();
   }

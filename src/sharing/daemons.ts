@@ -7,13 +7,20 @@ import { diesWithParent } from '../util/orphans.js';
 /** A host-side helper process of a sharing backend (virtiofsd, sftp-server). */
 export class Daemon {
   private output = '';
+  private stopping = false;
+  /** Rejects when the daemon ends before it was asked to stop: the guest lost its share. */
+  readonly died: Promise<never>;
 
   private constructor(
     readonly what: string,
     private readonly child: ResultPromise,
   ) {
     child.stderr?.on('data', (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000)));
-    child.catch(() => {});
+    this.died = new Promise<never>((_, reject) => {
+      const ended = () => this.stopping || reject(new BoxbuildError('vmFailed', `${this.what} stopped during the run: ${this.lastWords || 'it printed nothing'}`));
+      child.then(ended, ended);
+    });
+    this.died.catch(() => {});
   }
 
   static start(what: string, argv: string[], stdio: { stdin?: unknown; stdout?: unknown } = {}): Daemon {
@@ -50,7 +57,30 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (!this.exited) this.child.kill('SIGTERM');
     await this.child;
+  }
+}
+
+/** The daemons of one backend's shares: stopped together; `failed` rejects when one stops on its own. */
+export class Daemons {
+  private readonly started: Daemon[] = [];
+  private fail: (error: unknown) => void = () => {};
+  readonly failed = new Promise<never>((_, reject) => (this.fail = reject));
+
+  constructor() {
+    this.failed.catch(() => {});
+  }
+
+  start(what: string, argv: string[], stdio?: { stdin?: unknown; stdout?: unknown }): Daemon {
+    const daemon = Daemon.start(what, argv, stdio);
+    this.started.push(daemon);
+    daemon.died.catch(this.fail);
+    return daemon;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.started.map((daemon) => daemon.stop()));
   }
 }

@@ -42,6 +42,7 @@ export const ninePBackend: SharingBackend = {
       ports: [],
       sharedMemory: false,
       mounts: shares.map(ninePGuestMount),
+      failed: new Promise<never>(() => {}), // QEMU serves 9p itself
       stop: async () => {},
     };
   },

@@ -4,7 +4,7 @@ import { BoxbuildError } from '../errors.js';
 import { listenOnce } from '../qemu/sockets.js';
 import { underShareFilter } from '../sandbox/exec.js';
 import { confinedCommand, namespacingFor } from './confine.js';
-import { Daemon } from './daemons.js';
+import { Daemons } from './daemons.js';
 import type { ActiveSharing, GuestMount, Share, SharingBackend } from './types.js';
 
 const SFTP_SERVERS = ['/usr/lib/openssh/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/lib/ssh/sftp-server', '/usr/libexec/sftp-server'];
@@ -42,7 +42,7 @@ export const sshfsBackend: SharingBackend = {
     if (!server) throw new BoxbuildError('vmFailed', 'sshfs sharing needs OpenSSH\'s sftp-server (install "openssh-sftp-server")');
     const { namespacing, reason } = await namespacingFor(false);
     if (!namespacing) throw new BoxbuildError('vmFailed', `sshfs sharing is not usable: ${reason}`);
-    const daemons: Daemon[] = [];
+    const daemons = new Daemons();
     let stopped = false;
     const endpoints = await Promise.all(shares.map((_, index) => listenOnce(join(context.runDir, `sftp-${index}.sock`))));
     await Promise.all(shares.map((_, index) => mkdir(join(context.runDir, `sftp-root-${index}`))));
@@ -51,7 +51,7 @@ export const sshfsBackend: SharingBackend = {
       const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, chrootIn }, underShareFilter(sftpServerArgs(server, share)));
       // QEMU connects the port when it starts; the server then talks SFTP straight over the socket.
       void endpoints[index]!.connection.then((socket) => {
-        if (!stopped) daemons.push(Daemon.start(`sftp-server for share "${share.tag}"`, argv, { stdin: socket, stdout: socket }));
+        if (!stopped) daemons.start(`sftp-server for share "${share.tag}"`, argv, { stdin: socket, stdout: socket });
       });
     });
     return {
@@ -59,10 +59,11 @@ export const sshfsBackend: SharingBackend = {
       ports: shares.map((share, index) => ({ name: sftpPortName(share), socket: endpoints[index]!.path })),
       sharedMemory: false,
       mounts: shares.map(sshfsGuestMount),
+      failed: daemons.failed,
       stop: async () => {
         stopped = true;
         endpoints.forEach((endpoint) => endpoint.close());
-        await Promise.all(daemons.map((daemon) => daemon.stop()));
+        await daemons.stop();
       },
     };
   },

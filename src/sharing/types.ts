@@ -30,6 +30,8 @@ export interface ActiveSharing {
   /** Guest memory must be shareable (vhost-user). */
   sharedMemory: boolean;
   mounts: GuestMount[];
+  /** Rejects when a host-side helper stops during the run (the guest lost a share). */
+  failed: Promise<never>;
   /** Stops host-side helpers; safe to call more than once. */
   stop(): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { deviceOnBus } from '../qemu/profiles.js';
 import { isWithin } from '../runner/args.js';
 import { underShareFilter } from '../sandbox/exec.js';
 import { type Namespacing, confinedCommand, namespacingFor } from './confine.js';
-import { Daemon } from './daemons.js';
+import { Daemons } from './daemons.js';
 import type { ActiveSharing, Share, SharingBackend, SharingContext } from './types.js';
 
 /** The Rust virtiofsd (newer distributions) or the C daemon that QEMU 7.2 ships (Debian 12). */
@@ -86,25 +86,25 @@ export function virtiofsBackend(options: { virtiofsd?: string } = {}): SharingBa
           throw new BoxbuildError('vmFailed', `virtiofs sharing cannot serve ${path}: with ${daemon.path}, shares and TMPDIR must lie outside /run`);
         }
       }
-      const daemons: Daemon[] = [];
-      const stop = async () => void (await Promise.all(daemons.map((d) => d.stop())));
+      const daemons = new Daemons();
       try {
         const sockets = shares.map((_, index) => join(context.runDir, `virtiofs-${index}.sock`));
-        shares.forEach((share, index) => {
+        const started = shares.map((share, index) => {
           const command = underShareFilter(virtiofsdArgs(daemon, sockets[index]!, share));
           const argv = confinedCommand({ namespacing, share: share.hostPath, readOnly: share.readOnly, privateRun }, command);
-          daemons.push(Daemon.start(`virtiofsd for share "${share.tag}"`, argv));
+          return daemons.start(`virtiofsd for share "${share.tag}"`, argv);
         });
-        await Promise.all(daemons.map((d, index) => d.waitForSocket(sockets[index]!)));
+        await Promise.all(started.map((d, index) => d.waitForSocket(sockets[index]!)));
         return {
           qemuArgs: shares.flatMap((share, index) => virtiofsQemuArgs(share, index, sockets[index]!, context)),
           ports: [],
           sharedMemory: true,
           mounts: shares.map((share) => ({ modules: ['virtiofs'], fstype: 'virtiofs', source: share.tag, target: share.guestPath, options: share.readOnly ? 'ro' : 'rw' })),
-          stop,
+          failed: daemons.failed,
+          stop: () => daemons.stop(),
         };
       } catch (error) {
-        await stop();
+        await daemons.stop();
         throw error;
       }
     },
