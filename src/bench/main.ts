@@ -1,3 +1,4 @@
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchBoot } from './boot.js';
@@ -7,14 +8,24 @@ import { benchKiwi } from './kiwi.js';
 import { benchSharing } from './sharing.js';
 import { benchWarm } from './warm.js';
 
-/** `npm run bench`: prints figures; it asserts nothing (performance goals are not tests). */
+/**
+ * `npm run bench [-- SECTION...]`: prints figures; it asserts nothing (performance goals are not
+ * tests). Without sections, all of them.
+ */
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const env = { ...process.env, BOXBUILD_CACHE_DIR: process.env.BOXBUILD_CACHE_DIR ?? join(repo, '.cache/bench') };
 
-console.log(`boxbuild benchmark (${new Date().toISOString()}, cache ${env.BOXBUILD_CACHE_DIR})\n`);
-console.log(await benchBoot(env));
-console.log(`\n${await benchWarm(env)}`);
-console.log(`\n${await benchSharing(env)}`);
-console.log(`\n${await benchCBuild(env)}`);
-console.log(`\n${await benchKiwi(env)}`);
-console.log(`\n${await benchDownloads()}`);
+const SECTIONS: Record<string, () => Promise<string>> = {
+  boot: () => benchBoot(env),
+  warm: () => benchWarm(env),
+  sharing: () => benchSharing(env),
+  cbuild: () => benchCBuild(env),
+  kiwi: () => benchKiwi(env),
+  download: () => benchDownloads(),
+};
+const chosen = process.argv.slice(2);
+const unknown = chosen.filter((name) => !(name in SECTIONS));
+if (unknown.length) throw new Error(`unknown benchmark section(s) ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
+
+console.log(`boxbuild benchmark (${new Date().toISOString()}, cache ${env.BOXBUILD_CACHE_DIR}, load average ${loadavg()[0]!.toFixed(2)} at the start)`);
+for (const name of chosen.length ? chosen : Object.keys(SECTIONS)) console.log(`\n${await SECTIONS[name]!()}`);
