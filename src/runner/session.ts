@@ -133,6 +133,9 @@ export async function prepareRun(
     cacheRoot: options.cacheRoot,
     notice: options.notice,
   });
+  if (options.verbose && process.getuid?.() === 0) {
+    options.notice('QEMU runs as root, as boxbuild does, so that the files the build writes are yours; the seccomp share filter and -sandbox confine it');
+  }
   const sharing = await chooseSharing(options.sharing, { virtiofsd: options.virtiofsd });
   if (options.sharing === 'auto') options.notice(`sharing: ${sharing.name} (auto: ${sharing.why})`);
   session.sharing = await sharingBackend(sharing.name, { virtiofsd: options.virtiofsd }).start(shares, { runDir, profile });
