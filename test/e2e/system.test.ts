@@ -3,8 +3,9 @@ import { cpSync, createReadStream, existsSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { fetchTestBox } from '../helpers/boxes.js';
 import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
-import { CLI, REPO, TEST_CACHE } from '../helpers/env.js';
+import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
 const ELF_MACHINE = { x86_64: 0x3e, aarch64: 0xb7 } as const;
@@ -17,10 +18,8 @@ async function sha256(path: string): Promise<string> {
 }
 
 describe.each(['x86_64', 'aarch64'] as const)('debian-system box, %s', (arch) => {
-  beforeAll(async () => {
-    // Made once per test run: debootstrap (its second stage in an emulated VM for a foreign arch).
-    await execa(process.execPath, [CLI, 'box', 'fetch', 'debian-system', '--arch', arch], { env: { BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: 'inherit' });
-  }, 1_800_000);
+  // Made once per test cache: debootstrap (its second stage in an emulated VM for a foreign arch).
+  beforeAll(() => fetchTestBox('debian-system', arch), 1_800_000);
 
   test('a C program with a Makefile is built with make and gcc into an ELF binary for the arch', async () => {
     const target = join(tempDir(), 'out');

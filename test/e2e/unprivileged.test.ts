@@ -1,11 +1,12 @@
 import { chownSync, cpSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, inject, test } from 'vitest';
 import { REPO } from '../helpers/env.js';
 import { processesMentioning, tempDir } from '../helpers/temp.js';
 
-const USER = 'boxbuild-e2e';
+/** An account of this test run's own, removed at the end of the run (see test/global-setup.ts). */
+const USER = inject('testUser');
 const asRoot = process.getuid?.() === 0;
 
 interface Account {
@@ -14,10 +15,8 @@ interface Account {
   home: string;
 }
 
-async function ensureUser(): Promise<Account> {
-  if ((await execa('id', ['-u', USER], { reject: false })).exitCode !== 0) {
-    await execa('useradd', ['--create-home', '--shell', '/bin/sh', USER]);
-  }
+async function createUser(): Promise<Account> {
+  await execa('useradd', ['--create-home', '--shell', '/bin/sh', USER]);
   const [uid, gid] = await Promise.all([execa('id', ['-u', USER]), execa('id', ['-g', USER])]);
   const { stdout: passwd } = await execa('getent', ['passwd', USER]);
   return { uid: Number(uid.stdout), gid: Number(gid.stdout), home: passwd.split(':')[5]! };
@@ -38,7 +37,7 @@ describe.skipIf(!asRoot)('as an unprivileged user', () => {
   let account: Account;
   let workspace: string;
   beforeAll(async () => {
-    account = await ensureUser();
+    account = await createUser();
     workspace = tempDir('bb-user-');
     chownSync(workspace, account.uid, account.gid);
   });

@@ -1,5 +1,4 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import type { Options } from 'execa';
 import { expect } from 'vitest';
 import { type CliResult, runCli, startCli } from './cli.js';
@@ -10,14 +9,14 @@ import { processesMentioning, tempDir } from './temp.js';
  * (QEMU or helper) nor a run directory behind.
  */
 export async function runIsolated(args: string[], options: Options = {}): Promise<CliResult> {
-  const tmp = mkdtempSync(join(tempDir(), 'tmp-'));
+  const tmp = tempDir('tmp-');
   const result = await runCli(args, { ...options, env: { TMPDIR: tmp, ...options.env } });
   expectNoLeftovers(tmp);
   return result;
 }
 
 export function startIsolated(args: string[], options: Options = {}) {
-  const tmp = mkdtempSync(join(tempDir(), 'tmp-'));
+  const tmp = tempDir('tmp-');
   return { tmp, child: startCli(args, { ...options, env: { TMPDIR: tmp, ...options.env } }) };
 }
 
