@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import type { Options } from 'execa';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { type CliResult, runCli, startCli } from './cli.js';
 import { processesMentioning, tempDir } from './temp.js';
 
@@ -28,4 +28,12 @@ export function expectNoLeftovers(tmp: string): void {
 /** Resolves once the child has printed `text` on its stdout (e.g. the guest command has started). */
 export function untilOutput(child: { stdout: NodeJS.ReadableStream | null }, text: string): Promise<void> {
   return new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes(text) && resolve()));
+}
+
+/**
+ * Waits until the processes of the run whose private TMPDIR is `tmp` pass `check`, e.g. until QEMU
+ * has started or until none is left (it polls /proc).
+ */
+export function untilProcesses(tmp: string, check: (running: string[]) => void): Promise<void> {
+  return vi.waitFor(() => check(processesMentioning(tmp)), { timeout: 60_000, interval: 50 });
 }
