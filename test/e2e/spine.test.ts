@@ -2,7 +2,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, write
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { expectNoLeftovers, runIsolated, startIsolated, untilOutput, untilProcesses } from '../helpers/box-cli.js';
-import { REPO } from '../helpers/env.js';
+import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
 /** A description directory whose `build` is the given shell script. */
@@ -160,7 +160,7 @@ describe('broken boxes', () => {
   /** A registry with the debian box's files under another name and another kernel command line. */
   function brokenBox(name: string, cmdline: string): string[] {
     const cache = join(tempDir(), 'cache');
-    cpSync(join(REPO, '.cache/test/boxes/debian'), join(cache, 'boxes', name), { recursive: true, verbatimSymlinks: true });
+    cpSync(join(TEST_CACHE, 'boxes/debian'), join(cache, 'boxes', name), { recursive: true, verbatimSymlinks: true });
     const registry = join(cache, 'boxes.json');
     const entry = { description: 'broken', make: 'debian', buildProgram: '/usr/lib/boxbuild/build', cmdline, arches: { x86_64: {} } };
     writeFileSync(registry, JSON.stringify({ boxes: { [name]: entry } }));
