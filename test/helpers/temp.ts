@@ -21,7 +21,7 @@ export interface HostProcess {
 }
 
 /** The processes on this host that this user may inspect. */
-export function hostProcesses(): HostProcess[] {
+function hostProcesses(): HostProcess[] {
   const found: HostProcess[] = [];
   for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
