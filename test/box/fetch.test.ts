@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type IncomingMessage, createServer } from 'node:http';
 import { type AddressInfo, type Socket, connect } from 'node:net';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { readInstalled } from '../../src/box/cache.js';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { boxTmpDir, readInstalled } from '../../src/box/cache.js';
 import { pruneCache, verifyBox } from '../../src/box/manage.js';
 import { parseRegistry } from '../../src/box/registry.js';
 import { type BoxRequest, ensureBox, updateBox } from '../../src/box/resolve.js';
@@ -132,18 +132,20 @@ describe('remote boxes', () => {
   test('a server that stalls makes a timeout error', async () => {
     publishBox('1');
     server.stalls.add('/kernel');
-    const started = Date.now();
     await expect(ensureBox(request({ net: { ...FAST, retries: 1 } }))).rejects.toThrow(/cannot download kernel from .*: timed out \(no data for 0.4 s\)/);
     expect(server.hitsOf('/kernel')).toHaveLength(2);
-    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   test('Ctrl-C stops a download with an "interrupted" error; the next run resumes it', async () => {
     const { kernel } = publishBox('1', 1024 * 1024);
     server.stalls.add('/kernel');
     const controller = new AbortController();
-    setTimeout(() => controller.abort('SIGINT'), 200);
-    await expect(ensureBox(request({ signal: controller.signal, net: { ...FAST, idleTimeoutMs: 10_000 } }))).rejects.toMatchObject({
+    const fetching = ensureBox(request({ signal: controller.signal, net: { ...FAST, idleTimeoutMs: 10_000 } }));
+    // Ctrl-C once the stalled download's first bytes are in its partial file.
+    const partial = join(boxTmpDir(cacheRoot, 'tbox', 'x86_64'), `${createHash('sha256').update(kernel).digest('hex')}.part`);
+    await vi.waitFor(async () => expect((await stat(partial)).size).toBe(10));
+    controller.abort('SIGINT');
+    await expect(fetching).rejects.toMatchObject({
       exitCode: 130,
       message: 'interrupted; a partial download resumes where it stopped next time',
     });

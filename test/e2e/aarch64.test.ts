@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runIsolated } from '../helpers/box-cli.js';
-import { REPO } from '../helpers/env.js';
+import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
 /** The arm64 Linux boot image header carries the magic "ARM\x64" at offset 56. */
@@ -22,7 +22,7 @@ describe('aarch64 initramfs box, under emulation', () => {
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toContain('hello: building in aarch64 guest');
     expect(readFileSync(join(target, 'hello/built-on.txt'), 'utf8')).toContain('aarch64');
-    expect(isArm64Image(join(REPO, '.cache/test/boxes/debian/aarch64/current/kernel'))).toBe(true);
+    expect(isArm64Image(join(TEST_CACHE, 'boxes/debian/aarch64/current/kernel'))).toBe(true);
   });
 
   test.each(['9p', 'virtiofs', 'sshfs'])('%s mounts', async (backend) => {

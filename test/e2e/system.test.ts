@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { cpSync, createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
-import { CLI, REPO, TEST_CACHE } from '../helpers/env.js';
+import { fetchTestBox } from '../helpers/boxes.js';
+import { expectNoLeftovers, runIsolated, startIsolated, untilOutput, untilProcesses } from '../helpers/box-cli.js';
+import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
 
 const ELF_MACHINE = { x86_64: 0x3e, aarch64: 0xb7 } as const;
@@ -17,10 +17,8 @@ async function sha256(path: string): Promise<string> {
 }
 
 describe.each(['x86_64', 'aarch64'] as const)('debian-system box, %s', (arch) => {
-  beforeAll(async () => {
-    // Made once per test run: debootstrap (its second stage in an emulated VM for a foreign arch).
-    await execa(process.execPath, [CLI, 'box', 'fetch', 'debian-system', '--arch', arch], { env: { BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: 'inherit' });
-  }, 1_800_000);
+  // Made once per test cache: debootstrap (its second stage in an emulated VM for a foreign arch).
+  beforeAll(() => fetchTestBox('debian-system', arch), 1_800_000);
 
   test('a C program with a Makefile is built with make and gcc into an ELF binary for the arch', async () => {
     const target = join(tempDir(), 'out');
@@ -39,16 +37,13 @@ describe.each(['x86_64', 'aarch64'] as const)('debian-system box, %s', (arch) =>
 describe('system disk snapshots', () => {
   test('the cached disk keeps its sha256 when boxbuild is killed with SIGKILL mid-run', async () => {
     const before = await sha256(baseDisk('x86_64'));
-    const { tmp, child } = startIsolated(['exec', '--box', 'debian-system', '-q', '--', 'sh', '-c', 'echo started; dd if=/dev/zero of=/root/junk bs=1M count=64; sync; sleep 600']);
-    await untilOutput(child, 'started');
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const { tmp, child } = startIsolated(['exec', '--box', 'debian-system', '-q', '--', 'sh', '-c', 'dd if=/dev/zero of=/root/junk bs=1M count=64; sync; echo written; sleep 600']);
+    await untilOutput(child, 'written');
     child.kill('SIGKILL');
     await child;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(await sha256(baseDisk('x86_64'))).toBe(before);
     // SIGKILL gives boxbuild no chance to clean up: QEMU dies with it (parent-death signal); only the run directory stays.
-    const leftover = await execa('pgrep', ['-f', tmp], { reject: false });
-    expect(leftover.stdout).toBe('');
+    await untilProcesses(tmp, (running) => expect(running).toEqual([]));
+    expect(await sha256(baseDisk('x86_64'))).toBe(before);
   });
 
   test('--no-snapshot writes to the box (changes persist) and two such runs cannot share one disk', async () => {

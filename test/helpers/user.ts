@@ -1,10 +1,14 @@
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { inject } from 'vitest';
 import { REPO } from './env.js';
 
-/** The unprivileged account end-to-end tests run boxbuild as (made when missing; needs root). */
-export const TEST_USER = 'boxbuild-e2e';
+/**
+ * The unprivileged account end-to-end tests run boxbuild as: this test run's own, made by the first
+ * test file that needs it (as root) and removed at the end of the run (see test/global-setup.ts).
+ */
+export const TEST_USER = inject('testUser');
 
 export interface Account {
   uid: number;
