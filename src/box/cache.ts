@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Arch } from './arch.js';
@@ -83,6 +83,22 @@ export function boxLockPath(root: string, name: string, arch: Arch): string {
 /** `<cache>/tmp/<name>/<arch>`: partial downloads and staging directories of one box variant. */
 export function boxTmpDir(root: string, name: string, arch: Arch): string {
   return join(root, 'tmp', name, arch);
+}
+
+/** Prefixes of the work directories of makes and downloads in a variant's tmp directory. */
+const WORK_PREFIXES = ['make-', 'staging-'];
+
+/**
+ * A fresh work directory for making or downloading a variant, in its tmp directory. Call it under
+ * the variant's lock: work directories that are there already were left by a holder that died
+ * (e.g. by a second Ctrl-C), and are removed first. Partial downloads stay for a resume.
+ */
+export async function freshWorkDir(root: string, name: string, arch: Arch, prefix: 'make-' | 'staging-'): Promise<string> {
+  const tmp = boxTmpDir(root, name, arch);
+  await mkdir(tmp, { recursive: true });
+  const leftovers = (await readdir(tmp)).filter((entry) => WORK_PREFIXES.some((start) => entry.startsWith(start)));
+  await Promise.all(leftovers.map((entry) => rm(join(tmp, entry), { recursive: true, force: true })));
+  return mkdtemp(join(tmp, prefix));
 }
 
 /** Content id of a manifest: changes whenever any file changes. */

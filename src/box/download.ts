@@ -8,6 +8,7 @@ import pRetry from 'p-retry';
 import { BoxbuildError } from '../errors.js';
 import { HttpStatusError, type NetOptions, TruncatedError, describeNetError, isTransient } from './http.js';
 import { Sha256Stream } from './hash.js';
+import { stoppedError } from './failures.js';
 import { type ProgressOutput, startProgress } from './progress.js';
 
 /** What every request of one box operation shares. */
@@ -168,10 +169,7 @@ export async function fetchSmall(ctx: NetContext, url: string, validators: { eta
 }
 
 /** The error of a download stopped by Ctrl-C or SIGTERM (its partial file stays for the next run). */
-export function stoppedError(signal: AbortSignal): BoxbuildError {
-  const kind = signal.reason === 'SIGTERM' ? 'terminated' : 'interrupted';
-  return new BoxbuildError(kind, `${kind}; a partial download resumes where it stopped next time`);
-}
+export const downloadStopped = (signal: AbortSignal) => stoppedError(signal, 'a partial download resumes where it stopped next time');
 
 /**
  * Tries `task` with each mirror URL in order and returns the first success. Fails with one
@@ -183,7 +181,7 @@ export async function fromMirrors<T>(label: string, urls: string[], task: (url: 
     try {
       return await task(url);
     } catch (error) {
-      if (signal?.aborted) throw stoppedError(signal);
+      if (signal?.aborted) throw downloadStopped(signal);
       if (error instanceof BoxbuildError) throw error;
       failures.push(`${url}: ${describeNetError(error)}`);
     }

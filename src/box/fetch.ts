@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFile, link, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import type { Arch } from './arch.js';
@@ -12,6 +12,7 @@ import {
   type ManifestFile,
   type ProbeRecord,
   boxTmpDir,
+  freshWorkDir,
   installVersion,
 } from './cache.js';
 import { type NetContext, downloadFile, fetchSmall, fromMirrors, withRetries } from './download.js';
@@ -110,9 +111,7 @@ function versionOf(fetched: Fetched[]): string {
  * taken from `previous` instead of downloaded again. Partial downloads stay for a later resume.
  */
 export async function installRemote(variant: RemoteVariant, ctx: NetContext, previous?: InstalledBox): Promise<InstalledBox> {
-  const tmp = boxTmpDir(variant.cacheRoot, variant.name, variant.arch);
-  await mkdir(tmp, { recursive: true });
-  const staging = await mkdtemp(join(tmp, 'staging-'));
+  const staging = await freshWorkDir(variant.cacheRoot, variant.name, variant.arch, 'staging-');
   try {
     const fetched: Fetched[] = [];
     for (const source of variant.sources) {

@@ -35,9 +35,22 @@ export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
   return states.filter((state): state is StateInfo => state !== undefined);
 }
 
+/** Whether a state directory (`<time>-<pid>`, see saveState) is being saved by a live process. */
+function beingSaved(dir: string): boolean {
+  const pid = Number(/-(\d+)$/.exec(dir)?.[1]);
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * What `box prune` removes of the states: directories no link names any more (replaced by a newer
- * state of the same shape) and the states of box versions that are no longer current.
+ * state of the same shape, or left by a run that died while saving) and the states of box
+ * versions that are no longer current. A state a live process is saving stays.
  */
 export async function staleStatePaths(cacheRoot: string): Promise<string[]> {
   const root = statesDir(cacheRoot);
@@ -52,7 +65,7 @@ export async function staleStatePaths(cacheRoot: string): Promise<string[]> {
   for (const name of (await readdir(root).catch(() => [] as string[])).filter((n) => n.endsWith('.d'))) {
     for (const entry of await readdir(join(root, name))) {
       const dir = join(root, name, entry);
-      if (!live.has(dir)) stale.push(dir);
+      if (!live.has(dir) && !beingSaved(dir)) stale.push(dir);
     }
   }
   return stale;

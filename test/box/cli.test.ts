@@ -109,7 +109,8 @@ describe('boxbuild box ...', () => {
     expect(await boxbuild('box', 'update', 'kbox', '--boxes', registry, '-q')).toMatch(/^kbox \(x86_64\) updated to .*/);
     expect(server.hitsOf('/images/Test-Box.x86_64-Kernel.tar.xz')).toHaveLength(tarballHits);
     expect(await boxbuild('box', 'update', '--all', '--boxes', registry, '-q')).toMatch(/^kbox \(x86_64\) is current /);
-    expect(await boxbuild('box', 'prune')).toMatch(/^pruned 1 item, freed 19\d\.\d KiB$/m);
+    // Allocated blocks of the old version's own files (its kernel and initrd are hard links of the new one's: they free nothing).
+    expect(await boxbuild('box', 'prune')).toMatch(/^pruned 1 item, freed 2[01]\d\.\d KiB$/m);
     expect(await readdir(join(dir, 'cache', 'boxes', 'kbox', 'x86_64'))).toHaveLength(2); // current and its version
 
     const current = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
