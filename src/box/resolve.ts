@@ -6,7 +6,7 @@ import type { Arch } from './arch.js';
 import { type InstalledBox, boxLockPath, readInstalled } from './cache.js';
 import type { NetContext } from './download.js';
 import { installRemote, isUpToDate } from './fetch.js';
-import { DEFAULT_NET, type NetOptions, describeNetError, httpClient } from './http.js';
+import { DEFAULT_NET, type NetOptions, describeNetError, httpClient, netFromEnv } from './http.js';
 import { withLock } from './lock.js';
 import { describeFailure, stoppedError } from './failures.js';
 import { type BoxEntry, findBox, loadRegistry } from './registry.js';
@@ -96,7 +96,7 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
 
 /** The network context of a request: got client, timeouts, progress output. */
 export function netContext(request: BoxRequest): NetContext {
-  const net = { ...DEFAULT_NET, ...request.net };
+  const net = { ...DEFAULT_NET, ...netFromEnv(), ...request.net };
   return { client: httpClient(net), net, log: request.log, signal: request.signal, progress: { stream: request.progress, log: request.log } };
 }
 
