@@ -132,7 +132,6 @@ export async function installRemote(variant: RemoteVariant, ctx: NetContext, pre
       // The package list changes whenever the box does: when there is one, it alone is asked about.
       probes: listing ? [listing.probe!] : probes,
     };
-    await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return await installVersion(variant.cacheRoot, staging, manifest);
   } finally {
     await rm(staging, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest, makeDebianBox } from '../guest/make-debian.js';
 import { makeDebianSystemBox } from '../guest/make-debian-system.js';
 import type { Arch } from './arch.js';
-import { type InstalledBox, boxLockPath, readInstalled } from './cache.js';
+import { type InstalledBox, boxLockPath, brokenInstall, readInstalled } from './cache.js';
 import type { NetContext } from './download.js';
 import { installRemote, isUpToDate } from './fetch.js';
 import { DEFAULT_NET, type NetOptions, describeNetError, httpClient, netFromEnv } from './http.js';
@@ -150,6 +150,8 @@ export async function updateBox(request: BoxRequest): Promise<InstalledBox> {
 export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
   const { cacheRoot, box, arch } = request;
   const installed = await readInstalled(cacheRoot, box.name, arch);
+  const broken = installed ? undefined : await brokenInstall(cacheRoot, box.name, arch);
+  if (broken) request.log(`${variantName(request)}: ${broken}; ${box.make ? 'making' : 'downloading'} it again`);
   if (box.make) return installed && (await isMadeBoxCurrent(installed)) ? installed : makeBox(request, true);
   if (!installed) return downloadBox(request, undefined);
   if (request.updateCheck === false) return installed;

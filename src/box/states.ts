@@ -1,5 +1,6 @@
-import { readFile, readdir, readlink, realpath } from 'node:fs/promises';
+import { readdir, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isObject, readJsonFile } from './json-file.js';
 
 /** Saved VM states (warm start) live in `<cache>/states`; see src/runner/warm.ts for their layout. */
 export const statesDir = (cacheRoot: string) => join(cacheRoot, 'states');
@@ -16,7 +17,15 @@ export interface StateInfo {
   savedAt: string;
 }
 
-/** The current state of every VM shape. */
+type StateAbout = Omit<StateInfo, 'link' | 'dir'>;
+
+/** Whether a parsed state.json has the fields boxbuild relies on. */
+const isStateAbout = (value: unknown): value is StateAbout =>
+  isObject(value) &&
+  ['box', 'arch', 'boxDir', 'savedAt'].every((field) => typeof value[field] === 'string') &&
+  typeof value.size === 'number';
+
+/** The current state of every VM shape (a state whose state.json is missing or invalid counts as none). */
 export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
   const root = statesDir(cacheRoot);
   const names = await readdir(root).catch(() => [] as string[]);
@@ -28,7 +37,7 @@ export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
         const target = await readlink(link).catch(() => undefined);
         if (!target) return undefined;
         const dir = join(root, target);
-        const about = await readFile(join(dir, 'state.json'), 'utf8').then((text) => JSON.parse(text) as Omit<StateInfo, 'link' | 'dir'>, () => undefined);
+        const about = await readJsonFile(join(dir, 'state.json'), isStateAbout);
         return about ? { ...about, link, dir } : undefined;
       }),
   );

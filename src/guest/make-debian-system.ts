@@ -133,7 +133,6 @@ export async function makeDebianSystemBox(options: SystemBoxOptions): Promise<In
       files: { kernel: base.manifest.files.kernel, initrd: base.manifest.files.initrd, system: await sha256File(disk) },
       sources: { recipe, kernel: base.manifest.version, 'boxbuild-guest': await guestFilesDigest() },
     };
-    await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return await installVersion(cacheRoot, staging, manifest);
   } finally {
     await rm(work, { recursive: true, force: true });

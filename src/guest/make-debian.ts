@@ -115,7 +115,6 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
         'boxbuild-guest': await guestFilesDigest(),
       },
     };
-    await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return await installVersion(cacheRoot, staging, manifest);
   } finally {
     await rm(work, { recursive: true, force: true });
