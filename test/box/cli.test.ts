@@ -127,7 +127,7 @@ describe('boxbuild box ...', () => {
   test('a registry typo stops the command with an error naming the file, box and field', async () => {
     const bad = join(dir, 'bad.json');
     await writeFile(bad, JSON.stringify({ boxes: { kbox: { protocol: 'kiwi', files: { system: { url: 'http://x/s.qcow2', sha256: 'sidecar', mirror: 'x' } }, arches: { x86_64: {} } } } }));
-    await expect(boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', bad)).rejects.toThrow(`${bad}: box "kbox": unknown field "files.system.mirror" (known: url, sha256)`);
+    await expect(boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', bad)).rejects.toThrow(`${bad}: box "kbox": unknown field "files.system.mirror" (known: url, sha256, signature)`);
   });
 
   test('box update needs a name or --all', async () => {
