@@ -45,7 +45,8 @@ const describeHolder = (holder: HolderInfo | undefined) => (holder ? `pid ${hold
  */
 function startHolder(lockPath: string, wait: boolean): { child: ChildProcess; locked: Promise<ChildProcess | undefined> } {
   const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, '-c', 'echo locked; exec cat >/dev/null'];
-  const child = spawn('flock', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // In a process group of its own, so that a Ctrl-C at the terminal does not release the lock before boxbuild has cleaned up.
+  const child = spawn('flock', args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   child.stdin!.on('error', () => {}); // EPIPE when the child is gone: the lock is released either way
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

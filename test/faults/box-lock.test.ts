@@ -46,6 +46,24 @@ describe('box making and its lock', () => {
     expect(next.exitCode).toBe(69);
   });
 
+  test('a second signal during a make leaves at once; what it leaves is removed by the next make, and the lock is free', async () => {
+    const { cache, fake, env } = setUp();
+    const maker = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
+    await untilFile(fake.pidFile);
+    const aptGet = Number(readFileSync(fake.pidFile, 'utf8'));
+    maker.kill('SIGTERM');
+    maker.kill('SIGTERM');
+    expect((await maker).exitCode).toBe(143);
+    expect(isAlive(aptGet)).toBe(false);
+    expect(existsSync(join(cache, 'boxes', 'debian'))).toBe(false);
+
+    const next = await runCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('fail') });
+    expect(next.stderr).not.toContain('waiting');
+    expect(next.exitCode).toBe(69);
+    expect(makeDirsIn(cache)).toEqual([]);
+    expect(processesMentioning(cache)).toEqual([]);
+  });
+
   test('a lock file left by an older boxbuild (empty, or naming a dead pid) does not block anyone', async () => {
     const { cache, env } = setUp();
     mkdirSync(join(cache, 'locks'), { recursive: true });
