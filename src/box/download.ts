@@ -112,10 +112,19 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
     const progress = ctx.progress && startProgress(ctx.progress, label, total, start);
     const limits = { maxBytes: total ?? ctx.net.maxBytes, minRate: ctx.net.minRate, windowMs: ctx.net.slowWindowMs };
     const meter = new DownloadMeter(start, hash, limits, (written) => progress?.update(written));
-    // On failure, what reached the file stays there for the next attempt to resume.
+    // When the connection fails, the body ends there instead, so that all that arrived is written for
+    // the next attempt to resume; a failure of the meter or the file stops the pipeline at once.
+    let connectionFailure: unknown;
+    const body = async function* () {
+      try {
+        yield* stream;
+      } catch (error) {
+        connectionFailure = error;
+      }
+    };
     const file = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', highWaterMark: 4 << 20 });
-    const failure = await pipeline(stream, meter, file).then(
-      () => undefined,
+    const failure = await pipeline(body, meter, file).then(
+      () => connectionFailure,
       (error: unknown) => error,
     );
     progress?.finish(!failure);

@@ -43,6 +43,7 @@ export class DownloadMeter extends Transform {
     private readonly onProgress: (written: number) => void,
   ) {
     super();
+    hash.once('error', (error) => this.destroy(error)); // a failed hash fails the download instead of leaving it waiting for 'drain'
     if (limits.minRate > 0) {
       this.timer = setInterval(() => this.checkRate(), limits.windowMs);
       this.timer.unref();
