@@ -64,7 +64,22 @@ describe('box making and its lock', () => {
     expect(processesMentioning(cache)).toEqual([]);
   });
 
-  test('a lock file left by an older boxbuild (empty, or naming a dead pid) does not block anyone', async () => {
+  test('a wait for the lock gives up after BOXBUILD_LOCK_TIMEOUT with one line, exit 69', async () => {
+    const { fake, env } = setUp();
+    const holder = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
+    try {
+      await untilFile(fake.pidFile);
+      const waiter = await runCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: { ...env('hang'), BOXBUILD_LOCK_TIMEOUT: '1s' } });
+      expect(waiter.exitCode).toBe(69);
+      expect(waiter.stderr).toMatch(new RegExp(`^boxbuild: error: gave up after 1 s waiting for pid ${holder.pid}, making box debian \\(x86_64\\) \\(BOXBUILD_LOCK_TIMEOUT sets how long to wait\\)$`, 'm'));
+      expect(holder.exitCode).toBeNull();
+    } finally {
+      holder.kill('SIGTERM');
+      await holder;
+    }
+  });
+
+  test('an empty lock file left by an older boxbuild does not block anyone', async () => {
     const { cache, env } = setUp();
     mkdirSync(join(cache, 'locks'), { recursive: true });
     writeFileSync(join(cache, 'locks', 'debian-x86_64.lock'), '');
