@@ -8,8 +8,8 @@ import { type BoxRequest, ensureBox } from '../../src/box/resolve.js';
 import { listStates } from '../../src/box/states.js';
 import { PROFILES } from '../../src/qemu/profiles.js';
 import { resolveAccel } from '../../src/qemu/accel.js';
-import { tempDir } from '../helpers/temp.js';
 import { BoxServer } from '../box/server.js';
+import { testDir } from './box-fakes.js';
 
 let server: BoxServer;
 let logged: string[];
@@ -32,7 +32,7 @@ afterEach(() => server.close());
 
 describe('damaged cache files', () => {
   test('a deleted box.json is repaired once, saying so, not downloaded again on every run', async () => {
-    const cache = tempDir('bb-faults-cache-');
+    const cache = testDir('bb-faults-cache-');
     const first = await ensureBox(request(cache));
     rmSync(join(first.dir, 'box.json'));
     const repaired = await ensureBox(request(cache));
@@ -46,7 +46,7 @@ describe('damaged cache files', () => {
   });
 
   test.each([['truncated', '{"name": "tbox", "arch": "x86'], ['of another shape', '{"name": "tbox"}']])('a box.json that is %s counts as missing', async (_, text) => {
-    const cache = tempDir('bb-faults-cache-');
+    const cache = testDir('bb-faults-cache-');
     const first = await ensureBox(request(cache));
     writeFileSync(join(first.dir, 'box.json'), text);
     expect((await listCached(cache)).map((variant) => variant.installed)).toEqual([undefined]);
@@ -54,7 +54,7 @@ describe('damaged cache files', () => {
   });
 
   test.each([['truncated', '{"box": "debian", "arch'], ['of another shape', '{}']])('a warm state whose state.json is %s counts as none, and prune drops it', async (_, text) => {
-    const cache = tempDir('bb-faults-cache-');
+    const cache = testDir('bb-faults-cache-');
     const states = join(cache, 'states');
     mkdirSync(join(states, 'shape.d', 'k-99999999'), { recursive: true }); // saved by a pid that cannot exist
     writeFileSync(join(states, 'shape.d', 'k-99999999', 'state.json'), text);
@@ -64,7 +64,7 @@ describe('damaged cache files', () => {
   });
 
   test.each([['truncated', '{"abc'], ['of another shape', '{"k": {"usable": "yes"}}']])('a kvm-probe.json that is %s is probed again and rewritten whole', async (_, text) => {
-    const cache = tempDir('bb-faults-cache-');
+    const cache = testDir('bb-faults-cache-');
     writeFileSync(join(cache, 'kvm-probe.json'), text);
     const context = { profile: PROFILES.x86_64, hostArch: 'x86_64' as const, kernel: join(cache, 'no-kernel'), cacheRoot: cache, probeTimeoutMs: 2000, notice: () => {} };
     expect(await resolveAccel('auto', context)).toMatch(/^(kvm|tcg)$/);

@@ -6,8 +6,8 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { parseRegistry } from '../../src/box/registry.js';
 import { type BoxRequest, ensureBox } from '../../src/box/resolve.js';
 import { CLI } from '../helpers/env.js';
-import { tempDir } from '../helpers/temp.js';
 import { BoxServer } from '../box/server.js';
+import { testDir } from './box-fakes.js';
 
 const FAST = { connectTimeoutMs: 2000, idleTimeoutMs: 400, retries: 3, minBackoffMs: 10, maxBackoffMs: 40, updateCheckTimeoutMs: 2000 };
 
@@ -45,7 +45,7 @@ afterEach(() => server.close());
 
 describe('downloads that must end', () => {
   test('a body without Content-Length is cut off at the size limit, not retried, and its partial file removed', async () => {
-    const cache = tempDir('bb-faults-dl-');
+    const cache = testDir('bb-faults-dl-');
     publishBox(4096);
     server.endless.add('/kernel');
     await expect(ensureBox(request(cache, { net: { ...FAST, maxBytes: 1 << 20 } }))).rejects.toMatchObject({
@@ -57,14 +57,14 @@ describe('downloads that must end', () => {
   });
 
   test('a file larger than the limit by its Content-Length is refused before its body is read', async () => {
-    const cache = tempDir('bb-faults-dl-');
+    const cache = testDir('bb-faults-dl-');
     publishBox(2 << 20);
     await expect(ensureBox(request(cache, { net: { ...FAST, maxBytes: 1 << 20 } }))).rejects.toThrow(/larger than 1\.00 MiB, the limit for one file \(the server announced 2\.00 MiB\)/);
     expect(server.hitsOf('/kernel')).toHaveLength(1);
   });
 
   test('a redirect to file: is refused once, not retried', async () => {
-    const cache = tempDir('bb-faults-dl-');
+    const cache = testDir('bb-faults-dl-');
     publishBox(4096);
     server.redirects.set('/kernel', 'file:///etc/passwd');
     await expect(ensureBox(request(cache))).rejects.toMatchObject({ exitCode: 69, message: expect.stringMatching(/^cannot download kernel from .*: Unsupported protocol: file:/) });
@@ -72,7 +72,7 @@ describe('downloads that must end', () => {
   });
 
   test('a server trickling a byte at a time is given up on when a window passes below the minimum rate', async () => {
-    const cache = tempDir('bb-faults-dl-');
+    const cache = testDir('bb-faults-dl-');
     publishBox(4096);
     server.trickles.set('/kernel', 50);
     const net = { ...FAST, retries: 1, minRate: 100, slowWindowMs: 500 };
@@ -84,7 +84,7 @@ describe('downloads that must end', () => {
 
 describe('a full disk', () => {
   test.skipIf(process.getuid?.() !== 0)('an update that does not fit falls back to the cached box; box update says so in one line (exit 69); nothing is left behind', async () => {
-    const dir = tempDir('bb-faults-enospc-');
+    const dir = testDir('bb-faults-enospc-');
     const seed = join(dir, 'seed');
     publishBox(64 << 10);
     await ensureBox(request(seed));

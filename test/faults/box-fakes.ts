@@ -1,5 +1,14 @@
-import { chmodSync, existsSync, mkdirSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { onTestFinished } from 'vitest';
+
+/** A fresh directory for one test, removed when the test has finished (also when it failed). */
+export function testDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 /**
  * Stand-ins for apt-cache and apt-get (first on PATH), so that making the debian box fails or
@@ -50,11 +59,12 @@ export function untilStderr(child: { stderr: NodeJS.ReadableStream | null }, tex
   );
 }
 
-export const isAlive = (pid: number) => {
+/** Whether a process runs (a zombie, killed and not yet reaped by its new parent, does not). */
+export function isAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
-};
+}

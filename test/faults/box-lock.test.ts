@@ -1,29 +1,40 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, onTestFinished, test } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
-import { processesMentioning, tempDir } from '../helpers/temp.js';
-import { fakeAptTools, isAlive, untilFile, untilStderr } from './box-fakes.js';
+import { processesMentioning } from '../helpers/temp.js';
+import { fakeAptTools, isAlive, testDir, untilFile, untilStderr } from './box-fakes.js';
 
 /** A fresh box cache and fake apt tools; boxbuild runs with them. */
 function setUp() {
-  const dir = tempDir('bb-faults-lock-');
+  const dir = testDir('bb-faults-lock-');
   const cache = join(dir, 'cache');
   const fake = fakeAptTools(dir);
   const env = (apt: string) => ({ BOXBUILD_CACHE_DIR: cache, PATH: fake.path, FAKE_APT: apt });
-  return { cache, fake, env };
+  /** Starts `box make debian`; stopped with SIGTERM (which stops its tools too) if the test ends first. */
+  const startMake = (apt: string) => {
+    const child = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env(apt) });
+    onTestFinished(async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await child;
+      }
+    });
+    return child;
+  };
+  return { cache, fake, env, startMake };
 }
 
 const makeDirsIn = (cache: string) => readdirSync(join(cache, 'tmp'), { recursive: true }).map(String).filter((entry) => /(^|\/)make-[^/]*$/.test(entry));
 
 describe('box making and its lock', () => {
   test('Ctrl-C stops a wait for the lock at once; SIGTERM stops a make and kills apt-get; the lock is free afterwards', async () => {
-    const { cache, fake, env } = setUp();
-    const holder = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
+    const { cache, fake, env, startMake } = setUp();
+    const holder = startMake('hang');
     await untilFile(fake.pidFile);
     const aptGet = Number(readFileSync(fake.pidFile, 'utf8'));
 
-    const waiter = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
+    const waiter = startMake('hang');
     await untilStderr(waiter, `waiting for pid ${holder.pid}, making box debian (x86_64)`);
     waiter.kill('SIGINT');
     const waited = await waiter;
@@ -47,8 +58,8 @@ describe('box making and its lock', () => {
   });
 
   test('a second signal during a make leaves at once; what it leaves is removed by the next make, and the lock is free', async () => {
-    const { cache, fake, env } = setUp();
-    const maker = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
+    const { cache, fake, env, startMake } = setUp();
+    const maker = startMake('hang');
     await untilFile(fake.pidFile);
     const aptGet = Number(readFileSync(fake.pidFile, 'utf8'));
     maker.kill('SIGTERM');
@@ -65,18 +76,13 @@ describe('box making and its lock', () => {
   });
 
   test('a wait for the lock gives up after BOXBUILD_LOCK_TIMEOUT with one line, exit 69', async () => {
-    const { fake, env } = setUp();
-    const holder = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
-    try {
-      await untilFile(fake.pidFile);
-      const waiter = await runCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: { ...env('hang'), BOXBUILD_LOCK_TIMEOUT: '1s' } });
-      expect(waiter.exitCode).toBe(69);
-      expect(waiter.stderr).toMatch(new RegExp(`^boxbuild: error: gave up after 1 s waiting for pid ${holder.pid}, making box debian \\(x86_64\\) \\(BOXBUILD_LOCK_TIMEOUT sets how long to wait\\)$`, 'm'));
-      expect(holder.exitCode).toBeNull();
-    } finally {
-      holder.kill('SIGTERM');
-      await holder;
-    }
+    const { fake, env, startMake } = setUp();
+    const holder = startMake('hang');
+    await untilFile(fake.pidFile);
+    const waiter = await runCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: { ...env('hang'), BOXBUILD_LOCK_TIMEOUT: '1s' } });
+    expect(waiter.exitCode).toBe(69);
+    expect(waiter.stderr).toMatch(new RegExp(`^boxbuild: error: gave up after 1 s waiting for pid ${holder.pid}, making box debian \\(x86_64\\) \\(BOXBUILD_LOCK_TIMEOUT sets how long to wait\\)$`, 'm'));
+    expect(holder.exitCode).toBeNull();
   });
 
   test('an empty lock file left by an older boxbuild does not block anyone', async () => {
@@ -103,8 +109,8 @@ describe('box making and its lock', () => {
   });
 
   test('box prune during a make leaves the make alone and says so', async () => {
-    const { cache, fake, env } = setUp();
-    const maker = startCli(['box', 'make', 'debian', '--arch', 'x86_64'], { env: env('hang') });
+    const { cache, fake, env, startMake } = setUp();
+    const maker = startMake('hang');
     try {
       await untilFile(fake.pidFile);
       const before = makeDirsIn(cache);

@@ -2,10 +2,10 @@ import { linkSync, mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { pruneCache } from '../../src/box/manage.js';
-import { tempDir } from '../helpers/temp.js';
+import { testDir } from './box-fakes.js';
 
 test('prune reports the space it really frees: allocated blocks, hard links shared with the current version not counted', async () => {
-  const cache = tempDir('bb-faults-prune-');
+  const cache = testDir('bb-faults-prune-');
   const base = join(cache, 'boxes', 'tbox', 'x86_64');
   for (const version of ['old', 'new']) mkdirSync(join(base, version), { recursive: true });
   symlinkSync('new', join(base, 'current'));

@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { parseRegistry } from '../../src/box/registry.js';
 import { runCli } from '../helpers/cli.js';
-import { tempDir } from '../helpers/temp.js';
 import { BoxServer } from '../box/server.js';
+import { testDir } from './box-fakes.js';
 
 const PUBLISHER = 'publisher@example.org';
 const SOMEONE_ELSE = 'someone-else@example.org';
@@ -22,7 +23,7 @@ async function gpg(args: string[], input?: Buffer): Promise<string> {
 }
 
 beforeAll(async () => {
-  gnupg = tempDir('bb-faults-gnupg-');
+  gnupg = mkdtempSync(join(tmpdir(), 'bb-faults-gnupg-'));
   for (const user of [PUBLISHER, SOMEONE_ELSE]) await gpg(['--quick-gen-key', user, 'ed25519', 'sign', 'never']);
   publisherKey = await gpg(['--armor', '--export', PUBLISHER]);
 });
@@ -36,6 +37,7 @@ afterEach(() => server.close());
 
 afterAll(async () => {
   await execa('gpgconf', ['--kill', 'all'], { env: { GNUPGHOME: gnupg }, reject: false });
+  rmSync(gnupg, { recursive: true, force: true });
 });
 
 function registryDoc(box: object = {}) {
@@ -55,7 +57,7 @@ async function publish(signer: string | undefined, tamper = false): Promise<void
 }
 
 async function fetchBox(): Promise<{ exitCode: number; stderr: string; cache: string }> {
-  const dir = tempDir('bb-faults-sig-');
+  const dir = testDir('bb-faults-sig-');
   const registry = join(dir, 'boxes.json');
   writeFileSync(registry, JSON.stringify(registryDoc()));
   const cache = join(dir, 'cache');
