@@ -1,4 +1,5 @@
 import { readdir, readlink, realpath } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isObject, readJsonFile } from './json-file.js';
 
@@ -44,12 +45,15 @@ export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
   return states.filter((state): state is StateInfo => state !== undefined);
 }
 
-/** Whether a state directory (`<time>-<pid>`, see saveState) is being saved by a live process. */
+/**
+ * Whether a state directory is being saved: its name (`<time>-<pid>`, see saveState) says when and
+ * by whom, the saving process still runs, and there is no state.json yet (written last).
+ */
 function beingSaved(dir: string): boolean {
-  const pid = Number(/-(\d+)$/.exec(dir)?.[1]);
-  if (!(pid > 0)) return false;
+  const match = /\/([0-9a-z]+)-(\d+)$/.exec(dir);
+  if (!match || !(parseInt(match[1]!, 36) <= Date.now()) || existsSync(join(dir, 'state.json'))) return false;
   try {
-    process.kill(pid, 0);
+    process.kill(Number(match[2]), 0);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
