@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { Arch } from './arch.js';
-import type { SourceRole } from './sources.js';
+import { type Arch, isArch } from './arch.js';
+import { isObject, readJsonFile, writeJsonFile } from './json-file.js';
+import { type SourceRole, isSha256 } from './sources.js';
 
 /** One file of an installed box, recorded when it was installed (never re-hashed on a normal run). */
 export interface ManifestFile {
@@ -85,6 +86,22 @@ export function boxTmpDir(root: string, name: string, arch: Arch): string {
   return join(root, 'tmp', name, arch);
 }
 
+/** Prefixes of the work directories of makes and downloads in a variant's tmp directory. */
+const WORK_PREFIXES = ['make-', 'staging-'];
+
+/**
+ * A fresh work directory for making or downloading a variant, in its tmp directory. Call it under
+ * the variant's lock: work directories that are there already were left by a holder that died
+ * (e.g. by a second Ctrl-C), and are removed first. Partial downloads stay for a resume.
+ */
+export async function freshWorkDir(root: string, name: string, arch: Arch, prefix: 'make-' | 'staging-'): Promise<string> {
+  const tmp = boxTmpDir(root, name, arch);
+  await mkdir(tmp, { recursive: true });
+  const leftovers = (await readdir(tmp)).filter((entry) => WORK_PREFIXES.some((start) => entry.startsWith(start)));
+  await Promise.all(leftovers.map((entry) => rm(join(tmp, entry), { recursive: true, force: true })));
+  return mkdtemp(join(tmp, prefix));
+}
+
 /** Content id of a manifest: changes whenever any file changes. */
 export function manifestId(manifest: BoxManifest): string {
   const fileDigests = Object.entries(manifest.files)
@@ -94,28 +111,52 @@ export function manifestId(manifest: BoxManifest): string {
   return createHash('sha256').update(fileDigests).digest('hex').slice(0, 16);
 }
 
-export async function readInstalled(root: string, name: string, arch: Arch): Promise<InstalledBox | undefined> {
+const isManifestFile = (value: unknown): value is ManifestFile =>
+  isObject(value) && typeof value.name === 'string' && typeof value.sha256 === 'string' && isSha256(value.sha256) && Number.isInteger(value.size);
+
+/** Whether a parsed box.json has the fields boxbuild relies on. */
+export function isManifest(value: unknown): value is BoxManifest {
+  if (!isObject(value) || typeof value.name !== 'string' || typeof value.arch !== 'string' || !isArch(value.arch) || typeof value.version !== 'string') return false;
+  const { files, sources, downloads, probes } = value;
+  if (!isObject(files) || !isManifestFile(files.kernel) || !isManifestFile(files.initrd)) return false;
+  if ([files.system, files.packages].some((file) => file !== undefined && !isManifestFile(file))) return false;
+  if (!isObject(sources) || !Object.values(sources).every((source) => typeof source === 'string')) return false;
+  return (downloads === undefined || isObject(downloads)) && (probes === undefined || Array.isArray(probes));
+}
+
+const manifestPath = (dir: string) => join(dir, 'box.json');
+
+export const readManifest = (dir: string) => readJsonFile(manifestPath(dir), isManifest);
+
+/** The directory the variant's `current` link names, whether or not a box is whole there. */
+async function currentDir(root: string, name: string, arch: Arch): Promise<string | undefined> {
   const base = boxArchDir(root, name, arch);
-  let target: string;
-  try {
-    target = await readlink(join(base, 'current'));
-  } catch {
-    return undefined;
-  }
-  const dir = join(base, target);
-  try {
-    const manifest = JSON.parse(await readFile(join(dir, 'box.json'), 'utf8')) as BoxManifest;
-    return { dir, manifest };
-  } catch {
-    return undefined;
-  }
+  const target = await readlink(join(base, 'current')).catch(() => undefined);
+  return target === undefined ? undefined : join(base, target);
+}
+
+/** The current version of a variant; undefined when there is none or its box.json is missing or invalid. */
+export async function readInstalled(root: string, name: string, arch: Arch): Promise<InstalledBox | undefined> {
+  const dir = await currentDir(root, name, arch);
+  const manifest = dir && (await readManifest(dir));
+  return manifest ? { dir: dir!, manifest } : undefined;
+}
+
+/** What is wrong with a variant whose `current` version cannot be read (undefined when nothing is cached or it is fine). */
+export async function brokenInstall(root: string, name: string, arch: Arch): Promise<string | undefined> {
+  const dir = await currentDir(root, name, arch);
+  if (!dir || (await readManifest(dir))) return undefined;
+  return `its manifest ${manifestPath(dir)} is missing or invalid`;
 }
 
 /**
- * Moves a fully written and verified staging directory into place as a new version and
- * switches `current` to it atomically (symlink + rename). The previous version stays until pruned.
+ * Writes the manifest into a fully written and verified staging directory, moves it into place
+ * as a new version and switches `current` to it atomically (symlink + rename). The previous
+ * version stays until pruned. A directory of the same content without a valid manifest (a
+ * damaged install) is replaced, so that the cache repairs itself.
  */
 export async function installVersion(root: string, staging: string, manifest: BoxManifest): Promise<InstalledBox> {
+  await writeJsonFile(manifestPath(staging), manifest);
   const base = boxArchDir(root, manifest.name, manifest.arch);
   await mkdir(base, { recursive: true });
   const id = manifestId(manifest);
@@ -125,7 +166,14 @@ export async function installVersion(root: string, staging: string, manifest: Bo
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
-    await rm(staging, { recursive: true, force: true }); // the same content is installed already
+    if (await readManifest(dir)) {
+      await rm(staging, { recursive: true, force: true }); // the same content is installed already
+    } else {
+      const damaged = `${dir}.damaged-${process.pid}`;
+      await rename(dir, damaged);
+      await rename(staging, dir);
+      await rm(damaged, { recursive: true, force: true });
+    }
   }
   const link = join(base, `.current-${process.pid}`);
   await rm(link, { force: true });

@@ -1,13 +1,17 @@
 import { type Hash, createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
-import { finished, pipeline } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 import type { Got, Response } from 'got';
 import pRetry from 'p-retry';
 import { BoxbuildError } from '../errors.js';
 import { HttpStatusError, type NetOptions, TruncatedError, describeNetError, isTransient } from './http.js';
 import { Sha256Stream } from './hash.js';
+import { DownloadMeter, TooLargeError } from './meter.js';
+import { formatBytes } from '../util/size.js';
+import { stoppedError } from './failures.js';
 import { type ProgressOutput, startProgress } from './progress.js';
 
 /** What every request of one box operation shares. */
@@ -71,6 +75,12 @@ function contentRange(headers: IncomingHttpHeaders): { start: number; total?: nu
   return match ? { start: Number(match[1]), total: match[2] === '*' ? undefined : Number(match[2]) } : undefined;
 }
 
+/** The download error of a full disk: one line; the partial file is removed to give the space back. */
+function diskFull(label: string, partial: string, total: number | undefined): BoxbuildError {
+  const size = total === undefined ? '' : ` (${formatBytes(total)})`;
+  return new BoxbuildError('boxUnavailable', `cannot download ${label}${size}: no space left on device in ${dirname(partial)}`);
+}
+
 /** One attempt: continues `partial` with a Range request, hashing as it streams. */
 async function downloadOnce(ctx: NetContext, url: string, partial: string, sha256: string, label: string): Promise<DownloadResult> {
   const have = await fileSize(partial);
@@ -91,35 +101,46 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
   const start = range ? have : 0;
   const length = Number(response.headers['content-length'] ?? Number.NaN);
   const total = range?.total ?? (Number.isFinite(length) ? start + length : undefined);
+  if (total !== undefined && total > ctx.net.maxBytes) {
+    stream.destroy();
+    throw new TooLargeError(ctx.net.maxBytes, total);
+  }
 
   const hash = new Sha256Stream();
   try {
     if (start > 0) await hash.writeFile(partial);
     const progress = ctx.progress && startProgress(ctx.progress, label, total, start);
-    let written = start;
-    stream.on('data', (chunk: Buffer) => {
-      written += chunk.length;
-      progress?.update(written);
-    });
+    const limits = { maxBytes: total ?? ctx.net.maxBytes, minRate: ctx.net.minRate, windowMs: ctx.net.slowWindowMs };
+    const meter = new DownloadMeter(start, hash, limits, (written) => progress?.update(written));
+    // When the connection fails, the body ends there instead, so that all that arrived is written for
+    // the next attempt to resume; a failure of the meter or the file stops the pipeline at once.
+    let connectionFailure: unknown;
+    const body = async function* () {
+      try {
+        yield* stream;
+      } catch (error) {
+        connectionFailure = error;
+      }
+    };
     const file = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', highWaterMark: 4 << 20 });
-    stream.pipe(file);
-    stream.pipe(hash);
-    const failure = await finished(stream, { writable: false }).then(
-      () => undefined,
+    const failure = await pipeline(body, meter, file).then(
+      () => connectionFailure,
       (error: unknown) => error,
     );
-    // On failure, what arrived is still written out (pipe ends neither stream then) for the next attempt to resume.
-    if (failure) file.end();
-    await finished(file);
     progress?.finish(!failure);
+    if ((failure as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
+      await rm(partial, { force: true });
+      throw diskFull(label, partial, total);
+    }
+    if (failure instanceof TooLargeError) await rm(partial, { force: true });
     if (failure) throw failure;
-    if (total !== undefined && written !== total) throw new TruncatedError(written, total);
+    if (total !== undefined && meter.bytes !== total) throw new TruncatedError(meter.bytes, total);
     const actual = await hash.digest();
     if (actual !== sha256) {
       await rm(partial, { force: true });
       throw new ChecksumError(sha256, actual);
     }
-    return { size: written, lastModified: response.headers['last-modified'] };
+    return { size: meter.bytes, lastModified: response.headers['last-modified'] };
   } finally {
     hash.destroy();
   }
@@ -168,10 +189,7 @@ export async function fetchSmall(ctx: NetContext, url: string, validators: { eta
 }
 
 /** The error of a download stopped by Ctrl-C or SIGTERM (its partial file stays for the next run). */
-export function stoppedError(signal: AbortSignal): BoxbuildError {
-  const kind = signal.reason === 'SIGTERM' ? 'terminated' : 'interrupted';
-  return new BoxbuildError(kind, `${kind}; a partial download resumes where it stopped next time`);
-}
+export const downloadStopped = (signal: AbortSignal) => stoppedError(signal, 'a partial download resumes where it stopped next time');
 
 /**
  * Tries `task` with each mirror URL in order and returns the first success. Fails with one
@@ -183,7 +201,7 @@ export async function fromMirrors<T>(label: string, urls: string[], task: (url: 
     try {
       return await task(url);
     } catch (error) {
-      if (signal?.aborted) throw stoppedError(signal);
+      if (signal?.aborted) throw downloadStopped(signal);
       if (error instanceof BoxbuildError) throw error;
       failures.push(`${url}: ${describeNetError(error)}`);
     }

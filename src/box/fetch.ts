@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFile, link, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import type { Arch } from './arch.js';
@@ -12,10 +12,13 @@ import {
   type ManifestFile,
   type ProbeRecord,
   boxTmpDir,
+  freshWorkDir,
   installVersion,
 } from './cache.js';
 import { type NetContext, downloadFile, fetchSmall, fromMirrors, withRetries } from './download.js';
-import { type FileSource, parseSidecar, sidecarUrl } from './sources.js';
+import { HttpStatusError } from './http.js';
+import { verifySignature } from './openpgp.js';
+import { type FileSource, parseSidecar, sidecarUrl, signatureUrl } from './sources.js';
 import { unpackKernelTarball } from './tarball.js';
 
 export interface RemoteVariant {
@@ -39,10 +42,23 @@ async function reuse(from: string, to: string): Promise<void> {
   await link(from, to).catch(() => copyFile(from, to));
 }
 
-/** The sha256 a mirror publishes for a file in its `.sha256` sidecar. */
+/** The detached signature of a checksum sidecar, which the registry requires: one line when it is not published. */
+async function fetchSignature(ctx: NetContext, label: string, url: string): Promise<Buffer> {
+  const signature = signatureUrl(url);
+  try {
+    return (await withRetries(ctx, `${label}.asc`, () => fetchSmall(ctx, signature))).body!;
+  } catch (error) {
+    if (!(error instanceof HttpStatusError) || error.status >= 500) throw error;
+    throw new BoxbuildError('boxUnavailable', `${label}: the registry requires an OpenPGP signature, but ${signature} answers ${error.message}`);
+  }
+}
+
+/** The sha256 a mirror publishes for a file in its `.sha256` sidecar, whose OpenPGP signature is checked when the registry pins a key. */
 async function sidecarChecksum(ctx: NetContext, source: FileSource, url: string): Promise<{ sha256: string; probe: ProbeRecord }> {
   const probeUrl = sidecarUrl(url);
-  const response = await withRetries(ctx, `${source.name}.sha256`, () => fetchSmall(ctx, probeUrl));
+  const label = `${source.name}.sha256`;
+  const response = await withRetries(ctx, label, () => fetchSmall(ctx, probeUrl));
+  if (source.signedBy) await verifySignature(label, source.signedBy, response.body!, await fetchSignature(ctx, label, probeUrl), ctx.signal);
   const sha256 = parseSidecar(response.body!.toString('utf8'));
   if (!sha256) throw new BoxbuildError('boxUnavailable', `${probeUrl} is not a sha256 checksum file`);
   return { sha256, probe: { url: probeUrl, sha256: sha256Of(response.body!), etag: response.etag, lastModified: response.lastModified } };
@@ -110,9 +126,7 @@ function versionOf(fetched: Fetched[]): string {
  * taken from `previous` instead of downloaded again. Partial downloads stay for a later resume.
  */
 export async function installRemote(variant: RemoteVariant, ctx: NetContext, previous?: InstalledBox): Promise<InstalledBox> {
-  const tmp = boxTmpDir(variant.cacheRoot, variant.name, variant.arch);
-  await mkdir(tmp, { recursive: true });
-  const staging = await mkdtemp(join(tmp, 'staging-'));
+  const staging = await freshWorkDir(variant.cacheRoot, variant.name, variant.arch, 'staging-');
   try {
     const fetched: Fetched[] = [];
     for (const source of variant.sources) {
@@ -133,7 +147,6 @@ export async function installRemote(variant: RemoteVariant, ctx: NetContext, pre
       // The package list changes whenever the box does: when there is one, it alone is asked about.
       probes: listing ? [listing.probe!] : probes,
     };
-    await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return await installVersion(variant.cacheRoot, staging, manifest);
   } finally {
     await rm(staging, { recursive: true, force: true });

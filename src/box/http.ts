@@ -2,7 +2,9 @@ import type { Agent } from 'node:http';
 import got, { type Agents, type Got, RequestError } from 'got';
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import { getProxyForUrl } from 'proxy-from-env';
+import { usageError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { TooSlowError } from './meter.js';
 
 /** Timeouts and retry policy of box downloads; tests make them short. */
 export interface NetOptions {
@@ -17,6 +19,11 @@ export interface NetOptions {
   maxBackoffMs: number;
   /** Limit for the whole update check of one box (it is skipped with a warning on expiry). */
   updateCheckTimeoutMs: number;
+  /** The largest file a box may have (BOXBUILD_MAX_DOWNLOAD); a server sending more is cut off. */
+  maxBytes: number;
+  /** Bytes per second a download must average over each slow window (BOXBUILD_MIN_RATE; 0: no minimum). */
+  minRate: number;
+  slowWindowMs: number;
 }
 
 export const DEFAULT_NET: NetOptions = {
@@ -26,7 +33,25 @@ export const DEFAULT_NET: NetOptions = {
   minBackoffMs: 1_000,
   maxBackoffMs: 30_000,
   updateCheckTimeoutMs: 10_000,
+  maxBytes: 16 * 2 ** 30,
+  minRate: 1024,
+  slowWindowMs: 60_000,
 };
+
+/** A byte count as BOXBUILD_MAX_DOWNLOAD and BOXBUILD_MIN_RATE take it: 20G, 512M, 10K, 4096 (bytes). */
+function parseByteCount(text: string, variable: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
+  if (!match) throw usageError(`${variable}: "${text}" is not a size (examples: 20G, 512M, 10K)`);
+  return Math.floor(Number(match[1]) * 1024 ** ' kmgt'.indexOf((match[2] || ' ').toLowerCase()));
+}
+
+/** The download limits the environment sets: BOXBUILD_MAX_DOWNLOAD, BOXBUILD_MIN_RATE. */
+export function netFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<NetOptions> {
+  const net: Partial<NetOptions> = {};
+  if (env.BOXBUILD_MAX_DOWNLOAD) net.maxBytes = parseByteCount(env.BOXBUILD_MAX_DOWNLOAD, 'BOXBUILD_MAX_DOWNLOAD');
+  if (env.BOXBUILD_MIN_RATE) net.minRate = parseByteCount(env.BOXBUILD_MIN_RATE, 'BOXBUILD_MIN_RATE');
+  return net;
+}
 
 /** An answer with a status that is not a success (4xx are final, 5xx are retried). */
 export class HttpStatusError extends Error {
@@ -48,10 +73,17 @@ export class TruncatedError extends Error {
   }
 }
 
-/** Whether a failed request is worth repeating: network errors, timeouts and 5xx; never 4xx. */
+/**
+ * Errors of got that say the request itself is wrong (a redirect to `file:`, a redirect loop, a
+ * bad URL, a malformed answer, a certificate that does not verify): asking again cannot help.
+ */
+const PERMANENT_CODES = /^(ERR_UNSUPPORTED_PROTOCOL|ERR_TOO_MANY_REDIRECTS|ERR_INVALID_URL|ERR_INVALID_PROTOCOL|HPE_.*|CERT_.*|ERR_TLS_CERT_.*|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_.*)$/;
+
+/** Whether a failed request is worth repeating: network errors, timeouts, trickling and 5xx; never 4xx nor protocol errors. */
 export function isTransient(error: unknown): boolean {
   if (error instanceof HttpStatusError) return error.status >= 500;
-  return error instanceof RequestError || error instanceof TruncatedError;
+  if (error instanceof RequestError) return !PERMANENT_CODES.test(error.code ?? '');
+  return error instanceof TruncatedError || error instanceof TooSlowError;
 }
 
 /** One line about a failed request: "HTTP 404 Not Found", "timed out (no data for 30 s)", "ECONNREFUSED". */

@@ -1,11 +1,11 @@
-import { mkdir, readdir, readlink, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import { type Arch, isArch } from './arch.js';
 import { staleStatePaths } from './states.js';
 import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDir, readInstalled } from './cache.js';
 import { hashFile } from './download.js';
-import { withLock } from './lock.js';
+import { tryLock, withLock } from './lock.js';
 
 /** A box variant in the cache. */
 export interface CachedVariant {
@@ -24,12 +24,6 @@ async function sizeOf(path: string): Promise<number> {
   return stat(path).then((info) => info.size, () => 0);
 }
 
-/** Runs `task` under the lock of one box variant (the lock that downloads and makes take too). */
-async function underLock<T>(root: string, name: string, arch: Arch, task: () => Promise<T>): Promise<T> {
-  const lockPath = boxLockPath(root, name, arch);
-  await mkdir(dirname(lockPath), { recursive: true });
-  return withLock(lockPath, task);
-}
 
 /** Every box variant the cache holds (current version or not), sorted by name and architecture. */
 export async function listCached(root: string): Promise<CachedVariant[]> {
@@ -59,14 +53,15 @@ export async function verifyBox(installed: InstalledBox): Promise<string[]> {
 }
 
 /** Removes a box from the cache (one architecture, or all); returns the architectures removed. */
-export async function removeBox(root: string, name: string, arch?: Arch): Promise<Arch[]> {
+export async function removeBox(root: string, name: string, arch: Arch | undefined, log: (line: string) => void, signal?: AbortSignal): Promise<Arch[]> {
   const arches = (await entries(join(root, 'boxes', name))).filter(isArch).filter((cached) => !arch || cached === arch);
   if (arches.length === 0) throw new BoxbuildError('usage', `box "${name}"${arch ? ` (${arch})` : ''} is not in the cache`);
   for (const cached of arches) {
-    await underLock(root, name, cached, async () => {
+    const remove = async () => {
       await rm(boxArchDir(root, name, cached), { recursive: true, force: true });
       await rm(boxTmpDir(root, name, cached), { recursive: true, force: true });
-    });
+    };
+    await withLock(boxLockPath(root, name, cached), remove, { doing: `removing box ${name} (${cached})`, onWait: log, signal });
   }
   if ((await entries(join(root, 'boxes', name))).length === 0) await rm(join(root, 'boxes', name), { recursive: true, force: true });
   return arches;
@@ -75,49 +70,84 @@ export async function removeBox(root: string, name: string, arch?: Arch): Promis
 export interface PruneResult {
   /** Directories and files removed. */
   removed: string[];
-  /** Bytes they held. */
+  /** Bytes of disk space they held that are free now. */
   freed: number;
+  /** What was left alone because a live process owns it, one line each. */
+  skipped: string[];
 }
 
-async function du(path: string): Promise<number> {
-  const info = await stat(path).catch(() => undefined);
-  if (!info?.isDirectory()) return info?.size ?? 0;
-  const sizes = await Promise.all((await entries(path)).map((entry) => du(join(path, entry))));
-  return sizes.reduce((sum, size) => sum + size, 0);
+/**
+ * The disk space removing `paths` frees: allocated blocks, not apparent sizes (a sparse file or
+ * a qcow2 disk holds less than its length), each inode counted once, and a file only when every
+ * one of its hard links goes (a file the current version shares with an old one frees nothing).
+ */
+async function spaceFreed(paths: string[]): Promise<number> {
+  const inodes = new Map<string, { bytes: number; links: number; seen: number }>();
+  const walk = async (path: string): Promise<void> => {
+    const info = await lstat(path).catch(() => undefined);
+    if (!info) return;
+    const key = `${info.dev}:${info.ino}`;
+    const inode = inodes.get(key) ?? { bytes: info.blocks * 512, links: info.isDirectory() ? 1 : info.nlink, seen: 0 };
+    inode.seen++;
+    inodes.set(key, inode);
+    if (info.isDirectory() && inode.seen === 1) await Promise.all((await entries(path)).map((entry) => walk(join(path, entry))));
+  };
+  for (const path of paths) await walk(path);
+  return [...inodes.values()].reduce((sum, inode) => sum + (inode.seen >= inode.links ? inode.bytes : 0), 0);
+}
+
+/** What prune may remove of one variant: versions other than the current one, and its tmp directory's content. */
+async function variantLeftovers(root: string, name: string, arch: Arch): Promise<string[]> {
+  const base = boxArchDir(root, name, arch);
+  const current = await readlink(join(base, 'current')).catch(() => undefined);
+  const versions = (await entries(base)).filter((entry) => entry !== 'current' && entry !== current).map((entry) => join(base, entry));
+  const tmp = boxTmpDir(root, name, arch);
+  return [...versions, ...(await entries(tmp)).map((entry) => join(tmp, entry))];
+}
+
+/** Every variant with a version directory or a tmp directory. */
+async function variantsWithFiles(root: string): Promise<{ name: string; arch: Arch }[]> {
+  const found = new Map<string, { name: string; arch: Arch }>();
+  for (const area of ['boxes', 'tmp']) {
+    for (const name of await entries(join(root, area))) {
+      for (const arch of (await entries(join(root, area, name))).filter(isArch)) found.set(`${name}/${arch}`, { name, arch });
+    }
+  }
+  return [...found.values()];
 }
 
 /**
  * Drops what no build needs any more: versions other than each variant's current one, saved VM
  * states of other box versions or replaced by newer ones, and everything under `<cache>/tmp`
- * (partial downloads, staging directories of interrupted runs).
- * Each variant is pruned under its lock, so a download in progress is not disturbed.
+ * (partial downloads, work directories of interrupted runs). A variant whose lock a live process
+ * holds (a download, a make) is skipped whole, and so is a state still being saved.
  */
 export async function pruneCache(root: string): Promise<PruneResult> {
-  const result: PruneResult = { removed: [], freed: 0 };
-  const drop = async (path: string) => {
-    result.freed += await du(path);
-    await rm(path, { recursive: true, force: true });
-    result.removed.push(path);
+  const result: PruneResult = { removed: [], freed: 0, skipped: [] };
+  const drop = async (paths: string[]) => {
+    result.freed += await spaceFreed(paths);
+    for (const path of paths) await rm(path, { recursive: true, force: true });
+    result.removed.push(...paths);
   };
-  for (const name of await entries(join(root, 'boxes'))) {
-    for (const arch of (await entries(join(root, 'boxes', name))).filter(isArch)) {
-      await underLock(root, name, arch, async () => {
-        const base = boxArchDir(root, name, arch);
-        const current = await readlink(join(base, 'current')).catch(() => undefined);
-        for (const entry of await entries(base)) {
-          if (entry !== 'current' && entry !== current) await drop(join(base, entry));
-        }
-      });
+  for (const { name, arch } of await variantsWithFiles(root)) {
+    const lock = await tryLock(boxLockPath(root, name, arch), `pruning box ${name} (${arch})`);
+    if ('heldBy' in lock) {
+      result.skipped.push(`box ${name} (${arch}): in use by ${lock.heldBy ? `pid ${lock.heldBy}` : 'another boxbuild'}`);
+      continue;
+    }
+    try {
+      await drop(await variantLeftovers(root, name, arch));
+    } finally {
+      await lock.release();
     }
   }
-  for (const path of await staleStatePaths(root)) await drop(path);
+  await drop(await staleStatePaths(root));
+  // Not a variant's: leftovers of older boxbuild versions or of something else.
   for (const name of await entries(join(root, 'tmp'))) {
     const dir = join(root, 'tmp', name);
-    for (const entry of await entries(dir)) {
-      const path = join(dir, entry);
-      if (!isArch(entry)) await drop(path); // not boxbuild's: a leftover of something else
-      else await underLock(root, name, entry, async () => Promise.all((await entries(path)).map((file) => drop(join(path, file)))));
-    }
+    const inside = await entries(dir);
+    const foreign = inside.filter((entry) => !isArch(entry)).map((entry) => join(dir, entry));
+    await drop(foreign.length === inside.length ? [dir] : foreign);
   }
   return result;
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BoxbuildError, usageError } from '../errors.js';
 import { type Arch, isArch } from './arch.js';
+import { dearmorPublicKey } from './openpgp.js';
 import { type Checksum, type FileSource, SOURCE_ROLES, type SourceRole, isSha256, resolveUrls, urlFileName } from './sources.js';
 
 /** How the guest is driven: boxbuild's own agent, or the KIWI box contract. */
@@ -107,9 +108,9 @@ class FieldReader {
   }
 }
 
-const BOX_FIELDS = ['description', 'protocol', 'make', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'files', 'arches'] as const;
-const ARCH_FIELDS = ['cmdline', 'mirrors', 'files'] as const;
-const FILE_FIELDS = ['url', 'sha256'] as const;
+const BOX_FIELDS = ['description', 'protocol', 'make', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'openpgpKey', 'files', 'arches'] as const;
+const ARCH_FIELDS = ['cmdline', 'mirrors', 'openpgpKey', 'files'] as const;
+const FILE_FIELDS = ['url', 'sha256', 'signature'] as const;
 
 function parseChecksum(reader: FieldReader, role: SourceRole): Checksum {
   const value = reader.optionalString('sha256')?.toLowerCase();
@@ -119,8 +120,24 @@ function parseChecksum(reader: FieldReader, role: SourceRole): Checksum {
   return { pinned: value };
 }
 
+/** The pinned OpenPGP key of an architecture (its own, else the box's), when there is one. */
+function parseKey(box: FieldReader, archReader: FieldReader): Buffer | undefined {
+  const reader = archReader.keys().includes('openpgpKey') ? archReader : box;
+  const armored = reader.optionalString('openpgpKey');
+  if (armored === undefined) return undefined;
+  return dearmorPublicKey(armored) ?? reader.fail('openpgpKey', 'an ASCII-armored OpenPGP public key block ("gpg --armor --export KEY")');
+}
+
+/** Whose signature a file's checksum sidecar must carry: `"signature": "sidecar"` asks for `<url>.sha256.asc`. */
+function parseSignature(reader: FieldReader, checksum: Checksum, key: Buffer | undefined): Buffer | undefined {
+  if (reader.optionalString('signature') === undefined) return undefined;
+  reader.oneOf('signature', ['sidecar'] as const);
+  if (checksum !== 'sidecar') reader.fail('signature', 'used with "sha256": "sidecar" (it signs the checksum file)');
+  return key ?? reader.fail('signature', 'used with an "openpgpKey" of the box or the architecture');
+}
+
 /** One file of an architecture; `{arch}` in its URLs and mirrors stands for the architecture. */
-function parseSource(reader: FieldReader, role: SourceRole, arch: Arch, mirrors: string[]): FileSource {
+function parseSource(reader: FieldReader, role: SourceRole, arch: Arch, mirrors: string[], key: Buffer | undefined): FileSource {
   reader.checkKnown(FILE_FIELDS);
   const withArch = (url: string) => url.replaceAll('{arch}', arch);
   const urls = resolveUrls(reader.stringList('url').map(withArch), mirrors.map(withArch));
@@ -130,7 +147,8 @@ function parseSource(reader: FieldReader, role: SourceRole, arch: Arch, mirrors:
   }
   const name = urlFileName(urls[0]!);
   if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(name) || name === 'box.json') reader.fail('url', 'a URL that ends in a file name');
-  return { role, name, urls, checksum: parseChecksum(reader, role) };
+  const checksum = parseChecksum(reader, role);
+  return { role, name, urls, checksum, signedBy: parseSignature(reader, checksum, key) };
 }
 
 /** The files of one architecture: the box's `files` (templates), overridden role by role by the architecture's. */
@@ -140,9 +158,10 @@ function parseSources(box: FieldReader, archReader: FieldReader, arch: Arch, isM
   boxFiles.checkKnown(SOURCE_ROLES);
   archFiles.checkKnown(SOURCE_ROLES);
   const mirrors = archReader.stringList('mirrors', box.stringList('mirrors'));
+  const key = parseKey(box, archReader);
   const sources = SOURCE_ROLES.flatMap((role) => {
     const reader = archFiles.keys().includes(role) ? archFiles : boxFiles.keys().includes(role) ? boxFiles : undefined;
-    return reader ? [parseSource(reader.nested(role), role, arch, mirrors)] : [];
+    return reader ? [parseSource(reader.nested(role), role, arch, mirrors, key)] : [];
   });
   const roles = new Set(sources.map((source) => source.role));
   if (isMade) {

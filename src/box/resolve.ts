@@ -1,15 +1,14 @@
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest, makeDebianBox } from '../guest/make-debian.js';
 import { makeDebianSystemBox } from '../guest/make-debian-system.js';
 import type { Arch } from './arch.js';
-import { type InstalledBox, boxLockPath, readInstalled } from './cache.js';
-import { type NetContext, stoppedError } from './download.js';
+import { type InstalledBox, boxLockPath, brokenInstall, readInstalled } from './cache.js';
+import type { NetContext } from './download.js';
 import { installRemote, isUpToDate } from './fetch.js';
-import { DEFAULT_NET, type NetOptions, describeNetError, httpClient } from './http.js';
+import { DEFAULT_NET, type NetOptions, describeNetError, httpClient, netFromEnv } from './http.js';
 import { withLock } from './lock.js';
+import { describeFailure, stoppedError } from './failures.js';
 import { type BoxEntry, findBox, loadRegistry } from './registry.js';
 
 export interface BoxRequest {
@@ -30,7 +29,7 @@ export interface BoxRequest {
 
 /** The recipes of locally made boxes. */
 const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
-  debian: ({ box, cacheRoot, arch, log }) => makeDebianBox({ name: box.name, cacheRoot, arch, log }),
+  debian: ({ box, cacheRoot, arch, log, signal }) => makeDebianBox({ name: box.name, cacheRoot, arch, log, signal }),
   'debian-system': (request) => makeSystemBox(request),
 };
 
@@ -64,14 +63,19 @@ export async function isMadeBoxCurrent(installed: InstalledBox | undefined): Pro
   return installed !== undefined && installed.manifest.sources['boxbuild-guest'] === (await guestFilesDigest());
 }
 
-function lockFor(request: BoxRequest, doing: string): <T>(task: () => Promise<T>) => Promise<T> {
-  return async (task) => {
-    const lockPath = boxLockPath(request.cacheRoot, request.box.name, request.arch);
-    await mkdir(dirname(lockPath), { recursive: true });
-    return withLock(lockPath, task, () =>
-      request.log(`waiting for another boxbuild that is ${doing} ${variantName(request)}`),
-    );
-  };
+/**
+ * Runs `task` under the variant's lock. Whatever fails in it becomes one line: exit 130/143 when
+ * stopped by a signal, else exit 69 saying what could not be done (a failed tool, a full disk).
+ */
+function underVariantLock<T>(request: BoxRequest, doing: 'making' | 'downloading', task: () => Promise<T>): Promise<T> {
+  const what = `${doing} ${variantName(request)}`;
+  const lockPath = boxLockPath(request.cacheRoot, request.box.name, request.arch);
+  const locked = withLock(lockPath, task, { doing: what, onWait: request.log, signal: request.signal });
+  return locked.catch((error: unknown) => {
+    if (request.signal?.aborted) throw error instanceof BoxbuildError && error.exitCode > 128 ? error : stoppedError(request.signal, `${what} was stopped`);
+    if (error instanceof BoxbuildError) throw error;
+    throw new BoxbuildError('boxUnavailable', `${what} failed: ${describeFailure(error)}`, { cause: error });
+  });
 }
 
 /**
@@ -82,7 +86,7 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
   const { box, arch, cacheRoot, log } = request;
   const maker = box.make ? MAKERS[box.make] : undefined;
   if (!maker) throw new BoxbuildError('usage', `box "${box.name}" is not made locally (it has no known "make" recipe)`);
-  return lockFor(request, 'making')(async () => {
+  return underVariantLock(request, 'making', async () => {
     const installed = await readInstalled(cacheRoot, box.name, arch);
     if (onlyIfOutdated && (await isMadeBoxCurrent(installed))) return installed!;
     if (installed && onlyIfOutdated) log(`box ${box.name} (${arch}) was made by another boxbuild version; making it again`);
@@ -92,7 +96,7 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
 
 /** The network context of a request: got client, timeouts, progress output. */
 export function netContext(request: BoxRequest): NetContext {
-  const net = { ...DEFAULT_NET, ...request.net };
+  const net = { ...DEFAULT_NET, ...netFromEnv(), ...request.net };
   return { client: httpClient(net), net, log: request.log, signal: request.signal, progress: { stream: request.progress, log: request.log } };
 }
 
@@ -123,7 +127,7 @@ export async function isBoxCurrent(request: BoxRequest, installed: InstalledBox)
  * another boxbuild installed a version other than `seen` while this one waited for the lock.
  */
 export async function downloadBox(request: BoxRequest, seen: InstalledBox | undefined): Promise<InstalledBox> {
-  return lockFor(request, 'downloading')(async () => {
+  return underVariantLock(request, 'downloading', async () => {
     const installed = await readInstalled(request.cacheRoot, request.box.name, request.arch);
     if (installed && installed.dir !== seen?.dir) return installed;
     return installRemote(remoteVariant(request), netContext(request), installed);
@@ -146,6 +150,8 @@ export async function updateBox(request: BoxRequest): Promise<InstalledBox> {
 export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
   const { cacheRoot, box, arch } = request;
   const installed = await readInstalled(cacheRoot, box.name, arch);
+  const broken = installed ? undefined : await brokenInstall(cacheRoot, box.name, arch);
+  if (broken) request.log(`${variantName(request)}: ${broken}; ${box.make ? 'making' : 'downloading'} it again`);
   if (box.make) return installed && (await isMadeBoxCurrent(installed)) ? installed : makeBox(request, true);
   if (!installed) return downloadBox(request, undefined);
   if (request.updateCheck === false) return installed;
@@ -154,7 +160,7 @@ export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
     request.log(`${variantName(request)} has a new version; downloading it`);
     return await downloadBox(request, installed);
   } catch (error) {
-    if (request.signal?.aborted) throw error instanceof BoxbuildError ? error : stoppedError(request.signal);
+    if (request.signal?.aborted) throw error instanceof BoxbuildError ? error : stoppedError(request.signal, `updating ${variantName(request)} was stopped`);
     request.log(`warning: cannot update ${variantName(request)} (${describeNetError(error)}); using the cached version ${installed.manifest.version}`);
     return installed;
   }

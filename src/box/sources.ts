@@ -19,13 +19,15 @@ export interface FileSource {
   /** Where it comes from, tried in order. */
   urls: string[];
   checksum: Checksum;
+  /** The binary OpenPGP public key whose detached signature (`<url>.sha256.asc`) the checksum sidecar must carry. */
+  signedBy?: Buffer;
 }
 
-const OBS_DOWNLOAD = 'http://download.opensuse.org/repositories/';
+const OBS_DOWNLOAD = 'https://download.opensuse.org/repositories/';
 
 /**
  * `obs://Project:Sub/repo` means the Open Build Service download area of that project
- * (`http://download.opensuse.org/repositories/Project:/Sub/repo/`); other URLs are used as they are.
+ * (`https://download.opensuse.org/repositories/Project:/Sub/repo/`); other URLs are used as they are.
  */
 export function expandObs(url: string): string {
   const match = /^obs:\/\/([^/]+)\/?(.*)$/.exec(url);
@@ -57,6 +59,9 @@ export function urlFileName(url: string): string {
 }
 
 export const sidecarUrl = (url: string) => `${url}.sha256`;
+
+/** Where the detached OpenPGP signature of a file is published (OBS: beside the checksum file). */
+export const signatureUrl = (url: string) => `${url}.asc`;
 
 export const isSha256 = (text: string) => /^[0-9a-f]{64}$/.test(text);
 

@@ -1,5 +1,7 @@
-import { readFile, readdir, readlink, realpath } from 'node:fs/promises';
+import { readdir, readlink, realpath } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { isObject, readJsonFile } from './json-file.js';
 
 /** Saved VM states (warm start) live in `<cache>/states`; see src/runner/warm.ts for their layout. */
 export const statesDir = (cacheRoot: string) => join(cacheRoot, 'states');
@@ -16,7 +18,15 @@ export interface StateInfo {
   savedAt: string;
 }
 
-/** The current state of every VM shape. */
+type StateAbout = Omit<StateInfo, 'link' | 'dir'>;
+
+/** Whether a parsed state.json has the fields boxbuild relies on. */
+const isStateAbout = (value: unknown): value is StateAbout =>
+  isObject(value) &&
+  ['box', 'arch', 'boxDir', 'savedAt'].every((field) => typeof value[field] === 'string') &&
+  typeof value.size === 'number';
+
+/** The current state of every VM shape (a state whose state.json is missing or invalid counts as none). */
 export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
   const root = statesDir(cacheRoot);
   const names = await readdir(root).catch(() => [] as string[]);
@@ -28,7 +38,7 @@ export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
         const target = await readlink(link).catch(() => undefined);
         if (!target) return undefined;
         const dir = join(root, target);
-        const about = await readFile(join(dir, 'state.json'), 'utf8').then((text) => JSON.parse(text) as Omit<StateInfo, 'link' | 'dir'>, () => undefined);
+        const about = await readJsonFile(join(dir, 'state.json'), isStateAbout);
         return about ? { ...about, link, dir } : undefined;
       }),
   );
@@ -36,8 +46,24 @@ export async function listStates(cacheRoot: string): Promise<StateInfo[]> {
 }
 
 /**
+ * Whether a state directory is being saved: its name (`<time>-<pid>`, see saveState) says when and
+ * by whom, the saving process still runs, and there is no state.json yet (written last).
+ */
+function beingSaved(dir: string): boolean {
+  const match = /\/([0-9a-z]+)-(\d+)$/.exec(dir);
+  if (!match || !(parseInt(match[1]!, 36) <= Date.now()) || existsSync(join(dir, 'state.json'))) return false;
+  try {
+    process.kill(Number(match[2]), 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
  * What `box prune` removes of the states: directories no link names any more (replaced by a newer
- * state of the same shape) and the states of box versions that are no longer current.
+ * state of the same shape, or left by a run that died while saving) and the states of box
+ * versions that are no longer current. A state a live process is saving stays.
  */
 export async function staleStatePaths(cacheRoot: string): Promise<string[]> {
   const root = statesDir(cacheRoot);
@@ -52,7 +78,7 @@ export async function staleStatePaths(cacheRoot: string): Promise<string[]> {
   for (const name of (await readdir(root).catch(() => [] as string[])).filter((n) => n.endsWith('.d'))) {
     for (const entry of await readdir(join(root, name))) {
       const dir = join(root, name, entry);
-      if (!live.has(dir)) stale.push(dir);
+      if (!live.has(dir) && !beingSaved(dir)) stale.push(dir);
     }
   }
   return stale;

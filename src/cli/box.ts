@@ -166,12 +166,13 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
   command('remove <name>', 'Remove a box from the cache')
     .option('--arch <arch>', 'only this architecture')
     .action(async (name: string, flags: BoxFlags) => {
-      const arches = await removeBox(cacheRoot(), name, flags.arch ? parseArch(flags.arch) : undefined);
+      const arches = await removeBox(cacheRoot(), name, flags.arch ? parseArch(flags.arch) : undefined, notice(flags.quiet), signal);
       print(`removed ${name} (${arches.join(', ')})`);
     });
 
-  command('prune', 'Delete superseded box versions, partial downloads and other leftovers from the cache').action(async () => {
-    const { removed, freed } = await pruneCache(cacheRoot());
+  command('prune', 'Delete superseded box versions, partial downloads and other leftovers from the cache').action(async (flags: BoxFlags) => {
+    const { removed, freed, skipped } = await pruneCache(cacheRoot());
+    for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
     print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
   });
 }

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { execa } from 'execa';
 import { type Arch, debianArch, hostArch } from '../box/arch.js';
-import { type BoxManifest, type InstalledBox, type ManifestFile, installVersion, readInstalled } from '../box/cache.js';
+import { type BoxManifest, type InstalledBox, type ManifestFile, freshWorkDir, installVersion, readInstalled } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest } from './make-debian.js';
+import { mustRun } from './make-tool.js';
 
 /** Packages every system box has: compilers, sshfs for the sshfs backend, kmod for the agent, sshd for the SSH channel. */
 export const SYSTEM_PACKAGES = ['build-essential', 'sshfs', 'kmod', 'iproute2', 'openssh-server'];
@@ -49,16 +49,6 @@ async function sha256File(path: string): Promise<ManifestFile> {
   return { name: path.slice(path.lastIndexOf('/') + 1), sha256: hash.digest('hex'), size };
 }
 
-async function run(what: string, file: string, args: string[], signal?: AbortSignal): Promise<void> {
-  const env = { PATH: `/usr/sbin:/sbin:${process.env.PATH}` };
-  const result = await execa(file, args, { reject: false, all: true, stdin: 'ignore', env, cancelSignal: signal });
-  if (result.isCanceled) throw new BoxbuildError('interrupted', `interrupted; ${what} was stopped`);
-  if (result.exitCode !== 0) {
-    const tail = String(result.all ?? result.message).trim().split('\n').slice(-3).join(' / ');
-    throw fail(`${what} failed: ${tail}`);
-  }
-}
-
 /** The foreign-architecture second stage, run as root in a VM of the target architecture. */
 const SECOND_STAGE = `set -e
 modprobe -a virtio_blk crc32c_generic ext4
@@ -77,12 +67,12 @@ exit $status
  * a VM of that architecture, so the host needs no binfmt emulation. Root is needed for debootstrap.
  */
 async function makeRootDisk(options: SystemBoxOptions, work: string, packages: string[]): Promise<string> {
-  const { arch, log } = options;
+  const { arch, log, signal } = options;
   const native = arch === hostArch();
   const root = join(work, 'root');
   const mirror = await debianMirror();
   log(`debootstrap bookworm (${arch}) from ${mirror} with ${packages.join(', ')}${native ? '' : '; second stage in an emulated VM'}`);
-  await run('debootstrap', 'debootstrap', [
+  await mustRun('debootstrap', 'debootstrap', [
     '--variant=minbase',
     `--include=${packages.join(',')}`,
     `--arch=${debianArch(arch)}`,
@@ -90,14 +80,14 @@ async function makeRootDisk(options: SystemBoxOptions, work: string, packages: s
     'bookworm',
     root,
     mirror,
-  ], options.signal);
+  ], { signal });
   await writeFile(join(root, 'etc/hostname'), 'boxbuild\n');
   // Every run makes its own SSH host keys (the SSH channel pins them); none is baked into the box.
-  await execa('sh', ['-c', 'rm -f "$1"/etc/ssh/ssh_host_*', 'sh', root]);
+  await mustRun('removing the SSH host keys', 'sh', ['-c', 'rm -f "$1"/etc/ssh/ssh_host_*', 'sh', root], { signal });
   // The downloaded packages: not needed in the box, but the foreign second stage installs from them.
-  if (native) await execa('find', [join(root, 'var/cache/apt/archives'), '-name', '*.deb', '-delete']);
+  if (native) await mustRun('removing the downloaded packages', 'find', [join(root, 'var/cache/apt/archives'), '-name', '*.deb', '-delete'], { signal });
   const raw = join(work, 'system.raw');
-  await run('mkfs.ext4', 'mkfs.ext4', ['-q', '-F', '-L', 'boxbuild-root', '-d', root, raw, `${options.diskSizeMiB ?? 8192}M`]);
+  await mustRun('mkfs.ext4', 'mkfs.ext4', ['-q', '-F', '-L', 'boxbuild-root', '-d', root, raw, `${options.diskSizeMiB ?? 8192}M`], { signal });
   await rm(root, { recursive: true, force: true });
   if (!native) {
     const output = new PassThrough();
@@ -123,8 +113,7 @@ export async function makeDebianSystemBox(options: SystemBoxOptions): Promise<In
   const recipe = `${packages.join(',')} ${options.diskSizeMiB ?? 8192}M`;
   const base = await options.initramfsBox();
   const previous = await readInstalled(cacheRoot, name, arch);
-  await mkdir(join(cacheRoot, 'tmp'), { recursive: true });
-  const work = await mkdtemp(join(cacheRoot, 'tmp', `make-${name}-`));
+  const work = await freshWorkDir(cacheRoot, name, arch, 'make-');
   try {
     const staging = join(work, 'box');
     await mkdir(staging);
@@ -133,7 +122,7 @@ export async function makeDebianSystemBox(options: SystemBoxOptions): Promise<In
       await link(join(previous.dir, previous.manifest.files.system.name), disk);
     } else {
       const raw = await makeRootDisk(options, work, packages);
-      await run('qemu-img convert', 'qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk]);
+      await mustRun('qemu-img convert', 'qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk], { signal: options.signal });
       await rm(raw, { force: true });
     }
     for (const file of ['kernel', 'initrd'] as const) await copyFile(join(base.dir, base.manifest.files[file].name), join(staging, file));
@@ -144,7 +133,6 @@ export async function makeDebianSystemBox(options: SystemBoxOptions): Promise<In
       files: { kernel: base.manifest.files.kernel, initrd: base.manifest.files.initrd, system: await sha256File(disk) },
       sources: { recipe, kernel: base.manifest.version, 'boxbuild-guest': await guestFilesDigest() },
     };
-    await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return await installVersion(cacheRoot, staging, manifest);
   } finally {
     await rm(work, { recursive: true, force: true });

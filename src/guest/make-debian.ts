@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { type Arch, debianArch, debianTriplet } from '../box/arch.js';
-import { type BoxManifest, type InstalledBox, type ManifestFile, installVersion } from '../box/cache.js';
+import { type BoxManifest, type InstalledBox, type ManifestFile, freshWorkDir, installVersion } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { type DebianPackage, downloadPackages, resolveMetaPackage, unpackPackage } from './debian-packages.js';
 import { InitramfsBuilder, addDynamicProgram } from './initramfs.js';
 import { extractVmlinux, moduleClosure } from './kernel.js';
+import { mustRun, runTool } from './make-tool.js';
 
 const GUEST_FILES = fileURLToPath(new URL('../../src/guest/files/', import.meta.url));
 
@@ -40,22 +40,19 @@ function manifestFile(name: string, data: Buffer): ManifestFile {
   return { name, sha256: createHash('sha256').update(data).digest('hex'), size: data.length };
 }
 
-async function findDepmod(): Promise<string> {
-  for (const candidate of ['depmod', '/usr/sbin/depmod', '/sbin/depmod']) {
-    if ((await execa(candidate, ['--version'], { reject: false })).exitCode === 0) return candidate;
-  }
-  throw new BoxbuildError('boxUnavailable', 'depmod not found: install the "kmod" package');
+async function checkDepmod(signal?: AbortSignal): Promise<void> {
+  if ((await runTool('depmod', ['--version'], { signal })).failed) throw new BoxbuildError('boxUnavailable', 'depmod not found: install the "kmod" package');
 }
 
 /**
  * Adds the guest modules (with their dependencies) and depmod's indexes of exactly those modules:
  * the text modules.dep for busybox modprobe, the .bin indexes for kmod's (system boxes).
  */
-async function addModules(builder: InitramfsBuilder, root: string, work: string): Promise<void> {
+async function addModules(builder: InitramfsBuilder, root: string, work: string, signal?: AbortSignal): Promise<void> {
   const [release] = await readdir(join(root, 'lib/modules'));
   if (!release) throw new BoxbuildError('boxUnavailable', 'the kernel package holds no kernel modules');
-  const depmod = await findDepmod();
-  await execa(depmod, ['--basedir', root, release]);
+  await checkDepmod(signal);
+  await mustRun('depmod', 'depmod', ['--basedir', root, release], { signal });
   const modulesDir = join(root, 'lib/modules', release);
   const builtin = await readFile(join(modulesDir, 'modules.builtin'), 'utf8');
   const modules = moduleClosure(await readFile(join(modulesDir, 'modules.dep'), 'utf8'), builtin, GUEST_MODULES);
@@ -66,7 +63,7 @@ async function addModules(builder: InitramfsBuilder, root: string, work: string)
     await copyFile(join(modulesDir, module), join(ownDir, module));
   }
   for (const index of ['modules.builtin', 'modules.builtin.modinfo', 'modules.order']) await copyFile(join(modulesDir, index), join(ownDir, index));
-  await execa(depmod, ['--basedir', own, release]);
+  await mustRun('depmod', 'depmod', ['--basedir', own, release], { signal });
   for (const file of (await readdir(ownDir, { recursive: true })).sort()) {
     const path = join(ownDir, file);
     if ((await stat(path)).isFile()) builder.file(`lib/modules/${release}/${file}`, await readFile(path));
@@ -77,26 +74,24 @@ async function addModules(builder: InitramfsBuilder, root: string, work: string)
  * Makes the `debian` box: Debian's generic kernel (uncompressed on x86_64, for a fast PVH boot), and
  * an initramfs holding busybox, sshfs, the guest modules and boxbuild's guest agent.
  */
-export async function makeDebianBox(options: { name: string; cacheRoot: string; arch: Arch; log: (line: string) => void }): Promise<InstalledBox> {
-  const { name, cacheRoot, arch, log } = options;
-  const tmpRoot = join(cacheRoot, 'tmp');
-  await mkdir(tmpRoot, { recursive: true });
-  const work = await mkdtemp(join(tmpRoot, 'make-debian-'));
+export async function makeDebianBox(options: { name: string; cacheRoot: string; arch: Arch; log: (line: string) => void; signal?: AbortSignal }): Promise<InstalledBox> {
+  const { name, cacheRoot, arch, log, signal } = options;
+  const work = await freshWorkDir(cacheRoot, name, arch, 'make-');
   try {
     const debArch = debianArch(arch);
-    const kernelPackage = await resolveMetaPackage(`linux-image-${debArch}:${debArch}`, 'linux-image-');
+    const kernelPackage = await resolveMetaPackage(`linux-image-${debArch}:${debArch}`, 'linux-image-', signal);
     log(`making box ${name} (${arch}) from ${kernelPackage}, ${USERLAND_PACKAGES.join(', ')}`);
     const debs = join(work, 'debs');
     await mkdir(debs);
-    const packages = await downloadPackages([kernelPackage, ...USERLAND_PACKAGES].map((pkg) => `${pkg}:${debArch}`), debs);
+    const packages = await downloadPackages([kernelPackage, ...USERLAND_PACKAGES].map((pkg) => `${pkg}:${debArch}`), debs, signal);
     const root = join(work, 'root');
-    for (const pkg of packages) await unpackPackage(pkg, root);
+    for (const pkg of packages) await unpackPackage(pkg, root, signal);
 
     const builder = new InitramfsBuilder();
     for (const dir of ['proc', 'sys', 'dev', 'root', 'tmp', 'run', 'bin', 'sbin', 'usr/bin', 'usr/sbin']) builder.dir(dir);
     builder.file('bin/busybox', await readFile(join(root, 'bin/busybox')), 0o755).symlink('bin/sh', 'busybox');
     await addDynamicProgram(builder, root, '/usr/bin/sshfs', debianTriplet(arch));
-    await addModules(builder, root, work);
+    await addModules(builder, root, work, signal);
     builder.file('etc/passwd', Buffer.from('root:x:0:0:root:/root:/bin/sh\n')).file('etc/group', Buffer.from('root:x:0:\n'));
     builder.file('init', await guestFile('init'), 0o755);
     for (const file of GUEST_FILE_NAMES.filter((f) => f !== 'init')) builder.file(`usr/lib/boxbuild/${file}`, await guestFile(file), 0o755);
@@ -120,7 +115,6 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
         'boxbuild-guest': await guestFilesDigest(),
       },
     };
-    await writeFile(join(staging, 'box.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return await installVersion(cacheRoot, staging, manifest);
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { BoxbuildError, usageError } from '../errors.js';
 import type { Arch } from '../box/arch.js';
+import { isObject, readJsonFile, writeFileAtomic } from '../box/json-file.js';
 import type { Accel, MachineProfile } from './profiles.js';
 
 export type AccelRequest = Accel | 'auto';
@@ -56,14 +57,17 @@ export async function probeKvm(profile: MachineProfile, kernel: string, timeoutM
   return { usable: false, reason: `QEMU with KVM failed${said ? `: ${said}` : ''}` };
 }
 
-/** Probes KVM once per host boot and QEMU binary; the verdict is kept in the cache. */
+const isVerdict = (value: unknown): value is KvmVerdict => isObject(value) && typeof value.usable === 'boolean' && typeof value.reason === 'string';
+const isVerdicts = (value: unknown): value is Record<string, KvmVerdict> => isObject(value) && Object.values(value).every(isVerdict);
+
+/** Probes KVM once per host boot and QEMU binary; the verdict is kept in the cache (an unreadable one is probed again). */
 async function cachedKvmVerdict(context: AccelContext): Promise<KvmVerdict> {
   const file = join(context.cacheRoot, 'kvm-probe.json');
   const key = `${await bootId()} ${context.profile.qemuBinary}`;
-  const cached = JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as Record<string, KvmVerdict>;
-  if (cached[key]) return cached[key];
+  const cached = await readJsonFile(file, isVerdicts);
+  if (cached?.[key]) return cached[key];
   const verdict = await probeKvm(context.profile, context.kernel, context.probeTimeoutMs ?? 4000);
-  await writeFile(file, JSON.stringify({ [key]: verdict })).catch(() => {});
+  await writeFileAtomic(file, JSON.stringify({ [key]: verdict })).catch(() => {});
   return verdict;
 }
 

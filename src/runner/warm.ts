@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { copyFile, mkdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { InstalledBox } from '../box/cache.js';
+import { writeJsonFile } from '../box/json-file.js';
 import { statesDir } from '../box/states.js';
 import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
 import { type QmpClient, saveVmState } from '../qemu/qmp.js';
@@ -86,7 +87,7 @@ export async function saveState(qmp: QmpClient, state: SavedState, about: { box:
   try {
     await saveVmState(qmp, stateFile(dir), about.disk ? () => copyFile(about.disk!, stateDisk(dir)) : undefined);
     const { size } = await stat(stateFile(dir));
-    await writeFile(join(dir, 'state.json'), `${JSON.stringify({ ...about, size, savedAt: new Date().toISOString() })}\n`);
+    await writeJsonFile(join(dir, 'state.json'), { ...about, size, savedAt: new Date().toISOString() });
     const link = `${state.link}.${process.pid}.link`;
     await rm(link, { force: true });
     await symlink(name, link);

@@ -109,7 +109,8 @@ describe('boxbuild box ...', () => {
     expect(await boxbuild('box', 'update', 'kbox', '--boxes', registry, '-q')).toMatch(/^kbox \(x86_64\) updated to .*/);
     expect(server.hitsOf('/images/Test-Box.x86_64-Kernel.tar.xz')).toHaveLength(tarballHits);
     expect(await boxbuild('box', 'update', '--all', '--boxes', registry, '-q')).toMatch(/^kbox \(x86_64\) is current /);
-    expect(await boxbuild('box', 'prune')).toMatch(/^pruned 1 item, freed 19\d\.\d KiB$/m);
+    // Allocated blocks of the old version's own files (its kernel and initrd are hard links of the new one's: they free nothing).
+    expect(await boxbuild('box', 'prune')).toMatch(/^pruned 1 item, freed 2[01]\d\.\d KiB$/m);
     expect(await readdir(join(dir, 'cache', 'boxes', 'kbox', 'x86_64'))).toHaveLength(2); // current and its version
 
     const current = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
@@ -126,7 +127,7 @@ describe('boxbuild box ...', () => {
   test('a registry typo stops the command with an error naming the file, box and field', async () => {
     const bad = join(dir, 'bad.json');
     await writeFile(bad, JSON.stringify({ boxes: { kbox: { protocol: 'kiwi', files: { system: { url: 'http://x/s.qcow2', sha256: 'sidecar', mirror: 'x' } }, arches: { x86_64: {} } } } }));
-    await expect(boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', bad)).rejects.toThrow(`${bad}: box "kbox": unknown field "files.system.mirror" (known: url, sha256)`);
+    await expect(boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', bad)).rejects.toThrow(`${bad}: box "kbox": unknown field "files.system.mirror" (known: url, sha256, signature)`);
   });
 
   test('box update needs a name or --all', async () => {

@@ -24,6 +24,12 @@ export class BoxServer {
   readonly cuts = new Map<string, number>();
   /** Paths whose responses send a few bytes and then nothing. */
   readonly stalls = new Set<string>();
+  /** Paths answered with a redirect to this location. */
+  readonly redirects = new Map<string, string>();
+  /** Paths answered with an endless body and no Content-Length. */
+  readonly endless = new Set<string>();
+  /** Paths whose body is sent one byte per this many milliseconds. */
+  readonly trickles = new Map<string, number>();
   private readonly sockets = new Set<Socket>();
   private server?: Server;
   url = '';
@@ -60,12 +66,43 @@ export class BoxServer {
     await new Promise((resolve) => this.server?.close(resolve));
   }
 
+  /** 64 KiB chunks as fast as the client takes them, until it goes away. */
+  private sendEndless(hit: Hit, response: ServerResponse): void {
+    response.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const chunk = Buffer.alloc(64 << 10, 7);
+    const more = () => {
+      while (!response.destroyed) {
+        hit.bytes += chunk.length;
+        if (!response.write(chunk)) return void response.once('drain', more);
+      }
+    };
+    more();
+  }
+
+  private sendTrickle(hit: Hit, response: ServerResponse, body: Buffer, interval: number): void {
+    const timer = setInterval(() => {
+      if (response.destroyed || hit.bytes >= body.length) return void clearInterval(timer);
+      response.write(body.subarray(hit.bytes, ++hit.bytes));
+    }, interval);
+    response.on('close', () => clearInterval(timer));
+  }
+
   private handle(request: IncomingMessage, response: ServerResponse): void {
     const path = request.url ?? '/';
     const hit: Hit = { path, range: request.headers.range, status: 200, bytes: 0 };
     this.hits.push(hit);
     const failure = this.failures.get(path)?.shift();
     const file = this.files.get(path);
+    const location = this.redirects.get(path);
+    if (location) {
+      hit.status = 302;
+      response.writeHead(302, { location }).end();
+      return;
+    }
+    if (this.endless.has(path)) {
+      this.sendEndless(hit, response);
+      return;
+    }
     if (failure || !file) {
       hit.status = failure ?? 404;
       response.writeHead(hit.status).end();
@@ -92,6 +129,11 @@ export class BoxServer {
     }
     headers['content-length'] = body.length;
     response.writeHead(hit.status, headers);
+    const interval = this.trickles.get(path);
+    if (interval !== undefined) {
+      this.sendTrickle(hit, response, body, interval);
+      return;
+    }
     const cut = this.cuts.get(path);
     if (cut !== undefined || this.stalls.has(path)) {
       this.cuts.delete(path);

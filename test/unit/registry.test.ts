@@ -38,7 +38,7 @@ describe('registry', () => {
     expect(arches('staging')).toEqual(['x86_64', 'aarch64', 's390x', 'ppc64le']);
     const { box, archEntry } = findBox(registry, 'tumbleweed', 'aarch64');
     expect(box).toMatchObject({ protocol: 'kiwi', memoryMiB: 8192, cpus: 4, console: 'hvc0' });
-    const base = 'http://download.opensuse.org/repositories/Virtualization:/Appliances:/SelfContained:/tumbleweed/images/';
+    const base = 'https://download.opensuse.org/repositories/Virtualization:/Appliances:/SelfContained:/tumbleweed/images/';
     expect(archEntry).toEqual({
       cmdline: 'root=/dev/vda2 rd.plymouth=0 selinux=0',
       sources: [
@@ -71,7 +71,7 @@ describe('registry', () => {
     const files = (spec: object, arch: object = {}) => () => parseRegistry('f.json', doc({ files: spec, arches: { x86_64: arch } }));
     const kernel = { url: 'http://x/k', sha256: 'sidecar' };
     const initrd = { url: 'http://x/i', sha256: 'sidecar' };
-    expect(files({ kernel: { url: 'http://x/k', sha265: 'sidecar' }, initrd })).toThrow('f.json: box "mybox": unknown field "files.kernel.sha265" (known: url, sha256)');
+    expect(files({ kernel: { url: 'http://x/k', sha265: 'sidecar' }, initrd })).toThrow('f.json: box "mybox": unknown field "files.kernel.sha265" (known: url, sha256, signature)');
     expect(files({ kernal: kernel, initrd })).toThrow('f.json: box "mybox": unknown field "files.kernal" (known: packages, kernel, initrd, kernelTarball, system)');
     expect(files({}, { files: { initrd: { ...initrd, sha256: 'abc' } } })).toThrow('f.json: box "mybox": field "arches.x86_64.files.initrd.sha256" must be 64 hex digits or "sidecar"');
     expect(files({ kernel: { url: 'k', sha256: 'sidecar' }, initrd })).toThrow('field "files.kernel.url" must be an absolute URL when there are no "mirrors"');

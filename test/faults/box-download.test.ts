@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { parseRegistry } from '../../src/box/registry.js';
+import { type BoxRequest, ensureBox } from '../../src/box/resolve.js';
+import { CLI } from '../helpers/env.js';
+import { BoxServer } from '../box/server.js';
+import { testDir } from './box-fakes.js';
+
+const FAST = { connectTimeoutMs: 2000, idleTimeoutMs: 400, retries: 3, minBackoffMs: 10, maxBackoffMs: 40, updateCheckTimeoutMs: 2000 };
+
+let server: BoxServer;
+
+const registryDoc = () => ({
+  boxes: {
+    tbox: {
+      buildProgram: '/usr/lib/boxbuild/build',
+      mirrors: [server.url],
+      files: { kernel: { url: 'kernel', sha256: 'sidecar' }, initrd: { url: 'initrd', sha256: 'sidecar' } },
+      arches: { x86_64: {} },
+    },
+  },
+});
+
+function request(cacheRoot: string, overrides: Partial<BoxRequest> = {}): BoxRequest {
+  const box = parseRegistry('test-boxes.json', JSON.stringify(registryDoc()))[0]!;
+  return { cacheRoot, box, arch: 'x86_64', log: () => {}, net: FAST, ...overrides };
+}
+
+function publishBox(kernelSize: number): void {
+  server.publish('/kernel', randomBytes(kernelSize), true);
+  server.publish('/initrd', randomBytes(4096), true);
+}
+
+const filesIn = async (dir: string) => (await readdir(dir, { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile()).map((entry) => entry.name);
+
+beforeEach(async () => {
+  server = new BoxServer();
+  await server.start();
+});
+
+afterEach(() => server.close());
+
+describe('downloads that must end', () => {
+  test('a body without Content-Length is cut off at the size limit, not retried, and its partial file removed', async () => {
+    const cache = testDir('bb-faults-dl-');
+    publishBox(4096);
+    server.endless.add('/kernel');
+    await expect(ensureBox(request(cache, { net: { ...FAST, maxBytes: 1 << 20 } }))).rejects.toMatchObject({
+      exitCode: 69,
+      message: expect.stringMatching(/^cannot download kernel from http:\/\/127\.0\.0\.1:\d+\/kernel: larger than 1\.00 MiB, the limit for one file; BOXBUILD_MAX_DOWNLOAD raises it$/),
+    });
+    expect(server.hitsOf('/kernel')).toHaveLength(1);
+    expect(await filesIn(join(cache, 'tmp'))).toEqual([]);
+  });
+
+  test('a file larger than the limit by its Content-Length is refused before its body is read', async () => {
+    const cache = testDir('bb-faults-dl-');
+    publishBox(2 << 20);
+    await expect(ensureBox(request(cache, { net: { ...FAST, maxBytes: 1 << 20 } }))).rejects.toThrow(/larger than 1\.00 MiB, the limit for one file \(the server announced 2\.00 MiB\)/);
+    expect(server.hitsOf('/kernel')).toHaveLength(1);
+  });
+
+  test('a redirect to file: is refused once, not retried', async () => {
+    const cache = testDir('bb-faults-dl-');
+    publishBox(4096);
+    server.redirects.set('/kernel', 'file:///etc/passwd');
+    await expect(ensureBox(request(cache))).rejects.toMatchObject({ exitCode: 69, message: expect.stringMatching(/^cannot download kernel from .*: Unsupported protocol: file:/) });
+    expect(server.hitsOf('/kernel')).toHaveLength(1);
+  });
+
+  test('a server trickling a byte at a time is given up on when a window passes below the minimum rate', async () => {
+    const cache = testDir('bb-faults-dl-');
+    publishBox(4096);
+    server.trickles.set('/kernel', 50);
+    const net = { ...FAST, retries: 1, minRate: 100, slowWindowMs: 500 };
+    await expect(ensureBox(request(cache, { net }))).rejects.toThrow(/^cannot download kernel from .*: too slow: \d+ B in 0\.5 s, less than 100 B\/s \(BOXBUILD_MIN_RATE\)$/);
+    expect(server.hitsOf('/kernel')).toHaveLength(2); // retried once, resuming
+    expect(server.hitsOf('/kernel')[1]!.range).toMatch(/^bytes=\d+-$/);
+  });
+});
+
+describe('a full disk', () => {
+  test.skipIf(process.getuid?.() !== 0)('an update that does not fit falls back to the cached box; box update says so in one line (exit 69); nothing is left behind', async () => {
+    const dir = testDir('bb-faults-enospc-');
+    const seed = join(dir, 'seed');
+    publishBox(64 << 10);
+    await ensureBox(request(seed));
+    publishBox(2 << 20); // the new version does not fit into the 1 MiB cache below
+    const registry = join(dir, 'boxes.json');
+    await writeFile(registry, JSON.stringify(registryDoc()));
+    const cache = join(dir, 'cache');
+    const cli = `BOXBUILD_CACHE_DIR="${cache}" "${process.execPath}" "${CLI}"`;
+    const script = `set -e
+mkdir "${cache}" && mount -t tmpfs -o size=1M tmpfs "${cache}" && cp -a "${seed}/." "${cache}/"
+echo "== fetch"; ${cli} box fetch tbox --boxes "${registry}" 2>&1 || echo "status $?"
+echo "== update"; ${cli} box update tbox --boxes "${registry}" 2>&1 || echo "status $?"
+echo "== leftovers"; find "${cache}/tmp" -mindepth 1 -not -type d; find "${cache}/tmp" -mindepth 1 -name 'staging-*'
+echo "== again"; ${cli} box fetch tbox --no-update-check --boxes "${registry}" 2>&1 || echo "status $?"
+`;
+    const { stdout } = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { timeout: 60_000 });
+    const sections = Object.fromEntries(stdout.split(/^== /m).slice(1).map((part) => [part.slice(0, part.indexOf('\n')), part.slice(part.indexOf('\n') + 1).trim()]));
+    const installed = join(cache, 'boxes', 'tbox', 'x86_64');
+    const warning = String.raw`boxbuild: warning: cannot update box tbox \(x86_64\) \(cannot download kernel \(2\.00 MiB\): no space left on device in \S+\); using the cached version .*`;
+    expect(sections.fetch).toMatch(new RegExp(String.raw`^boxbuild: box tbox \(x86_64\) has a new version; downloading it\n(boxbuild: downloading kernel .*\n)?${warning}\n${installed}/\w+$`));
+    expect(sections.update).toMatch(/^(boxbuild: downloading kernel .*\n)?boxbuild: error: cannot download kernel \(2\.00 MiB\): no space left on device in \S+\nstatus 69$/);
+    expect(sections.leftovers).toBe('');
+    expect(sections.again).toMatch(new RegExp(`^${installed}/\\w+$`));
+  });
+});
