@@ -12,10 +12,16 @@ export interface GuestRequest {
   argv: string[];
 }
 
+export interface OutputCounts {
+  stdout: number;
+  stderr: number;
+}
+
 export type GuestMessage =
   | { type: 'ready'; version: number }
   | { type: 'error'; message: string }
-  | { type: 'exit'; status: number }
+  /** The command's status, and how many bytes it wrote to the stdout and stderr ports. */
+  | { type: 'exit'; status: number; output: OutputCounts }
   | { type: 'hostkey'; key: string }
   | { type: 'unknown'; line: string };
 
@@ -64,7 +70,8 @@ export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string, r
 export function parseGuestMessage(line: string): GuestMessage {
   const [verb, field] = line.trim().split(' ');
   if (verb === 'READY') return { type: 'ready', version: Number(field) };
-  if (verb === 'EXIT' && /^\d+$/.test(field ?? '')) return { type: 'exit', status: Number(field) };
+  const exit = /^EXIT (\d+) (\d+) (\d+)$/.exec(line.trim());
+  if (exit) return { type: 'exit', status: Number(exit[1]), output: { stdout: Number(exit[2]), stderr: Number(exit[3]) } };
   if (verb === 'HOSTKEY') return { type: 'hostkey', key: Buffer.from(field ?? '', 'base64').toString('utf8') };
   if (verb === 'ERROR') return { type: 'error', message: Buffer.from(field ?? '', 'base64').toString('utf8') };
   return { type: 'unknown', line };

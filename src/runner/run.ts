@@ -67,10 +67,13 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     }
     const result = await Promise.race([channel.next('exit', 'error'), lost, sshGone, overall.promise, aborted]);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
+    // Output still queued in the guest would be lost with the VM: it powers off once told all of it arrived.
+    await Promise.race([channel.outputPassedOn(result.output), lost, overall.promise, aborted]);
+    await channel.send('DONE\n');
     await sshSession; // every byte of the session's output has been passed on
     timing('command finished');
 
-    // The guest powers off after reporting; its last output arrives before QEMU closes the sockets.
+    // The guest powers off when told that its output arrived.
     const poweroff = deadline(POWEROFF_GRACE_MS, () => new Error('poweroff timeout'));
     await Promise.race([vm.exited, poweroff.promise]).catch(() => vm.stop());
     poweroff.clear();

@@ -75,8 +75,9 @@ describe('guest protocol', () => {
 
   test('parses the guest messages', () => {
     expect(parseGuestMessage('READY 1')).toEqual({ type: 'ready', version: 1 });
-    expect(parseGuestMessage('EXIT 7')).toEqual({ type: 'exit', status: 7 });
+    expect(parseGuestMessage('EXIT 7 2000000 12')).toEqual({ type: 'exit', status: 7, output: { stdout: 2000000, stderr: 12 } });
     expect(parseGuestMessage(`ERROR ${Buffer.from('mount failed').toString('base64')}`)).toEqual({ type: 'error', message: 'mount failed' });
     expect(parseGuestMessage('EXIT x')).toEqual({ type: 'unknown', line: 'EXIT x' });
+    expect(parseGuestMessage('EXIT 7')).toEqual({ type: 'unknown', line: 'EXIT 7' });
   });
 });
