@@ -1,4 +1,5 @@
-import { readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { BoxEntry } from '../box/registry.js';
@@ -56,9 +57,28 @@ export function planKiwiBuild(request: KiwiRequest): KiwiPlan {
   return { shares, targetDir, words: kiwiBuildWords(globals, others), customMount };
 }
 
+/**
+ * Reads result.code as the guest left it: a symlink is not followed (it could name any host file),
+ * and anything but a regular file is refused. At most a few bytes are read.
+ */
+export async function readResultCode(path: string): Promise<string | undefined> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ELOOP') throw new BoxbuildError('guestLost', `${path} is a symlink, not the build's result`);
+    return undefined;
+  });
+  if (!file) return undefined;
+  try {
+    if (!(await file.stat()).isFile()) throw new BoxbuildError('guestLost', `${path} is not a regular file, not the build's result`);
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(64), 0, 64, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
 /** The build's exit status from result.code, which the box writes into the target directory. */
 async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
-  const text = await readFile(join(targetDir, RESULT_CODE), 'utf8').catch(() => undefined);
+  const text = await readResultCode(join(targetDir, RESULT_CODE));
   if (text === undefined) {
     throw vmError('guestLost', `the box stopped without writing ${RESULT_CODE}: the build did not run to its end (see ${join(targetDir, RESULT_LOG)})`, vm);
   }

@@ -1,0 +1,25 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { readResultCode } from '../../src/runner/kiwi.js';
+
+describe("KIWI result.code, written by the guest", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
+  test('a regular file is read (a few bytes at most)', async () => {
+    writeFileSync(join(dir, 'code'), `0\n${'x'.repeat(1000)}`);
+    expect(await readResultCode(join(dir, 'code'))).toBe(`0\n${'x'.repeat(62)}`);
+    expect(await readResultCode(join(dir, 'missing'))).toBeUndefined();
+  });
+  test('a symlink is not followed: no host file is read', async () => {
+    writeFileSync(join(dir, 'secret'), 'host secret');
+    symlinkSync(join(dir, 'secret'), join(dir, 'link'));
+    await expect(readResultCode(join(dir, 'link'))).rejects.toThrow('is a symlink');
+  });
+  test('a FIFO or a directory is refused without blocking', async () => {
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    await expect(readResultCode(join(dir, 'fifo'))).rejects.toThrow('not a regular file');
+    await expect(readResultCode(dir)).rejects.toThrow('not a regular file');
+  });
+});
