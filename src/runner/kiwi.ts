@@ -11,11 +11,11 @@ import { PROFILES } from '../qemu/profiles.js';
 import type { Share, SharingName } from '../sharing/types.js';
 import { checkGuestPath, existingDirectory } from './args.js';
 import { buildDirectories } from './commands.js';
-import { whenAborted } from './deadline.js';
+import { abortable } from './deadline.js';
 import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
 import { attachSystemDisk } from './system-disk.js';
 import { bootKernel } from './vmlinux.js';
-import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runTimeout, teardown } from './session.js';
+import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runSignal, teardown } from './session.js';
 
 /** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
 export interface KiwiRequest {
@@ -110,13 +110,13 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   cmdline('virtiofs'); // the longest backend name: refuses a command line that is too long before any download
   const installed = await fetchBox(options, box, arch);
   const kernel = await bootKernel(installed, arch, options.notice);
-  const aborted = whenAborted(options.signal);
   const session: Session = {};
-  const overall = runTimeout(options);
+  const ending = runSignal(options);
+  const { signal } = ending;
   try {
     // A result.code left by an earlier build must not pass for this one's.
     await rm(join(plan.targetDir, RESULT_CODE), { force: true });
-    const { runDir, accel, sharing } = await Promise.race([prepareRun(options, session, { kernel, shares: plan.shares, profile }), aborted]);
+    const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: plan.shares, profile, signal });
     const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
     session.releaseDisk = system.release;
     if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
@@ -130,10 +130,11 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       network: {},
       extraArgs: session.sharing!.qemuArgs,
     };
+    signal.throwIfAborted();
     const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
     const started = Date.now();
     if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
-    const exit = await Promise.race([vm.exited, overall.promise, aborted]);
+    const exit = await abortable(vm.exited, signal);
     if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);
@@ -142,7 +143,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;
   } finally {
-    overall.clear();
+    ending.clear();
     await teardown(session);
   }
 }

@@ -9,7 +9,7 @@ import { listenOnce } from '../qemu/sockets.js';
 import { formatBytes } from '../util/size.js';
 import { type MachineProfile } from '../qemu/profiles.js';
 import { GuestChannel } from './channel.js';
-import { deadline } from './deadline.js';
+import { abortable, deadline } from './deadline.js';
 import { prepareSsh } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
 import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
@@ -24,17 +24,17 @@ export interface GuestStart {
   installed: InstalledBox;
   command: GuestCommand;
   profile: MachineProfile;
-  /** Rejects when the run must end: --timeout, Ctrl-C, SIGTERM. */
-  ending: Promise<never>;
+  /** Aborts when the run must end (--timeout, Ctrl-C, SIGTERM); its reason is the run's error. */
+  signal: AbortSignal;
 }
 
 /** How long a restored guest may take to answer before its state counts as unusable. */
 const RESTORE_DEADLINE_MS = 10_000;
 
 /** Sets up the run (directory, sharing, channel, disks) and describes its VM; QEMU is not started yet. */
-async function prepareVm({ options, session, box, installed, command, profile }: GuestStart): Promise<VmSpec> {
+async function prepareVm({ options, session, box, installed, command, profile, signal }: GuestStart): Promise<VmSpec> {
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
-  const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
+  const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile, signal });
   session.provenance = { installed, accelerator: accel, sharing };
   session.channel = await GuestChannel.listen(runDir);
   session.qmp = await listenOnce(join(runDir, 'qmp.sock'));
@@ -64,7 +64,7 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
   vmGone.catch(() => {});
   const limit = deadline(limitMs, () => vmError('vmFailed', silence, vm));
   try {
-    await Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.ending]);
+    await abortable(Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise]), start.signal);
   } finally {
     limit.clear();
   }
@@ -76,17 +76,20 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
  * A state that cannot be restored never fails the build: it is dropped and the guest boots cold.
  */
 export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boolean }> {
-  const { options, session, installed } = start;
+  const { options, session, installed, signal } = start;
   const spec = await prepareVm(start);
   const runDir = session.runDir!;
-  const launch = (incoming?: string) =>
-    launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }).then((vm) => (session.vm = vm));
+  const launch = async (incoming?: string) => {
+    signal.throwIfAborted();
+    return (session.vm = await launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
+  };
   const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing, options.snapshot ?? true);
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
   if (state?.dir) {
     // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
     await session.prepareDisk!(stateDisk(state.dir));
+    if (options.verbose) options.notice(`restoring the saved VM ${state.dir}`);
     const vm = await launch(stateFile(state.dir));
     try {
       await start.session.channel!.send('PING\n');
@@ -103,11 +106,15 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
   const vm = await launch();
   await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
   if (state) {
-    const qmp = new QmpClient(await session.qmp!.connection);
+    if (options.verbose) options.notice('saving the booted VM for warm starts');
+    const qmp = new QmpClient(await abortable(session.qmp!.connection, signal));
     const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, disk: session.overlay };
-    await saveState(qmp, state, about).then(
+    await saveState(qmp, state, about, signal).then(
       (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
-      (error: Error) => options.notice(`warning: could not save the VM state for warm starts: ${error.message}`),
+      (error: Error) => {
+        signal.throwIfAborted();
+        options.notice(`warning: could not save the VM state for warm starts: ${error.message}`);
+      },
     );
   }
   return { vm, warm: false };

@@ -96,6 +96,11 @@ describe('sizes and durations', () => {
     expect(() => parseDurationMs('soon', '--timeout')).toThrow('--timeout');
     expect(() => parseDurationMs('0', '--timeout')).toThrow('greater than zero');
   });
+  test('durations a timer cannot hold are refused', () => {
+    expect(parseDurationMs(`${2 ** 31 - 1}ms`, '--timeout')).toBe(2 ** 31 - 1);
+    expect(() => parseDurationMs(`${2 ** 31}ms`, '--timeout')).toThrow('too long');
+    expect(() => parseDurationMs('600h', '--timeout')).toThrow('--timeout: 600h is too long');
+  });
   test('positive integers', () => {
     expect(parsePositiveInt('4', '--box-smp-cpus')).toBe(4);
     expect(() => parsePositiveInt('0', '--box-smp-cpus')).toThrow('positive');
