@@ -2,6 +2,7 @@
 import { CommanderError } from 'commander';
 import { BoxbuildError, ExitCode } from './errors.js';
 import { commandLine } from './cli/program.js';
+import { refuseNonUtf8Arguments } from './util/argv.js';
 
 /** Set when stdout or stderr was closed by their reader. */
 let outputClosed = false;
@@ -26,6 +27,7 @@ async function main(argv: string[]): Promise<number> {
     });
   }
   try {
+    refuseNonUtf8Arguments(argv);
     return await commandLine(argv, controller.signal);
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : ExitCode.usage;

@@ -4,6 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { readResultCode } from '../../src/runner/kiwi.js';
+import { refuseNonUtf8Arguments } from '../../src/util/argv.js';
+
+describe('arguments that are not UTF-8', () => {
+  test('an argument whose bytes were not UTF-8 is refused', () => {
+    const raw = [Buffer.from('--box'), Buffer.from([0x61, 0xff, 0x62])];
+    expect(() => refuseNonUtf8Arguments(['--box', raw[1]!.toString('utf8')], raw)).toThrow('argument "a\uFFFDb" is not valid UTF-8');
+  });
+  test('U+FFFD written as such passes; without the raw bytes it is refused', () => {
+    const arg = 'a\uFFFDb';
+    expect(() => refuseNonUtf8Arguments([arg], [Buffer.from(arg)])).not.toThrow();
+    expect(() => refuseNonUtf8Arguments([arg], [])).toThrow('not valid UTF-8');
+    expect(() => refuseNonUtf8Arguments(['plain', 'ünï'], [])).not.toThrow();
+  });
+});
 
 describe("KIWI result.code, written by the guest", () => {
   const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
