@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './args.js';
 import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
 import { benchDownloads } from './download.js';
@@ -14,6 +15,7 @@ const env = { ...process.env, BOXBUILD_CACHE_DIR: process.env.BOXBUILD_CACHE_DIR
 console.log(`boxbuild benchmark (${new Date().toISOString()}, cache ${env.BOXBUILD_CACHE_DIR})\n`);
 console.log(await benchBoot(env));
 console.log(`\n${await benchWarm(env)}`);
+console.log(`\n${await benchArgs(env)}`);
 console.log(`\n${await benchSharing(env)}`);
 console.log(`\n${await benchCBuild(env)}`);
 console.log(`\n${await benchKiwi(env)}`);

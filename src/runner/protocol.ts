@@ -43,15 +43,23 @@ const textOr64 = (verb: string, value: string) => (value.includes('\n') ? `${ver
 const mountLines = (mounts: GuestMount[]) =>
   mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`);
 
+/**
+ * `ARGV <n>` and n bytes: every argument single-quoted, which the guest's shell takes off in one
+ * eval (nothing in a single-quoted word is expanded; a quote itself travels as '\'').
+ */
+function argvBlock(argv: string[]): string {
+  if (argv.length === 0) return '';
+  const words = argv.map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(' ');
+  return `ARGV ${Buffer.byteLength(words)}\n${words}`;
+}
+
 /** The command part of a request (what the SSH channel sends over the SSH session). */
 export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
   const lines = [
     ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
     textOr64('CWD', command.cwd),
-    ...command.argv.map((arg) => textOr64('ARG', arg)),
-    'RUN',
   ];
-  return `${lines.join('\n')}\n`;
+  return `${lines.join('\n')}\n${argvBlock(command.argv)}RUN\n`;
 }
 
 /**
