@@ -1,11 +1,12 @@
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
-import { BoxbuildError, ExitCode } from '../errors.js';
 import { type VmSpec } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { listenOnce } from '../qemu/sockets.js';
+import { cpuTimeMs } from '../util/proc.js';
 import { formatBytes } from '../util/size.js';
 import { type MachineProfile } from '../qemu/profiles.js';
 import { GuestChannel } from './channel.js';
@@ -28,8 +29,11 @@ export interface GuestStart {
   signal: AbortSignal;
 }
 
-/** How long a restored guest may take to answer before its state counts as unusable. */
-const RESTORE_DEADLINE_MS = 10_000;
+/**
+ * How much CPU time QEMU may use restoring a state before the restore counts as stuck: CPU time,
+ * not wall time, so that a loaded host (several restores at once) only makes it slower.
+ */
+const RESTORE_CPU_MS = 10_000;
 
 /** Sets up the run (directory, sharing, channel, disks) and describes its VM; QEMU is not started yet. */
 async function prepareVm({ options, session, box, installed, command, profile, signal }: GuestStart): Promise<VmSpec> {
@@ -71,9 +75,31 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
 }
 
 /**
+ * How a restore ended: the agent answered; QEMU exited (it refused the state); or QEMU used
+ * RESTORE_CPU_MS of CPU time, or --boot-timeout passed, without an answer.
+ */
+async function restored(start: GuestStart, vm: RunningVm): Promise<'ready' | 'refused' | 'stuck'> {
+  const done = new AbortController();
+  const signal = AbortSignal.any([start.signal, done.signal]);
+  const began = Date.now();
+  const stuck = async () => {
+    while (cpuTimeMs(vm.pid) < RESTORE_CPU_MS && Date.now() - began < start.options.bootTimeoutMs) await sleep(200, undefined, { signal });
+    return 'stuck' as const;
+  };
+  try {
+    return await abortable(
+      Promise.race([start.session.channel!.next('ready').then(() => 'ready' as const), vm.exited.then(() => 'refused' as const), stuck()]),
+      start.signal,
+    );
+  } finally {
+    done.abort();
+  }
+}
+
+/**
  * Starts the guest and waits for its agent: restores the saved state of this VM shape when there is
  * one (unless --cold), else boots and saves the state for the next runs (before anything is mounted).
- * A state that cannot be restored never fails the build: it is dropped and the guest boots cold.
+ * A state that cannot be restored never fails the build: the guest boots cold.
  */
 export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boolean }> {
   const { options, session, installed, signal } = start;
@@ -91,16 +117,17 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
     await session.prepareDisk!(stateDisk(state.dir));
     if (options.verbose) options.notice(`restoring the saved VM ${state.dir}`);
     const vm = await launch(stateFile(state.dir));
-    try {
-      await start.session.channel!.send('PING\n');
-      await agentReady(start, vm, RESTORE_DEADLINE_MS, `the restored guest did not answer within ${RESTORE_DEADLINE_MS / 1000} s`);
-      return { vm, warm: true };
-    } catch (error) {
-      if (!(error instanceof BoxbuildError) || error.exitCode !== ExitCode.vmFailed) throw error;
-      options.notice(`the saved VM state could not be restored (${error.message}); booting cold and saving it again`);
+    await session.channel!.send('PING\n');
+    const outcome = await restored(start, vm);
+    if (outcome === 'ready') return { vm, warm: true };
+    if (outcome === 'stuck') {
+      options.notice(`the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold, the saved state is kept`);
+    } else {
+      // Only a state QEMU itself refused (its format, a truncated file) is dropped; a slow one is kept.
+      options.notice(`the saved VM state could not be restored (${describeExit(await vm.exited)}); booting cold and saving it again`);
       await dropState(state);
-      throw new RestoreFailed();
     }
+    throw new RestoreFailed();
   }
   await session.prepareDisk!();
   const vm = await launch();
