@@ -2,9 +2,22 @@
 import { CommanderError } from 'commander';
 import { BoxbuildError, ExitCode } from './errors.js';
 import { commandLine } from './cli/program.js';
+import { refuseNonUtf8Arguments } from './util/argv.js';
+
+/** Set when stdout or stderr was closed by their reader. */
+let outputClosed = false;
 
 async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
+  // A closed stdout or stderr (`boxbuild … | head`) ends the run as SIGPIPE ends a shell tool: quietly, status 141.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      outputClosed = true;
+      process.exitCode = ExitCode.brokenPipe;
+      controller.abort('SIGPIPE');
+    });
+  }
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       const code = signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated;
@@ -14,10 +27,12 @@ async function main(argv: string[]): Promise<number> {
     });
   }
   try {
+    refuseNonUtf8Arguments(argv);
     return await commandLine(argv, controller.signal);
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : ExitCode.usage;
     if (error instanceof BoxbuildError) {
+      if (error.exitCode === ExitCode.brokenPipe) return error.exitCode;
       process.stderr.write(`boxbuild: error: ${error.message}\n`);
       if (error.detail) process.stderr.write(`${error.detail.replace(/^/gm, '  ')}\n`);
       return error.exitCode;
@@ -29,4 +44,5 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const status = await main(process.argv.slice(2));
+process.exitCode = outputClosed ? ExitCode.brokenPipe : status;

@@ -12,6 +12,8 @@ export const ExitCode = {
   guestLost: 76,
   /** `--timeout` expired and the VM was killed. */
   timeout: 124,
+  /** stdout or stderr was closed (the reader went away), as SIGPIPE would end a shell tool (128 + 13). */
+  brokenPipe: 141,
   /** Interrupted by SIGINT (128 + 2) */
   interrupted: 130,
   /** Terminated by SIGTERM (128 + 15) */

@@ -1,6 +1,7 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './args.js';
 import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
 import { benchDownloads } from './download.js';
@@ -18,6 +19,7 @@ const env = { ...process.env, BOXBUILD_CACHE_DIR: process.env.BOXBUILD_CACHE_DIR
 const SECTIONS: Record<string, () => Promise<string>> = {
   boot: () => benchBoot(env),
   warm: () => benchWarm(env),
+  args: () => benchArgs(env),
   sharing: () => benchSharing(env),
   cbuild: () => benchCBuild(env),
   kiwi: () => benchKiwi(env),

@@ -116,8 +116,14 @@ function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
 /** Parses boxbuild's command line and runs it; resolves with the exit status. */
 export async function commandLine(argv: string[], signal: AbortSignal): Promise<number> {
   const { own, build } = splitAtDoubleDash(argv);
+  const buildOption = own.find((arg) => /^--(description|target-dir)(=|$)/.test(arg));
+  if (buildOption) throw usageError(`${buildOption.replace(/=.*/s, '')} is a build argument: put build arguments after -- (boxbuild --box NAME -- --description DIR --target-dir DIR)`);
   let status = 0;
-  const program = addKiwiOptions(addVmOptions(new Command('boxbuild')))
+  // commander's own errors (unknown option, missing value, its suggestions) as one boxbuild error line.
+  const root = new Command('boxbuild').configureOutput({
+    outputError: (text, write) => write(`boxbuild: error: ${text.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`),
+  });
+  const program = addKiwiOptions(addVmOptions(root))
     .description('Run a build inside a throwaway virtual machine: boxbuild --box NAME -- --description DIR --target-dir DIR [build args]')
     .version(VERSION)
     .enablePositionalOptions()

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { BoxbuildError } from '../errors.js';
 
@@ -51,9 +52,13 @@ export const shellQuote = (path: string) => `'${path.replace(/'/g, `'\\''`)}'`;
 /**
  * Saves the running VM's state into `file` (QEMU's own migration format) and lets it run on.
  * The VM is paused while its memory is written (untouched, zero pages cost nothing) and while
- * `whilePaused` runs (e.g. to copy a disk that must match the state).
+ * `whilePaused` runs (e.g. to copy a disk that must match the state). Gives up when `signal` aborts.
  */
-export async function saveVmState(qmp: QmpClient, file: string, whilePaused?: () => Promise<void>, timeoutMs = 60_000): Promise<void> {
+export async function saveVmState(
+  qmp: QmpClient,
+  file: string,
+  { whilePaused, signal, timeoutMs = 60_000 }: { whilePaused?: () => Promise<void>; signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<void> {
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes
   await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
   const deadline = Date.now() + timeoutMs;
@@ -62,7 +67,7 @@ export async function saveVmState(qmp: QmpClient, file: string, whilePaused?: ()
     if (status === 'completed') break;
     if (status === 'failed' || status === 'cancelled') throw new BoxbuildError('vmFailed', `saving the VM state failed: ${error ?? status}`);
     if (Date.now() > deadline) throw new BoxbuildError('vmFailed', 'saving the VM state took too long');
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20, undefined, { signal });
   }
   // QEMU flushed its disks when the migration completed; they stay untouched until `cont`.
   await whilePaused?.();

@@ -1,5 +1,5 @@
 import { realpathSync, statSync } from 'node:fs';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { usageError } from '../errors.js';
 
 /** Splits argv at the first `--`: boxbuild's own options before it, the build's arguments after. */
@@ -38,6 +38,24 @@ export function parseBuildArgs(args: string[]): BuildArgs {
 export function isWithin(inner: string, outer: string): boolean {
   const rel = relative(outer, inner);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/**
+ * The real path of a host path that may not exist yet: the symlinks of its longest existing part
+ * resolved, the rest appended as it is (so `link/out` with `link -> desc` is `desc/out`).
+ */
+export function realPath(path: string): string {
+  let existing = resolve(path);
+  const missing: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(existing), ...missing);
+    } catch {
+      if (dirname(existing) === existing) return resolve(path);
+      missing.unshift(basename(existing));
+      existing = dirname(existing);
+    }
+  }
 }
 
 /** Resolves a host directory that must exist, following symlinks. */

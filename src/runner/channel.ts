@@ -5,12 +5,14 @@ import type { Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import type { SerialPort } from '../qemu/argv.js';
 import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
-import { type GuestMessage, PORT_NAMES, parseGuestMessage } from './protocol.js';
+import { type GuestMessage, type OutputCounts, PORT_NAMES, parseGuestMessage } from './protocol.js';
 
 /** The host end of the guest agent's three ports: control, stdout, stderr. */
 export class GuestChannel {
   private readonly messages: GuestMessage[] = [];
   private readonly waiters: Array<() => void> = [];
+  /** Bytes of the command's stdout and stderr passed on so far. */
+  private readonly passedOn: OutputCounts = { stdout: 0, stderr: 0 };
 
   private constructor(
     private readonly control: SocketEndpoint,
@@ -23,7 +25,7 @@ export class GuestChannel {
       lines.on('error', () => {}); // QEMU went away: the VM's exit is reported elsewhere
       lines.on('line', (line) => {
         this.messages.push(parseGuestMessage(line));
-        this.waiters.splice(0).forEach((wake) => wake());
+        this.wake();
       });
     });
   }
@@ -48,8 +50,21 @@ export class GuestChannel {
     for (;;) {
       const index = this.messages.findIndex((message) => (types as string[]).includes(message.type));
       if (index >= 0) return this.messages.splice(index, 1)[0] as Extract<GuestMessage, { type: T }>;
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      await this.changed();
     }
+  }
+
+  /** Resolves once as many bytes of each stream were passed on as the guest reported writing. */
+  async outputPassedOn(expected: OutputCounts): Promise<void> {
+    while (this.passedOn.stdout < expected.stdout || this.passedOn.stderr < expected.stderr) await this.changed();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    this.waiters.splice(0).forEach((wake) => wake());
   }
 
   /** Sends encoded request lines (see protocol.ts) to the agent. */
@@ -60,13 +75,17 @@ export class GuestChannel {
 
   /** Streams the guest command's stdout and stderr to the given streams. */
   pipeOutput(stdout: Writable, stderr: Writable): void {
-    const pipe = (endpoint: SocketEndpoint, target: Writable) =>
+    const pipe = (endpoint: SocketEndpoint, target: Writable, stream: keyof OutputCounts) =>
       void endpoint.connection.then((socket) => {
         socket.on('error', () => {});
+        socket.on('data', (chunk: Buffer) => {
+          this.passedOn[stream] += chunk.length;
+          this.wake();
+        });
         socket.pipe(target, { end: false });
       });
-    pipe(this.stdout, stdout);
-    pipe(this.stderr, stderr);
+    pipe(this.stdout, stdout, 'stdout');
+    pipe(this.stderr, stderr, 'stderr');
   }
 
   /**

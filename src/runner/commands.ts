@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { BoxEntry } from '../box/registry.js';
 import { usageError } from '../errors.js';
 import type { Share } from '../sharing/types.js';
-import { existingDirectory, isWithin, parseBuildArgs, parseShareSpec } from './args.js';
+import { existingDirectory, isWithin, parseBuildArgs, parseShareSpec, realPath } from './args.js';
 import type { GuestCommand } from './session.js';
 
 /** Where the build's directories appear in the guest. */
@@ -23,15 +23,19 @@ export function buildDirectories(buildArgs: string[]): BuildDirectories {
   if (args.description === undefined) throw usageError('missing --description DIR after "--"');
   if (args.targetDir === undefined) throw usageError('missing --target-dir DIR after "--"');
   const description = existingDirectory(args.description, '--description');
-  const target = resolve(args.targetDir);
-  if (isWithin(target, description)) throw usageError(`--target-dir ${args.targetDir} lies inside the description ${args.description}`);
-  if (isWithin(description, target)) throw usageError(`--description ${args.description} lies inside the target directory ${args.targetDir}`);
+  // Real paths on both sides: a symlink must not lead the target into the description or around it.
+  const separate = (target: string) => {
+    if (isWithin(target, description)) throw usageError(`--target-dir ${args.targetDir} lies inside the description ${args.description}`);
+    if (isWithin(description, target)) throw usageError(`--description ${args.description} lies inside the target directory ${args.targetDir}`);
+    return target;
+  };
+  const target = separate(realPath(args.targetDir));
   try {
     mkdirSync(target, { recursive: true });
   } catch (error) {
     throw usageError(`cannot create --target-dir ${args.targetDir}: ${(error as NodeJS.ErrnoException).code}`);
   }
-  return { description, targetDir: existingDirectory(target, '--target-dir'), rest: args.rest };
+  return { description, targetDir: separate(existingDirectory(target, '--target-dir')), rest: args.rest };
 }
 
 /**
@@ -60,7 +64,9 @@ export function execCommand(shareSpecs: string[], argv: string[], hostCwd: strin
     if (guestPaths.has(share.guestPath)) throw usageError(`two shares use the guest path ${share.guestPath}`);
     guestPaths.add(share.guestPath);
   }
-  const containing = shares.find((share) => isWithin(hostCwd, share.hostPath));
-  const cwd = containing ? resolve(containing.guestPath, resolve(hostCwd).slice(containing.hostPath.length).replace(/^\//, '')) : '/';
+  // Share host paths are real paths: so must the directory be that is looked up among them.
+  const realCwd = realPath(hostCwd);
+  const containing = shares.find((share) => isWithin(realCwd, share.hostPath));
+  const cwd = containing ? resolve(containing.guestPath, realCwd.slice(containing.hostPath.length).replace(/^\//, '')) : '/';
   return { shares, argv, cwd };
 }

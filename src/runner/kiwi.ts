@@ -1,4 +1,5 @@
-import { readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { BoxEntry } from '../box/registry.js';
@@ -10,11 +11,11 @@ import { PROFILES } from '../qemu/profiles.js';
 import type { Share, SharingName } from '../sharing/types.js';
 import { checkGuestPath, existingDirectory } from './args.js';
 import { buildDirectories } from './commands.js';
-import { whenAborted } from './deadline.js';
+import { abortable } from './deadline.js';
 import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
 import { attachSystemDisk } from './system-disk.js';
 import { bootKernel } from './vmlinux.js';
-import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runTimeout, teardown } from './session.js';
+import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runSignal, teardown } from './session.js';
 
 /** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
 export interface KiwiRequest {
@@ -56,9 +57,28 @@ export function planKiwiBuild(request: KiwiRequest): KiwiPlan {
   return { shares, targetDir, words: kiwiBuildWords(globals, others), customMount };
 }
 
+/**
+ * Reads result.code as the guest left it: a symlink is not followed (it could name any host file),
+ * and anything but a regular file is refused. At most a few bytes are read.
+ */
+export async function readResultCode(path: string): Promise<string | undefined> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ELOOP') throw new BoxbuildError('guestLost', `${path} is a symlink, not the build's result`);
+    return undefined;
+  });
+  if (!file) return undefined;
+  try {
+    if (!(await file.stat()).isFile()) throw new BoxbuildError('guestLost', `${path} is not a regular file, not the build's result`);
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(64), 0, 64, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
 /** The build's exit status from result.code, which the box writes into the target directory. */
 async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
-  const text = await readFile(join(targetDir, RESULT_CODE), 'utf8').catch(() => undefined);
+  const text = await readResultCode(join(targetDir, RESULT_CODE));
   if (text === undefined) {
     throw vmError('guestLost', `the box stopped without writing ${RESULT_CODE}: the build did not run to its end (see ${join(targetDir, RESULT_LOG)})`, vm);
   }
@@ -90,13 +110,13 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   cmdline('virtiofs'); // the longest backend name: refuses a command line that is too long before any download
   const installed = await fetchBox(options, box, arch);
   const kernel = await bootKernel(installed, arch, options.notice);
-  const aborted = whenAborted(options.signal);
   const session: Session = {};
-  const overall = runTimeout(options);
+  const ending = runSignal(options);
+  const { signal } = ending;
   try {
     // A result.code left by an earlier build must not pass for this one's.
     await rm(join(plan.targetDir, RESULT_CODE), { force: true });
-    const { runDir, accel, sharing } = await Promise.race([prepareRun(options, session, { kernel, shares: plan.shares, profile }), aborted]);
+    const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: plan.shares, profile, signal });
     const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
     session.releaseDisk = system.release;
     if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
@@ -110,10 +130,11 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       network: options.network === false ? undefined : {},
       extraArgs: session.sharing!.qemuArgs,
     };
+    signal.throwIfAborted();
     const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
     const started = Date.now();
     if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
-    const exit = await Promise.race([vm.exited, overall.promise, aborted, session.sharing!.failed]);
+    const exit = await abortable(Promise.race([vm.exited, session.sharing!.failed]), signal);
     if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);
@@ -122,7 +143,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;
   } finally {
-    overall.clear();
+    ending.clear();
     await teardown(session);
   }
 }

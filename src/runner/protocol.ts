@@ -12,10 +12,16 @@ export interface GuestRequest {
   argv: string[];
 }
 
+export interface OutputCounts {
+  stdout: number;
+  stderr: number;
+}
+
 export type GuestMessage =
   | { type: 'ready'; version: number }
   | { type: 'error'; message: string }
-  | { type: 'exit'; status: number }
+  /** The command's status, and how many bytes it wrote to the stdout and stderr ports. */
+  | { type: 'exit'; status: number; output: OutputCounts }
   | { type: 'hostkey'; key: string }
   | { type: 'unknown'; line: string };
 
@@ -37,15 +43,23 @@ const textOr64 = (verb: string, value: string) => (value.includes('\n') ? `${ver
 const mountLines = (mounts: GuestMount[]) =>
   mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`);
 
+/**
+ * `ARGV <n>` and n bytes: every argument single-quoted, which the guest's shell takes off in one
+ * eval (nothing in a single-quoted word is expanded; a quote itself travels as '\'').
+ */
+function argvBlock(argv: string[]): string {
+  if (argv.length === 0) return '';
+  const words = argv.map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(' ');
+  return `ARGV ${Buffer.byteLength(words)}\n${words}`;
+}
+
 /** The command part of a request (what the SSH channel sends over the SSH session). */
 export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
   const lines = [
     ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
     textOr64('CWD', command.cwd),
-    ...command.argv.map((arg) => textOr64('ARG', arg)),
-    'RUN',
   ];
-  return `${lines.join('\n')}\n`;
+  return `${lines.join('\n')}\n${argvBlock(command.argv)}RUN\n`;
 }
 
 /**
@@ -64,7 +78,8 @@ export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string, r
 export function parseGuestMessage(line: string): GuestMessage {
   const [verb, field] = line.trim().split(' ');
   if (verb === 'READY') return { type: 'ready', version: Number(field) };
-  if (verb === 'EXIT' && /^\d+$/.test(field ?? '')) return { type: 'exit', status: Number(field) };
+  const exit = /^EXIT (\d+) (\d+) (\d+)$/.exec(line.trim());
+  if (exit) return { type: 'exit', status: Number(exit[1]), output: { stdout: Number(exit[2]), stderr: Number(exit[3]) } };
   if (verb === 'HOSTKEY') return { type: 'hostkey', key: Buffer.from(field ?? '', 'base64').toString('utf8') };
   if (verb === 'ERROR') return { type: 'error', message: Buffer.from(field ?? '', 'base64').toString('utf8') };
   return { type: 'unknown', line };

@@ -3,11 +3,11 @@ import { type BoxEntry } from '../box/registry.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
-import { deadline, whenAborted } from './deadline.js';
+import { abortable, deadline, whenAborted } from './deadline.js';
 import { guestProxyEnvironment } from './network.js';
 import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
-import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, runTimeout, teardown } from './session.js';
+import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, runSignal, teardown } from './session.js';
 import { RestoreFailed, startGuest } from './start.js';
 
 /** How long a guest that reported its result may take to power off before it is stopped. */
@@ -21,23 +21,22 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const { box, arch } = lookupBox(options);
   if (box.protocol !== 'boxbuild') throw usageError(`box "${box.name}" follows the KIWI box contract: it runs kiwi builds (boxbuild --box ${box.name} -- --description D --target-dir T), not commands`);
   const command = makeCommand(box);
-  const aborted = whenAborted(options.signal);
   const installed = await fetchBox(options, box, arch);
   let session: Session = {};
-  const overall = runTimeout(options);
-  const ending = Promise.race([overall.promise, aborted]);
-  ending.catch(() => {});
+  // Every wait below gives up when the run's signal aborts; the finally block then stops whatever was started.
+  const ending = runSignal(options);
+  const { signal } = ending;
   try {
-    const start = { options, box, installed, command, profile: PROFILES[arch], ending };
+    const start = { options, box, installed, command, profile: PROFILES[arch], signal };
     const vmStarted = Date.now();
     let started: { vm: RunningVm; warm: boolean };
     try {
-      started = await Promise.race([startGuest({ ...start, session }), ending]);
+      started = await startGuest({ ...start, session });
     } catch (error) {
       if (!(error instanceof RestoreFailed)) throw error;
       await teardown(session);
       session = {};
-      started = await Promise.race([startGuest({ ...start, session }), ending]);
+      started = await startGuest({ ...start, session });
     }
     const { vm } = started;
     const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vmStarted) / 1000).toFixed(2)} s after QEMU started`);
@@ -54,7 +53,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     if (session.ssh) {
       // SSH channel: mounts and sshd over the control port, the command over SSH, the status back on the control port.
       await channel.send(encodeSshdRequest(guestRequest.mounts, session.ssh.authorizedKey));
-      const hello = await Promise.race([channel.next('hostkey', 'error'), lost, overall.promise, aborted]);
+      const hello = await abortable(Promise.race([channel.next('hostkey', 'error'), lost]), signal);
       if (hello.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${hello.message}`);
       const { ended } = await startSshSession(session.ssh, session.runDir!, hello.key, encodeCommand(guestRequest), options);
       sshSession = ended;
@@ -67,21 +66,24 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
       channel.pipeOutput(options.stdout, options.stderr);
       await channel.send(encodeRequest(guestRequest, started.warm));
     }
-    const result = await Promise.race([channel.next('exit', 'error'), lost, sshGone, overall.promise, aborted, session.sharing!.failed]);
+    const result = await abortable(Promise.race([channel.next('exit', 'error'), lost, sshGone, session.sharing!.failed]), signal);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
-    await sshSession; // every byte of the session's output has been passed on
+    // Output still queued in the guest would be lost with the VM: it powers off once told all of it arrived.
+    await abortable(Promise.race([channel.outputPassedOn(result.output), lost]), signal);
+    await channel.send('DONE\n');
+    await abortable(Promise.resolve(sshSession), signal); // every byte of the session's output has been passed on
     timing('command finished');
 
-    // The guest powers off after reporting; its last output arrives before QEMU closes the sockets.
+    // The build's status and output are in: an abort from here on only stops the VM sooner.
     const poweroff = deadline(POWEROFF_GRACE_MS, () => new Error('poweroff timeout'));
-    await Promise.race([vm.exited, poweroff.promise]).catch(() => vm.stop());
+    await Promise.race([vm.exited, poweroff.promise, whenAborted(signal)]).catch(() => vm.stop());
     poweroff.clear();
     await channel.drained();
     timing('VM stopped');
     if (command.targetDir) await writeProvenance(command.targetDir, session.provenance!);
     return result.status;
   } finally {
-    overall.clear();
+    ending.clear();
     await teardown(session);
   }
 }

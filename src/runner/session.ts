@@ -15,7 +15,7 @@ import { type SocketEndpoint } from '../qemu/sockets.js';
 import { type Accel, type MachineProfile } from '../qemu/profiles.js';
 import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
-import { deadline, whenAborted } from './deadline.js';
+import { runEnding, whenAborted } from './deadline.js';
 import { type SshSetup } from './ssh-channel.js';
 
 /*
@@ -118,14 +118,19 @@ export interface PreparedRun {
   sharing: SharingName;
 }
 
-/** Creates the run's private directory, chooses the accelerator and starts sharing `shares` (kept in the session). */
+/**
+ * Creates the run's private directory, chooses the accelerator and starts sharing `shares` (kept in
+ * the session); stops between the steps when `signal` aborted.
+ */
 export async function prepareRun(
   options: RunOptions,
   session: Session,
-  what: { kernel: string; shares: Share[]; profile: MachineProfile },
+  what: { kernel: string; shares: Share[]; profile: MachineProfile; signal: AbortSignal },
 ): Promise<PreparedRun> {
-  const { kernel, shares, profile } = what;
+  const { kernel, shares, profile, signal } = what;
+  signal.throwIfAborted();
   const runDir = (session.runDir = await mkdtemp(join(tmpdir(), 'boxbuild-')));
+  signal.throwIfAborted();
   const accel = await resolveAccel(options.accel, {
     profile,
     hostArch: hostArch(),
@@ -138,13 +143,15 @@ export async function prepareRun(
   }
   const sharing = await chooseSharing(options.sharing, { virtiofsd: options.virtiofsd });
   if (options.sharing === 'auto') options.notice(`sharing: ${sharing.name} (auto: ${sharing.why})`);
+  signal.throwIfAborted();
   session.sharing = await sharingBackend(sharing.name, { virtiofsd: options.virtiofsd }).start(shares, { runDir, profile });
+  signal.throwIfAborted();
   return { runDir, accel, sharing: sharing.name };
 }
 
-/** --timeout: rejects when the whole run takes too long (the caller then tears the VM down). */
-export const runTimeout = (options: Pick<RunOptions, 'timeoutMs'>) =>
-  deadline(options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
+/** The run's signal: aborts on Ctrl-C, SIGTERM and --timeout (the caller then tears the VM down). */
+export const runSignal = (options: Pick<RunOptions, 'signal' | 'timeoutMs'>) =>
+  runEnding(options.signal, options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
 
 /** The box entry a run asks for, and the architecture. */
 export function lookupBox(options: Pick<RunOptions, 'box' | 'arch' | 'registryFiles'>): { box: BoxEntry; arch: Arch } {

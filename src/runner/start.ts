@@ -1,15 +1,16 @@
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
-import { BoxbuildError, ExitCode } from '../errors.js';
 import { type VmSpec } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { listenOnce } from '../qemu/sockets.js';
+import { cpuTimeMs } from '../util/proc.js';
 import { formatBytes } from '../util/size.js';
 import { type MachineProfile } from '../qemu/profiles.js';
 import { GuestChannel } from './channel.js';
-import { deadline } from './deadline.js';
+import { abortable, deadline } from './deadline.js';
 import { prepareSsh } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
 import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
@@ -24,17 +25,20 @@ export interface GuestStart {
   installed: InstalledBox;
   command: GuestCommand;
   profile: MachineProfile;
-  /** Rejects when the run must end: --timeout, Ctrl-C, SIGTERM. */
-  ending: Promise<never>;
+  /** Aborts when the run must end (--timeout, Ctrl-C, SIGTERM); its reason is the run's error. */
+  signal: AbortSignal;
 }
 
-/** How long a restored guest may take to answer before its state counts as unusable. */
-const RESTORE_DEADLINE_MS = 10_000;
+/**
+ * How much CPU time QEMU may use restoring a state before the restore counts as stuck: CPU time,
+ * not wall time, so that a loaded host (several restores at once) only makes it slower.
+ */
+const RESTORE_CPU_MS = 10_000;
 
 /** Sets up the run (directory, sharing, channel, disks) and describes its VM; QEMU is not started yet. */
-async function prepareVm({ options, session, box, installed, command, profile }: GuestStart): Promise<VmSpec> {
+async function prepareVm({ options, session, box, installed, command, profile, signal }: GuestStart): Promise<VmSpec> {
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
-  const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile });
+  const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: command.shares, profile, signal });
   session.provenance = { installed, accelerator: accel, sharing };
   session.channel = await GuestChannel.listen(runDir);
   session.qmp = await listenOnce(join(runDir, 'qmp.sock'));
@@ -64,50 +68,80 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
   vmGone.catch(() => {});
   const limit = deadline(limitMs, () => vmError('vmFailed', silence, vm));
   try {
-    await Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.ending, start.session.sharing!.failed]);
+    await abortable(Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.session.sharing!.failed]), start.signal);
   } finally {
     limit.clear();
   }
 }
 
 /**
+ * How a restore ended: the agent answered; QEMU exited (it refused the state); or QEMU used
+ * RESTORE_CPU_MS of CPU time, or --boot-timeout passed, without an answer.
+ */
+async function restored(start: GuestStart, vm: RunningVm): Promise<'ready' | 'refused' | 'stuck'> {
+  const done = new AbortController();
+  const signal = AbortSignal.any([start.signal, done.signal]);
+  const began = Date.now();
+  const stuck = async () => {
+    while (cpuTimeMs(vm.pid) < RESTORE_CPU_MS && Date.now() - began < start.options.bootTimeoutMs) await sleep(200, undefined, { signal });
+    return 'stuck' as const;
+  };
+  try {
+    return await abortable(
+      Promise.race([start.session.channel!.next('ready').then(() => 'ready' as const), vm.exited.then(() => 'refused' as const), stuck()]),
+      start.signal,
+    );
+  } finally {
+    done.abort();
+  }
+}
+
+/**
  * Starts the guest and waits for its agent: restores the saved state of this VM shape when there is
  * one (unless --cold), else boots and saves the state for the next runs (before anything is mounted).
- * A state that cannot be restored never fails the build: it is dropped and the guest boots cold.
+ * A state that cannot be restored never fails the build: the guest boots cold.
  */
 export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boolean }> {
-  const { options, session, installed } = start;
+  const { options, session, installed, signal } = start;
   const spec = await prepareVm(start);
   const runDir = session.runDir!;
-  const launch = (incoming?: string) =>
-    launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }).then((vm) => (session.vm = vm));
+  const launch = async (incoming?: string) => {
+    signal.throwIfAborted();
+    return (session.vm = await launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
+  };
   const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing, options.snapshot ?? true);
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
   if (state?.dir) {
     // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
     await session.prepareDisk!(stateDisk(state.dir));
+    if (options.verbose) options.notice(`restoring the saved VM ${state.dir}`);
     const vm = await launch(stateFile(state.dir));
-    try {
-      await start.session.channel!.send('PING\n');
-      await agentReady(start, vm, RESTORE_DEADLINE_MS, `the restored guest did not answer within ${RESTORE_DEADLINE_MS / 1000} s`);
-      return { vm, warm: true };
-    } catch (error) {
-      if (!(error instanceof BoxbuildError) || error.exitCode !== ExitCode.vmFailed) throw error;
-      options.notice(`the saved VM state could not be restored (${error.message}); booting cold and saving it again`);
+    await session.channel!.send('PING\n');
+    const outcome = await restored(start, vm);
+    if (outcome === 'ready') return { vm, warm: true };
+    if (outcome === 'stuck') {
+      options.notice(`the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold, the saved state is kept`);
+    } else {
+      // Only a state QEMU itself refused (its format, a truncated file) is dropped; a slow one is kept.
+      options.notice(`the saved VM state could not be restored (${describeExit(await vm.exited)}); booting cold and saving it again`);
       await dropState(state);
-      throw new RestoreFailed();
     }
+    throw new RestoreFailed();
   }
   await session.prepareDisk!();
   const vm = await launch();
   await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
   if (state) {
-    const qmp = new QmpClient(await session.qmp!.connection);
+    if (options.verbose) options.notice('saving the booted VM for warm starts');
+    const qmp = new QmpClient(await abortable(session.qmp!.connection, signal));
     const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, disk: session.overlay };
-    await saveState(qmp, state, about).then(
+    await saveState(qmp, state, about, signal).then(
       (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
-      (error: Error) => options.notice(`warning: could not save the VM state for warm starts: ${error.message}`),
+      (error: Error) => {
+        signal.throwIfAborted();
+        options.notice(`warning: could not save the VM state for warm starts: ${error.message}`);
+      },
     );
   }
   return { vm, warm: false };

@@ -80,12 +80,17 @@ export async function savedState(cacheRoot: string, shape: string): Promise<Save
  * Saves the VM (booted, agent ready, nothing mounted yet) as the newest state of its shape, with a
  * copy of its disk overlay when it has one. Returns the state's size.
  */
-export async function saveState(qmp: QmpClient, state: SavedState, about: { box: string; boxDir: string; arch: string; memoryMiB: number; disk?: string }): Promise<number> {
+export async function saveState(
+  qmp: QmpClient,
+  state: SavedState,
+  about: { box: string; boxDir: string; arch: string; memoryMiB: number; disk?: string },
+  signal: AbortSignal,
+): Promise<number> {
   const name = `${state.link.slice(state.link.lastIndexOf('/') + 1)}.d/${Date.now().toString(36)}-${process.pid}`;
   const dir = join(state.link, '..', name);
   await mkdir(dir, { recursive: true });
   try {
-    await saveVmState(qmp, stateFile(dir), about.disk ? () => copyFile(about.disk!, stateDisk(dir)) : undefined);
+    await saveVmState(qmp, stateFile(dir), { whilePaused: about.disk ? () => copyFile(about.disk!, stateDisk(dir)) : undefined, signal });
     const { size } = await stat(stateFile(dir));
     await writeJsonFile(join(dir, 'state.json'), { ...about, size, savedAt: new Date().toISOString() });
     const link = `${state.link}.${process.pid}.link`;

@@ -15,6 +15,9 @@ export function parseMemoryMiB(text: string, option = '--box-memory'): number {
   return mib;
 }
 
+/** The longest a Node timer can wait (2^31-1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /** Parses a duration: a bare number is seconds; suffixes ms, s, m, h. Returns milliseconds. */
 export function parseDurationMs(text: string, option: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
@@ -22,6 +25,7 @@ export function parseDurationMs(text: string, option: string): number {
   const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's']!;
   const ms = Math.round(Number(match[1]) * factor);
   if (ms <= 0) throw usageError(`${option}: must be greater than zero`);
+  if (ms > MAX_DURATION_MS) throw usageError(`${option}: ${text} is too long; at most ${MAX_DURATION_MS} ms (about 24.8 days)`);
   return ms;
 }
 

@@ -1,9 +1,9 @@
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { checkGuestPath, isWithin, parseBuildArgs, parseShareSpec, splitAtDoubleDash } from '../../src/runner/args.js';
-import { execCommand } from '../../src/runner/commands.js';
+import { buildDirectories, execCommand } from '../../src/runner/commands.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../../src/util/size.js';
 
 describe('splitAtDoubleDash', () => {
@@ -52,6 +52,24 @@ describe('paths', () => {
     expect(() => parseShareSpec(`${dir}/missing`)).toThrow('does not exist');
     expect(() => parseShareSpec(`${dir}:/a:/b`)).toThrow('expected HOST[:GUEST][:ro]');
   });
+  test('symlinks are resolved before the target and the description are compared', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
+    const desc = join(dir, 'desc');
+    mkdirSync(desc);
+    symlinkSync('desc', join(dir, 'dlink'));
+    symlinkSync(dir, join(desc, 'up'));
+    expect(() => buildDirectories(['--description', desc, '--target-dir', join(dir, 'dlink/out')])).toThrow('lies inside the description');
+    expect(() => buildDirectories(['--description', desc, '--target-dir', join(dir, 'dlink/a/b')])).toThrow('lies inside the description');
+    expect(existsSync(join(desc, 'out')) || existsSync(join(desc, 'a'))).toBe(false);
+    expect(() => buildDirectories(['--description', join(dir, 'dlink'), '--target-dir', join(desc, 'up/x/..')])).toThrow('lies inside the target directory');
+    expect(buildDirectories(['--description', join(dir, 'dlink'), '--target-dir', join(dir, 'out')])).toMatchObject({ description: desc, targetDir: join(dir, 'out') });
+  });
+  test('exec: the current directory is looked up among the shares by its real path', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
+    mkdirSync(join(dir, 'sub'));
+    symlinkSync(join(dir, 'sub'), join(dir, 'link'));
+    expect(execCommand([`${dir}/sub:/src`], ['make'], join(dir, 'link')).cwd).toBe('/src');
+  });
   test('exec runs in the guest path of the current directory when it is shared', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
     mkdirSync(join(dir, 'sub'));
@@ -77,6 +95,11 @@ describe('sizes and durations', () => {
     expect(parseDurationMs('500ms', '--timeout')).toBe(500);
     expect(() => parseDurationMs('soon', '--timeout')).toThrow('--timeout');
     expect(() => parseDurationMs('0', '--timeout')).toThrow('greater than zero');
+  });
+  test('durations a timer cannot hold are refused', () => {
+    expect(parseDurationMs(`${2 ** 31 - 1}ms`, '--timeout')).toBe(2 ** 31 - 1);
+    expect(() => parseDurationMs(`${2 ** 31}ms`, '--timeout')).toThrow('too long');
+    expect(() => parseDurationMs('600h', '--timeout')).toThrow('--timeout: 600h is too long');
   });
   test('positive integers', () => {
     expect(parsePositiveInt('4', '--box-smp-cpus')).toBe(4);
