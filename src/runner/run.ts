@@ -7,7 +7,7 @@ import { abortable, deadline, whenAborted } from './deadline.js';
 import { guestProxyEnvironment } from './network.js';
 import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
-import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, runSignal, teardown } from './session.js';
+import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, runSignal, sharingLost, teardown } from './session.js';
 import { RestoreFailed, startGuest } from './start.js';
 
 /** How long a guest that reported its result may take to power off before it is stopped. */
@@ -31,12 +31,12 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     const vmStarted = Date.now();
     let started: { vm: RunningVm; warm: boolean };
     try {
-      started = await startGuest({ ...start, session });
+      started = await startGuest({ ...start, session, restore: false });
     } catch (error) {
       if (!(error instanceof RestoreFailed)) throw error;
       await teardown(session);
       session = {};
-      started = await startGuest({ ...start, session });
+      started = await startGuest({ ...start, session, restore: false });
     }
     const { vm } = started;
     const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vmStarted) / 1000).toFixed(2)} s after QEMU started`);
@@ -66,7 +66,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
       channel.pipeOutput(options.stdout, options.stderr);
       await channel.send(encodeRequest(guestRequest, started.warm));
     }
-    const result = await abortable(Promise.race([channel.next('exit', 'error'), lost, sshGone, session.sharing!.failed]), signal);
+    const result = await abortable(Promise.race([channel.next('exit', 'error'), lost, sshGone, sharingLost(session.sharing!, vm)]), signal);
     if (result.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${result.message}`);
     // Output still queued in the guest would be lost with the VM: it powers off once told all of it arrived.
     await abortable(Promise.race([channel.outputPassedOn(result.output), lost]), signal);

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -109,6 +110,21 @@ export async function teardown(session: Session): Promise<void> {
   await session.releaseDisk?.();
   session.qmp?.close();
   if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
+}
+
+/** How long a sharing daemon's end may come before QEMU's and still be QEMU's doing (it closed the daemon's socket). */
+const DAEMON_AFTER_QEMU_MS = 2000;
+
+/**
+ * Rejects when a sharing daemon stops while the VM still runs: the guest lost a share. A daemon
+ * stops on its own once QEMU has ended too; that is the end of the run, not a failure.
+ */
+export function sharingLost(sharing: ActiveSharing, vm: RunningVm): Promise<never> {
+  return sharing.failed.catch(async (error: unknown) => {
+    const vmEnded = await Promise.race([vm.exited.then(() => true), sleep(DAEMON_AFTER_QEMU_MS, false, { ref: false })]);
+    if (!vmEnded) throw error;
+    return new Promise<never>(() => {});
+  });
 }
 
 /** A run's private directory, accelerator and sharing backend, set up before QEMU starts. */

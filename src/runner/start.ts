@@ -14,7 +14,7 @@ import { abortable, deadline } from './deadline.js';
 import { prepareSsh } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
 import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
-import { type GuestCommand, type RunOptions, type Session, baseVmSpec, kernelCmdline, prepareRun } from './session.js';
+import { type GuestCommand, type RunOptions, type Session, baseVmSpec, kernelCmdline, prepareRun, sharingLost } from './session.js';
 
 /* Starting the guest of a boxbuild-protocol run: booted, or restored from a saved state (warm start). */
 
@@ -27,6 +27,8 @@ export interface GuestStart {
   profile: MachineProfile;
   /** Aborts when the run must end (--timeout, Ctrl-C, SIGTERM); its reason is the run's error. */
   signal: AbortSignal;
+  /** false after a restore failed: boot, and save the state anew (it replaces the one that failed). */
+  restore?: boolean;
 }
 
 /**
@@ -68,7 +70,7 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
   vmGone.catch(() => {});
   const limit = deadline(limitMs, () => vmError('vmFailed', silence, vm));
   try {
-    await abortable(Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, start.session.sharing!.failed]), start.signal);
+    await abortable(Promise.race([start.session.channel!.next('ready'), vmGone, limit.promise, sharingLost(start.session.sharing!, vm)]), start.signal);
   } finally {
     limit.clear();
   }
@@ -112,7 +114,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
   const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing, options.snapshot ?? true);
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
-  if (state?.dir) {
+  if (state?.dir && start.restore !== false) {
     // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
     await session.prepareDisk!(stateDisk(state.dir));
     if (options.verbose) options.notice(`restoring the saved VM ${state.dir}`);
@@ -121,7 +123,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
     const outcome = await restored(start, vm);
     if (outcome === 'ready') return { vm, warm: true };
     if (outcome === 'stuck') {
-      options.notice(`the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold, the saved state is kept`);
+      options.notice(`the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold and saving the state anew`);
     } else {
       // Only a state QEMU itself refused (its format, a truncated file) is dropped; a slow one is kept.
       options.notice(`the saved VM state could not be restored (${describeExit(await vm.exited)}); booting cold and saving it again`);
