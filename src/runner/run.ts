@@ -31,7 +31,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
     const vmStarted = Date.now();
     let started: { vm: RunningVm; warm: boolean };
     try {
-      started = await startGuest({ ...start, session, restore: false });
+      started = await startGuest({ ...start, session });
     } catch (error) {
       if (!(error instanceof RestoreFailed)) throw error;
       await teardown(session);
