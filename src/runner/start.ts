@@ -119,7 +119,8 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
     await session.prepareDisk!(stateDisk(state.dir));
     if (options.verbose) options.notice(`restoring the saved VM ${state.dir}`);
     const vm = await launch(stateFile(state.dir));
-    await session.channel!.send('PING\n');
+    // Sent once QEMU connects the port; a QEMU that never gets that far is a stuck restore (restored()).
+    void session.channel!.send('PING\n');
     const outcome = await restored(start, vm);
     if (outcome === 'ready') return { vm, warm: true };
     if (outcome === 'stuck') {
