@@ -96,7 +96,10 @@ export class GuestChannel {
     const ended = async (endpoint: SocketEndpoint) => {
       endpoint.close();
       const socket = await Promise.race([endpoint.connection, Promise.resolve(undefined)]);
-      if (socket && !socket.destroyed && !socket.readableEnded) await once(socket as Socket, 'close').catch(() => {});
+      if (!socket || socket.destroyed || socket.readableEnded) return;
+      // A stream whose reader went away (EPIPE) was unpiped and paused: let it run to its end.
+      socket.resume();
+      await once(socket as Socket, 'close').catch(() => {});
     };
     await Promise.all([ended(this.stdout), ended(this.stderr)]);
     this.control.close();
