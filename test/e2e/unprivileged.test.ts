@@ -1,9 +1,10 @@
-import { chownSync, cpSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { chownSync, cpSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { REPO } from '../helpers/env.js';
-import { processesMentioning, tempDir } from '../helpers/temp.js';
+import { expectNoLeftovers } from '../helpers/box-cli.js';
+import { tempDir } from '../helpers/temp.js';
 import { type Account, ensureUser, reachableCli, userEnvironment } from '../helpers/user.js';
 
 const asRoot = process.getuid?.() === 0;
@@ -31,8 +32,7 @@ describe.skipIf(!asRoot)('as an unprivileged user', () => {
       env: userEnvironment(account, join(workspace, 'cache'), tmp),
       extendEnv: false,
     });
-    expect(readdirSync(tmp)).toEqual([]);
-    expect(processesMentioning(tmp)).toEqual([]);
+    expectNoLeftovers(tmp);
     return result;
   }
 
