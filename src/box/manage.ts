@@ -6,6 +6,7 @@ import { staleStatePaths } from './states.js';
 import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDir, readInstalled } from './cache.js';
 import { hashFile } from './download.js';
 import { tryLock, withLock } from './lock.js';
+import { packageCacheLeftovers, removePackageCache } from '../package-cache/store.js';
 
 /** A box variant in the cache. */
 export interface CachedVariant {
@@ -62,6 +63,7 @@ export async function removeBox(root: string, name: string, arch: Arch | undefin
       await rm(boxTmpDir(root, name, cached), { recursive: true, force: true });
     };
     await withLock(boxLockPath(root, name, cached), remove, { doing: `removing box ${name} (${cached})`, onWait: log, signal });
+    await removePackageCache(root, name, cached);
   }
   if ((await entries(join(root, 'boxes', name))).length === 0) await rm(join(root, 'boxes', name), { recursive: true, force: true });
   return arches;
@@ -118,11 +120,12 @@ async function variantsWithFiles(root: string): Promise<{ name: string; arch: Ar
 
 /**
  * Drops what no build needs any more: versions other than each variant's current one, saved VM
- * states of other box versions or replaced by newer ones, and everything under `<cache>/tmp`
- * (partial downloads, work directories of interrupted runs). A variant whose lock a live process
- * holds (a download, a make) is skipped whole, and so is a state still being saved.
+ * states of other box versions or replaced by newer ones, everything under `<cache>/tmp`
+ * (partial downloads, work directories of interrupted runs), and package files no build used for
+ * a while (all of them with `allPackages`). A variant whose lock a live process holds (a download,
+ * a make) is skipped whole, and so is a state still being saved.
  */
-export async function pruneCache(root: string): Promise<PruneResult> {
+export async function pruneCache(root: string, allPackages = false): Promise<PruneResult> {
   const result: PruneResult = { removed: [], freed: 0, skipped: [] };
   const drop = async (paths: string[]) => {
     result.freed += await spaceFreed(paths);
@@ -142,6 +145,8 @@ export async function pruneCache(root: string): Promise<PruneResult> {
     }
   }
   await drop(await staleStatePaths(root));
+  const cached = new Set((await listCached(root)).map((variant) => `${variant.name}/${variant.arch}`));
+  await drop(await packageCacheLeftovers(root, (box, arch) => cached.has(`${box}/${arch}`), allPackages));
   // Not a variant's: leftovers of older boxbuild versions or of something else.
   for (const name of await entries(join(root, 'tmp'))) {
     const dir = join(root, 'tmp', name);

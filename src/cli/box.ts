@@ -7,6 +7,7 @@ import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/regi
 import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
 import { BoxbuildError, usageError } from '../errors.js';
+import { UNUSED_DAYS, packageCacheSizes } from '../package-cache/store.js';
 import { formatBytes, parseMemoryMiB } from '../util/size.js';
 import { collect, notice, registryFiles } from './common.js';
 
@@ -19,6 +20,7 @@ interface BoxFlags {
   all?: boolean;
   package?: string[];
   diskSize?: string;
+  packages?: boolean;
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -58,6 +60,7 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
   const cached = await listCached(cacheRoot());
   const statuses = await Promise.all(cached.map((variant) => statusOf(flags, registry, variant)));
   const states = await listStates(cacheRoot());
+  const packageCaches = await packageCacheSizes(cacheRoot());
   const warmStates = (variant: CachedVariant) =>
     states.filter((state) => state.box === variant.name && state.arch === variant.arch && state.boxDir === variant.installed?.dir).map(({ size, savedAt }) => ({ size, savedAt }));
   const names = [...new Set([...registry.keys(), ...cached.map((variant) => variant.name)])].sort();
@@ -71,7 +74,17 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
       arches: Object.keys(box?.arches ?? {}),
       cached: cached.flatMap((variant, index) =>
         variant.name === name
-          ? [{ arch: variant.arch, version: variant.installed?.manifest.version, dir: variant.installed?.dir, size: variant.size, ...statuses[index], warmStates: warmStates(variant) }]
+          ? [
+              {
+                arch: variant.arch,
+                version: variant.installed?.manifest.version,
+                dir: variant.installed?.dir,
+                size: variant.size,
+                ...statuses[index],
+                warmStates: warmStates(variant),
+                packageCache: packageCaches.get(`${name}/${variant.arch}`) ?? 0,
+              },
+            ]
           : [],
       ),
     };
@@ -80,14 +93,14 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
     print(JSON.stringify(boxes, null, 2));
     return;
   }
-  const rows = [['NAME', 'ARCHES', 'CACHED', 'VERSION', 'SIZE', 'WARM STATES', 'STATUS']];
+  const rows = [['NAME', 'ARCHES', 'CACHED', 'VERSION', 'SIZE', 'WARM STATES', 'PACKAGES', 'STATUS']];
   for (const box of boxes) {
     const cells = [box.name, box.arches.join(',') || '-'];
-    if (box.cached.length === 0) rows.push([...cells, '-', '', '', '', box.protocol && box.arches.length ? 'not cached' : '']);
+    if (box.cached.length === 0) rows.push([...cells, '-', '', '', '', '', box.protocol && box.arches.length ? 'not cached' : '']);
     for (const variant of box.cached) {
       const status = variant.reason ? `${variant.status} (${variant.reason})` : variant.status;
       const warm = variant.warmStates.length ? `${variant.warmStates.length} (${formatBytes(variant.warmStates.reduce((sum, state) => sum + state.size, 0))})` : '-';
-      rows.push([...cells, variant.arch, variant.version ?? '?', formatBytes(variant.size), warm, status]);
+      rows.push([...cells, variant.arch, variant.version ?? '?', formatBytes(variant.size), warm, variant.packageCache ? formatBytes(variant.packageCache) : '-', status]);
     }
   }
   print(table(rows));
@@ -150,7 +163,7 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
     '--no-update-check',
     'use a cached box as it is',
   );
-  single('make <name>', 'Make a locally made box (debian, debian-system) from distribution packages, again', makeBox)
+  single('make <name>', 'Make a locally made box (debian, debian-system, debian-kiwi) from distribution packages, again', makeBox)
     .option('--package <name>', 'an extra Debian package for a system box (may be repeated)', collect)
     .option('--disk-size <size>', 'size of a system box\'s root file system: 8G, 20G (default 8G)');
 
@@ -170,8 +183,10 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
       print(`removed ${name} (${arches.join(', ')})`);
     });
 
-  command('prune', 'Delete superseded box versions, partial downloads and other leftovers from the cache').action(async (flags: BoxFlags) => {
-    const { removed, freed, skipped } = await pruneCache(cacheRoot());
+  command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache`)
+    .option('--packages', 'empty the package caches (kiwi builds download their packages again)')
+    .action(async (flags: BoxFlags) => {
+    const { removed, freed, skipped } = await pruneCache(cacheRoot(), flags.packages);
     for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
     print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
   });
