@@ -13,6 +13,8 @@ export interface BoxArchEntry {
   cmdline: string;
   /** Remote boxes: the files to download (empty for boxes made on this machine). */
   sources: FileSource[];
+  /** Made system boxes: the Debian packages installed besides the box's own (box and architecture lists). */
+  packages: string[];
 }
 
 export interface BoxEntry {
@@ -76,11 +78,11 @@ class FieldReader {
     return value as T;
   }
 
-  /** A string or a non-empty list of strings. */
-  stringList(field: string, fallback: string[] = []): string[] {
+  /** A string or a list of non-empty strings. */
+  stringList(field: string, fallback: string[] = [], what = 'a URL or a list of URLs'): string[] {
     const value = this.obj[field] ?? fallback;
     const list = typeof value === 'string' ? [value] : value;
-    if (!Array.isArray(list) || list.some((item) => typeof item !== 'string' || item === '')) this.fail(field, 'a URL or a list of URLs');
+    if (!Array.isArray(list) || list.some((item) => typeof item !== 'string' || item === '')) this.fail(field, what);
     return list as string[];
   }
 
@@ -108,8 +110,8 @@ class FieldReader {
   }
 }
 
-const BOX_FIELDS = ['description', 'protocol', 'make', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'openpgpKey', 'files', 'arches'] as const;
-const ARCH_FIELDS = ['cmdline', 'mirrors', 'openpgpKey', 'files'] as const;
+const BOX_FIELDS = ['description', 'protocol', 'make', 'packages', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'openpgpKey', 'files', 'arches'] as const;
+const ARCH_FIELDS = ['cmdline', 'packages', 'mirrors', 'openpgpKey', 'files'] as const;
 const FILE_FIELDS = ['url', 'sha256', 'signature'] as const;
 
 function parseChecksum(reader: FieldReader, role: SourceRole): Checksum {
@@ -178,6 +180,15 @@ function parseSources(box: FieldReader, archReader: FieldReader, arch: Arch, isM
   return sources;
 }
 
+/** The Debian packages of a made system box: the box's list, then the architecture's. */
+function parsePackages(box: FieldReader, archReader: FieldReader, make: string | undefined): string[] {
+  const what = 'a list of Debian package names';
+  const packages = [...box.stringList('packages', [], what), ...archReader.stringList('packages', [], what)];
+  if (packages.length > 0 && make !== 'debian-system') (archReader.keys().includes('packages') ? archReader : box).fail('packages', 'used only by boxes made with "make": "debian-system"');
+  for (const name of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(name)) box.fail('packages', `${what} (not "${name}")`);
+  return packages;
+}
+
 function parseBox(file: string, name: string, raw: unknown): BoxEntry {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new BoxbuildError('usage', `${file}: box "${name}" must be an object`);
@@ -191,7 +202,7 @@ function parseBox(file: string, name: string, raw: unknown): BoxEntry {
     if (!isArch(arch)) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" has unknown architecture "${arch}"`);
     const archReader = archesReader.nested(arch);
     archReader.checkKnown(ARCH_FIELDS);
-    arches[arch] = { cmdline: archReader.string('cmdline', ''), sources: parseSources(reader, archReader, arch, make !== undefined) };
+    arches[arch] = { cmdline: archReader.string('cmdline', ''), sources: parseSources(reader, archReader, arch, make !== undefined), packages: parsePackages(reader, archReader, make) };
   }
   if (Object.keys(arches).length === 0) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" lists no architecture`);
   const protocol = reader.oneOf('protocol', ['boxbuild', 'kiwi'] as const, 'boxbuild');

@@ -30,10 +30,10 @@ export interface BoxRequest {
 /** The recipes of locally made boxes. */
 const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
   debian: ({ box, cacheRoot, arch, log, signal }) => makeDebianBox({ name: box.name, cacheRoot, arch, log, signal }),
-  'debian-system': (request) => makeSystemBox(request),
+  'debian-system': makeSystemBox,
 };
 
-/** A system box boots with the kernel and initramfs of the bundled `debian` box of its architecture. */
+/** A system box boots with the kernel and initramfs of the bundled `debian` box of its architecture, which also makes its disk. */
 async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
   const { box, cacheRoot, arch, log } = request;
   const initramfs = { ...request, box: findBox(loadRegistry(), 'debian', arch).box };
@@ -43,14 +43,15 @@ async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
     arch,
     log,
     signal: request.signal,
-    ...request.recipe,
+    diskSizeMiB: request.recipe?.diskSizeMiB,
+    packages: [...(box.arches[arch]?.packages ?? []), ...(request.recipe?.packages ?? [])],
     initramfsBox: () => ensureBox(initramfs),
-    runWithDisk: async (disk, script, output) => {
+    runWithDisk: async (disk, script, shares, output) => {
       const { runInBox } = await import('../runner/run.js'); // the runner depends on this module
       const options = { box: 'debian', arch, cacheRoot, accel: 'auto' as const, sharing: '9p' as const, memoryMiB: 2048, cpus: 2, cold: true };
       return runInBox(
-        { ...options, bootTimeoutMs: 120_000, timeoutMs: 3_600_000, stdout: output, stderr: output, notice: log, signal: request.signal, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
-        () => ({ shares: [], argv: ['sh', '-c', script], cwd: '/' }),
+        { ...options, bootTimeoutMs: 120_000, timeoutMs: 4 * 3_600_000, stdout: output, stderr: output, notice: log, signal: request.signal, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
+        () => ({ shares, argv: ['sh', '-c', script], cwd: '/' }),
       );
     },
   });

@@ -17,6 +17,8 @@ export interface KiwiFlags {
   type?: string;
   profile?: string[];
   kiwiFile?: string;
+  /** false: --no-cache. */
+  cache?: boolean;
 }
 
 /** The KIWI-only options, by the flag that holds each. */
@@ -40,7 +42,8 @@ export function addKiwiOptions(command: Command): Command {
     .option('--debug', 'kiwi global option, passed on to the box\'s kiwi')
     .option('--type <type>', 'kiwi global option: the image type to build')
     .option('--profile <name>', 'kiwi global option: a profile to build (may be repeated)', collect)
-    .option('--kiwi-file <file>', 'kiwi global option: the kiwi file of the description');
+    .option('--kiwi-file <file>', 'kiwi global option: the kiwi file of the description')
+    .option('--no-cache', 'KIWI boxes: download every package afresh, not through the box\'s package cache');
 }
 
 /** What a KIWI box runs, from the command line; also tells about options that change nothing here. */
@@ -59,8 +62,9 @@ export function kiwiRequest(flags: KiwiFlags, buildArgs: string[], notice: (line
 
 /** Refuses KIWI-only options for a box that runs boxbuild's own guest protocol. */
 export function refuseKiwiOnly(flags: KiwiFlags, box: BoxEntry): void {
-  const given = (Object.keys(KIWI_ONLY) as (keyof typeof KIWI_ONLY)[]).filter((key) => flags[key] !== undefined);
-  if (given.length > 0) throw usageError(`${given.map((key) => KIWI_ONLY[key]).join(', ')}: only for KIWI boxes; box "${box.name}" is not one`);
+  const given: string[] = (Object.keys(KIWI_ONLY) as (keyof typeof KIWI_ONLY)[]).filter((key) => flags[key] !== undefined).map((key) => KIWI_ONLY[key]);
+  if (flags.cache === false) given.push('--no-cache');
+  if (given.length > 0) throw usageError(`${given.join(', ')}: only for KIWI boxes; box "${box.name}" is not one`);
 }
 
 /** `--container`: kiwi can build in a container; boxbuild cannot (yet). */

@@ -22,12 +22,12 @@ export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'vi
 const USERLAND_PACKAGES = ['busybox-static', 'sshfs', 'libfuse3-3', 'libglib2.0-0', 'libpcre2-8-0', 'libc6'];
 
 /** Files boxbuild puts into the guest; a box made from other versions of them is outdated. */
-const GUEST_FILE_NAMES = ['init', 'agent', 'build'] as const;
+const GUEST_FILE_NAMES = ['init', 'agent', 'build', 'kiwi-box'] as const;
 
 const guestFile = (name: string) => readFile(join(GUEST_FILES, name));
 
 /** Raised whenever the way a box is put together changes, so that boxes made before are made again. */
-const BOX_LAYOUT = 2;
+const BOX_LAYOUT = 3;
 
 /** Digest of boxbuild's guest files, module list and box layout, recorded in the box as sources["boxbuild-guest"]. */
 export async function guestFilesDigest(): Promise<string> {

@@ -116,6 +116,8 @@ export interface KiwiCmdlineOptions {
   kiwiVersion?: string;
   customMount?: string;
   sharing: SharingName;
+  /** Environment variables of the box's build (http_proxy, …), passed as name=_value_ words. */
+  environment?: Record<string, string>;
 }
 
 /** The whole kernel command line of a KIWI box, checked against the architecture's limit. */
@@ -130,6 +132,7 @@ export function kiwiCmdline(options: KiwiCmdlineOptions): string {
     ...(options.kiwiVersion ? [`kiwi_version=_${checkBoxVariable('--kiwi-version', options.kiwiVersion)}_`] : []),
     ...(options.customMount ? [`custom_mount=_${checkBoxVariable('--shared-path', options.customMount)}_`] : []),
     `sharing_backend=_${options.sharing}_`,
+    ...Object.entries(options.environment ?? {}).map(([name, value]) => `${name}=_${checkBoxVariable(name, value)}_`),
   ]
     .filter(Boolean)
     .join(' ');

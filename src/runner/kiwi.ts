@@ -9,11 +9,14 @@ import type { VmSpec } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
 import type { Share, SharingName } from '../sharing/types.js';
+import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
+import { startPackageProxy } from '../package-cache/proxy.js';
 import { checkGuestPath, existingDirectory } from './args.js';
 import { buildDirectories } from './commands.js';
 import { abortable } from './deadline.js';
 import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
 import { attachSystemDisk } from './system-disk.js';
+import { HOST_FROM_GUEST, guestProxyEnvironment } from './network.js';
 import { bootKernel } from './vmlinux.js';
 import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runSignal, sharingLost, teardown } from './session.js';
 
@@ -87,6 +90,12 @@ async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
   return Number(status[1]);
 }
 
+/** The box's proxy settings when the package cache serves the build: everything goes through it. */
+const proxyEnvironment = (port: number) => ({ http_proxy: `http://${HOST_FROM_GUEST}:${port}`, https_proxy: `http://${HOST_FROM_GUEST}:${port}` });
+
+/** Without the package cache, the host's own proxy settings (none without a network). */
+const buildEnvironment = (options: RunOptions) => (options.network === false ? {} : guestProxyEnvironment(process.env));
+
 /**
  * Runs a kiwi build in a box that follows the KIWI box contract: the box's kernel and initrd with
  * its system disk behind a throwaway overlay, the build's words in kiwi="…" on the kernel command
@@ -97,7 +106,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const plan = planKiwiBuild(request);
   const profile = PROFILES[arch];
   const console = consoleDevice(options, box);
-  const cmdline = (sharing: SharingName) =>
+  const cmdline = (sharing: SharingName, environment: Record<string, string>) =>
     kiwiCmdline({
       arch,
       base: kernelCmdline(box, arch, { profile, console }),
@@ -106,8 +115,11 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       kiwiVersion: request.kiwiVersion,
       customMount: plan.customMount,
       sharing,
+      environment,
     });
-  cmdline('virtiofs'); // the longest backend name: refuses a command line that is too long before any download
+  const caching = options.network !== false && options.packageCache !== false;
+  // The longest backend name and proxy port: refuses a command line that is too long before any download.
+  cmdline('virtiofs', caching ? proxyEnvironment(65535) : buildEnvironment(options));
   const installed = await fetchBox(options, box, arch);
   const kernel = await bootKernel(installed, arch, options.notice);
   const session: Session = {};
@@ -116,6 +128,8 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   try {
     // A result.code left by an earlier build must not pass for this one's.
     await rm(join(plan.targetDir, RESULT_CODE), { force: true });
+    if (caching) session.packageProxy = await startPackageProxy(packageCacheDir(options.cacheRoot, box.name, arch));
+    const environment = session.packageProxy ? proxyEnvironment(session.packageProxy.port) : buildEnvironment(options);
     const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: plan.shares, profile, signal });
     const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
     session.releaseDisk = system.release;
@@ -123,7 +137,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     await system.prepare();
     const spec: VmSpec = {
       ...baseVmSpec(options, box, installed, { profile, accel, kernel, runDir }),
-      cmdline: cmdline(sharing),
+      cmdline: cmdline(sharing, environment),
       ports: session.sharing!.ports,
       sharedMemory: session.sharing!.sharedMemory,
       disks: [system.disk],
@@ -131,7 +145,8 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       extraArgs: session.sharing!.qemuArgs,
     };
     signal.throwIfAborted();
-    const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
+    // The box's console is the build's output: kiwi's log as it goes (the kernel is quiet).
+    const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.stdout }));
     const started = Date.now();
     if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
     const exit = await abortable(Promise.race([vm.exited, sharingLost(session.sharing!, vm)]), signal);
@@ -139,6 +154,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);
     await writeProvenance(plan.targetDir, { installed, accelerator: accel, sharing });
+    if (session.packageProxy) options.notice(describeCacheUse(session.packageProxy.stats));
     const log = join(plan.targetDir, RESULT_LOG);
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;

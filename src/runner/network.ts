@@ -9,7 +9,7 @@ export const HOST_FROM_GUEST = '10.0.2.2';
 
 const PROXY_VARIABLES = ['http_proxy', 'https_proxy', 'ftp_proxy', 'all_proxy', 'no_proxy'].flatMap((name) => [name, name.toUpperCase()]);
 
-/** A proxy URL as the guest must write it: a proxy on the host's loopback is the host's 10.0.2.2 there. */
+/** A URL (a proxy's, a mirror's) as the guest must write it: the host's loopback is the host's 10.0.2.2 there. */
 export function guestProxyUrl(value: string): string {
   return value.replace(/^([a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?)(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?=[:/]|$)/i, `$1${HOST_FROM_GUEST}`);
 }

@@ -14,6 +14,7 @@ import { type DiskSpec, type VmSpec, consoleName } from '../qemu/argv.js';
 import { type RunningVm } from '../qemu/launcher.js';
 import { type SocketEndpoint } from '../qemu/sockets.js';
 import { type Accel, type MachineProfile } from '../qemu/profiles.js';
+import { type PackageProxy } from '../package-cache/proxy.js';
 import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
 import { runEnding, whenAborted } from './deadline.js';
@@ -63,6 +64,8 @@ export interface RunOptions {
   network?: boolean;
   /** How the command and its output travel: virtio-serial ports (default), or SSH (the box needs sshd). */
   channel?: 'serial' | 'ssh';
+  /** KIWI builds: packages through the box's package cache (default, with a network); false: downloaded afresh (--no-cache). */
+  packageCache?: boolean;
   /** More disks (box making attaches the disk it prepares). */
   extraDisks?: DiskSpec[];
   signal?: AbortSignal;
@@ -101,6 +104,8 @@ export interface Session {
   /** The system disk's throwaway overlay, and how it is created (see attachSystemDisk). */
   overlay?: string;
   prepareDisk?: (backing?: string) => Promise<void>;
+  /** The package cache's proxy (KIWI builds). */
+  packageProxy?: PackageProxy;
 }
 
 export async function teardown(session: Session): Promise<void> {
@@ -109,6 +114,7 @@ export async function teardown(session: Session): Promise<void> {
   await session.sharing?.stop();
   await session.releaseDisk?.();
   session.qmp?.close();
+  await session.packageProxy?.close();
   if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
 }
 

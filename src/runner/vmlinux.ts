@@ -1,4 +1,4 @@
-import { access, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { InstalledBox } from '../box/cache.js';
@@ -6,6 +6,17 @@ import { BoxbuildError } from '../errors.js';
 import { extractVmlinux } from '../guest/kernel.js';
 
 const exists = (path: string) => access(path).then(() => true, () => false);
+
+/** A kernel that is an ELF file already (the boxes made here carry the extracted vmlinux). */
+async function isElf(path: string): Promise<boolean> {
+  const file = await open(path, 'r');
+  try {
+    const { buffer } = await file.read(Buffer.alloc(4), 0, 4, 0);
+    return buffer.readUInt32BE(0) === 0x7f454c46;
+  } finally {
+    await file.close();
+  }
+}
 
 /** Writes a file beside others atomically, so that concurrent runs never see half of it. */
 async function writeAtomically(path: string, data: Buffer): Promise<void> {
@@ -22,7 +33,7 @@ async function writeAtomically(path: string, data: Buffer): Promise<void> {
  */
 export async function bootKernel(installed: InstalledBox, arch: Arch, notice: (line: string) => void): Promise<string> {
   const kernel = join(installed.dir, installed.manifest.files.kernel.name);
-  if (arch !== 'x86_64') return kernel;
+  if (arch !== 'x86_64' || (await isElf(kernel))) return kernel;
   const vmlinux = `${kernel}.vmlinux`;
   if (await exists(vmlinux)) return vmlinux;
   try {

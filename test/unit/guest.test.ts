@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { writeCpio } from '../../src/guest/cpio.js';
 import { moduleClosure } from '../../src/guest/kernel.js';
+import { trimPackages } from '../../src/guest/make-debian-system.js';
 import { encodeRequest, parseGuestMessage } from '../../src/runner/protocol.js';
 
 describe('cpio writer', () => {
@@ -89,5 +90,13 @@ describe('guest protocol', () => {
     expect(parseGuestMessage(`ERROR ${Buffer.from('mount failed').toString('base64')}`)).toEqual({ type: 'error', message: 'mount failed' });
     expect(parseGuestMessage('EXIT x')).toEqual({ type: 'unknown', line: 'EXIT x' });
     expect(parseGuestMessage('EXIT 7')).toEqual({ type: 'unknown', line: 'EXIT 7' });
+  });
+});
+
+describe('the package index debootstrap gets in the VM', () => {
+  test('holds only the stanzas of the packages in the tarball', () => {
+    const index = 'Package: a\nVersion: 1\n\nPackage: b\nVersion: 2\nDepends: a\n\n\nPackage: c\nVersion: 3\n';
+    expect(trimPackages(index, new Set(['b', 'c']))).toBe('Package: b\nVersion: 2\nDepends: a\n\nPackage: c\nVersion: 3\n\n');
+    expect(trimPackages(index, new Set())).toBe('');
   });
 });

@@ -36,6 +36,13 @@ describe('the kernel command line of a KIWI box', () => {
     );
   });
 
+  test('the build\'s environment (the package cache\'s proxy) travels as name=_value_ words, checked like the others', () => {
+    expect(kiwiCmdline({ ...base, words: ['system', 'build'], environment: { http_proxy: 'http://10.0.2.2:3128', https_proxy: 'http://10.0.2.2:3128' } })).toBe(
+      'console=hvc0 root=/dev/vda1 rd.plymouth=0 kiwi="system build" sharing_backend=_9p_ http_proxy=_http://10.0.2.2:3128_ https_proxy=_http://10.0.2.2:3128_',
+    );
+    expect(() => kiwiCmdline({ ...base, words: [], environment: { no_proxy: 'a b' } })).toThrow(/no_proxy "a b"/);
+  });
+
   test('arguments the box would not get as they are are refused', () => {
     for (const word of ['a"b', 'two words', 'tab\there', 'new\nline', '', '--add-repo=_x']) {
       expect(() => kiwiCmdline({ ...base, words: ['system', 'build', word] })).toThrow(/cannot be passed to a KIWI box/);

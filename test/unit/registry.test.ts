@@ -22,6 +22,17 @@ describe('registry', () => {
     expect(() => parseRegistry('f.json', '{')).toThrow('f.json: not valid JSON');
     expect(() => parseRegistry('f.json', '{"boxes": 3}')).toThrow('expected an object with a "boxes" object');
   });
+  test('made system boxes list their packages: the box\'s, then the architecture\'s', () => {
+    const { box } = findBox(loadRegistry(), 'debian-kiwi', 'aarch64');
+    expect(box).toMatchObject({ protocol: 'kiwi', make: 'debian-system' });
+    expect(box.arches.aarch64!.packages).toEqual(expect.arrayContaining(['kiwi', 'kiwi-dracut-oem-repart', 'dosfstools', 'grub-efi-arm64-bin']));
+    expect(box.arches.aarch64!.packages).not.toContain('grub-pc-bin');
+    expect(findBox(loadRegistry(), 'debian-kiwi', 'x86_64').box.arches.x86_64!.packages).toContain('grub-pc-bin');
+    const made = (box: object) => doc({ make: 'debian-system', ...box });
+    expect(() => parseRegistry('f.json', doc({ ...kernelFiles, packages: ['vim'] }))).toThrow('field "packages" must be used only by boxes made with "make": "debian-system"');
+    expect(() => parseRegistry('f.json', made({ packages: ['vim', 'Bad Name'] }))).toThrow('field "packages" must be a list of Debian package names (not "Bad Name")');
+    expect(() => parseRegistry('f.json', made({ packages: [3] }))).toThrow('field "packages" must be a list of Debian package names');
+  });
   test('unknown box or architecture', () => {
     expect(() => findBox(loadRegistry(), 'nope', 'x86_64')).toThrow('unknown box "nope"');
     expect(() => findBox(loadRegistry(), 'debian', 'riscv64')).toThrow('has no riscv64 variant');
@@ -41,6 +52,7 @@ describe('registry', () => {
     const base = 'https://download.opensuse.org/repositories/Virtualization:/Appliances:/SelfContained:/tumbleweed/images/';
     expect(archEntry).toEqual({
       cmdline: 'root=/dev/vda2 rd.plymouth=0 selinux=0',
+      packages: [],
       sources: [
         { role: 'packages', name: 'TumbleWeed-Box.aarch64-System.json', urls: [`${base}TumbleWeed-Box.aarch64-System.json`], checksum: 'none' },
         { role: 'kernelTarball', name: 'TumbleWeed-Box.aarch64-Kernel.tar.xz', urls: [`${base}TumbleWeed-Box.aarch64-Kernel.tar.xz`], checksum: 'sidecar' },
