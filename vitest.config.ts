@@ -33,6 +33,8 @@ export default defineConfig({
           sequence: { groupOrder: 2 },
         },
       },
+      // Real image builds too slow for the default run (npm run test:images; not part of npm test).
+      { test: { ...tier, name: 'images', include: ['test/images/**/*.test.ts'], globalSetup: ['test/boxes-setup.ts'], sequence: { groupOrder: 3 } } },
     ],
   },
 });

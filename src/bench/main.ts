@@ -5,6 +5,7 @@ import { benchArgs } from './args.js';
 import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
 import { benchDownloads } from './download.js';
+import { benchImages } from './images.js';
 import { benchKiwi } from './kiwi.js';
 import { benchSharing } from './sharing.js';
 import { benchWarm } from './warm.js';
@@ -23,6 +24,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   sharing: () => benchSharing(env),
   cbuild: () => benchCBuild(env),
   kiwi: () => benchKiwi(env),
+  images: () => benchImages(env),
   download: () => benchDownloads(),
 };
 const chosen = process.argv.slice(2);

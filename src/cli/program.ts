@@ -6,6 +6,7 @@ import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.
 import { splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import { runKiwiBox } from '../runner/kiwi.js';
+import { runInImage } from '../runner/image.js';
 import { runInBox } from '../runner/run.js';
 import { type RunOptions, lookupBox } from '../runner/session.js';
 import type { AccelRequest } from '../qemu/accel.js';
@@ -81,11 +82,16 @@ function addVmOptions(command: Command): Command {
     .option('-v, --verbose', 'also print how long each phase took');
 }
 
-function runOptions(flags: VmFlags, signal: AbortSignal): RunOptions {
+/** The box to boot: --box, which every run but `exec --image` needs. */
+function chosenBox(flags: VmFlags): string {
   if (!flags.box) throw usageError('missing --box NAME (see "boxbuild box list")');
+  return flags.box;
+}
+
+function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags)): RunOptions {
   if (!flags.network && flags.channel === 'ssh') throw usageError('--channel ssh reaches the guest over its network: it cannot go with --no-network');
   return {
-    box: flags.box,
+    box,
     arch: chosenArch(flags),
     registryFiles: registryFiles(flags),
     cacheRoot: cacheRoot(),
@@ -132,7 +138,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
       if (flags.listBoxes) return listBoxes(flags);
       refuseContainer(flags);
       if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
-      const options = runOptions(flags, signal);
+      const options = { ...runOptions(flags, signal), packageCache: flags.cache };
       const { box, arch } = lookupBox(options);
       if (box.protocol === 'kiwi') {
         status = await runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
@@ -143,12 +149,20 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     });
 
   addVmOptions(program.command('exec'))
-    .description('Run any command in a fresh VM of a box: boxbuild exec --box NAME [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
+    .description('Run any command in a fresh VM of a box, or of a disk image a build made: boxbuild exec --box NAME|--image FILE [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
     .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', collect)
+    .option('--image <file>', 'boot this raw or qcow2 disk image (its own kernel and initrd) on a throwaway overlay instead of a box')
     .exitOverride()
-    .action(async (flags: VmFlags & { share?: string[] }) => {
+    .action(async (flags: VmFlags & { share?: string[]; image?: string }) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
-      status = await runInBox(runOptions(flags, signal), () => execCommand(flags.share ?? [], build, process.cwd()));
+      const command = () => execCommand(flags.share ?? [], build, process.cwd());
+      if (flags.image === undefined) {
+        status = await runInBox(runOptions(flags, signal), command);
+        return;
+      }
+      if (flags.box) throw usageError('--image and --box: give one of them');
+      if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
+      status = await runInImage(runOptions(flags, signal, ''), flags.image, command());
     });
 
   addBoxCommands(program, signal);

@@ -176,7 +176,9 @@ async function makeRootDisk(options: SystemBoxOptions, work: string, packages: s
     await proxy.close();
   }
   log(describeCacheUse(proxy.stats));
-  for (const pkg of await downloadPackages(DEBOOTSTRAP_TOOLS.map((name) => `${name}:${debArch}`), debs, signal)) await unpackPackage(pkg, join(make, 'tools'), signal);
+  // debootstrap is "Architecture: all": apt has no candidate for it with an architecture.
+  const tools = DEBOOTSTRAP_TOOLS.map((name) => (name === 'debootstrap' ? name : `${name}:${debArch}`));
+  for (const pkg of await downloadPackages(tools, debs, signal)) await unpackPackage(pkg, join(make, 'tools'), signal);
   // dash's /bin/sh link would replace busybox's (and cannot: busybox cp keeps existing links).
   for (const link of ['bin/sh', 'usr/bin/sh']) await rm(join(make, 'tools', link), { force: true });
   const [coreutils] = await downloadPackages([`coreutils:${debArch}`], debs, signal);

@@ -1,4 +1,5 @@
 import { writeProvenance } from '../box/provenance.js';
+import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
@@ -21,7 +22,12 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const { box, arch } = lookupBox(options);
   if (box.protocol !== 'boxbuild') throw usageError(`box "${box.name}" follows the KIWI box contract: it runs kiwi builds (boxbuild --box ${box.name} -- --description D --target-dir T), not commands`);
   const command = makeCommand(box);
-  const installed = await fetchBox(options, box, arch);
+  return runOnBox(options, box, await fetchBox(options, box, arch), command);
+}
+
+/** Runs the command in a fresh VM of an installed box (or of what passes for one: a booted image). */
+export async function runOnBox(options: RunOptions, box: BoxEntry, installed: InstalledBox, command: GuestCommand): Promise<number> {
+  const arch = installed.manifest.arch;
   let session: Session = {};
   // Every wait below gives up when the run's signal aborts; the finally block then stops whatever was started.
   const ending = runSignal(options);

@@ -15,8 +15,8 @@ export interface AttachedDisk {
 }
 
 /** Creates a qcow2 overlay that takes every write and reads the rest from `backing` (never written). */
-async function createOverlay(overlay: string, backing: string): Promise<void> {
-  const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', backing, overlay], { reject: false });
+export async function createOverlay(overlay: string, backing: string, backingFormat: 'qcow2' | 'raw' = 'qcow2'): Promise<void> {
+  const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, overlay], { reject: false });
   if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${String(result.stderr).trim() || result.shortMessage}`);
 }
 

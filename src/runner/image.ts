@@ -1,0 +1,160 @@
+import { lstat, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import { execa } from 'execa';
+import { type Arch, hostArch } from '../box/arch.js';
+import type { InstalledBox } from '../box/cache.js';
+import type { BoxEntry } from '../box/registry.js';
+import { BoxbuildError, usageError } from '../errors.js';
+import { type GuestCommand, type RunOptions } from './session.js';
+import { runInBox, runOnBox } from './run.js';
+import { createOverlay } from './system-disk.js';
+
+/*
+ * `exec --image FILE`: boots a disk image a build produced, on a throwaway overlay, and runs a
+ * command in it. A VM of the `debian` box first finds the image's root file system and its kernel
+ * and initrd, and puts boxbuild's init and agent into the root (on the overlay); the image then
+ * boots its own kernel and initrd, which mount its root and start boxbuild's init there.
+ */
+
+/** Finds root, kernel and initrd (ext2/3/4 partitions, or the whole disk), installs the guest files. */
+const PREPARE = `
+fail() { echo "$*" >&2; exit 3; }
+modprobe -a virtio_blk crc32c_generic ext4 || fail "cannot load the disk drivers"
+tries=0
+until [ -b /dev/vda ]; do tries=$((tries + 1)); [ "$tries" -gt 500 ] && fail "the image's disk did not appear"; sleep 0.01; done
+sleep 0.2
+devices=$(ls -r /dev/vda*)
+mkdir -p /image /boot-part
+root=
+for dev in $devices; do
+  mount "$dev" /image 2>/dev/null || continue
+  if [ -e /image/etc/os-release ] || [ -L /image/etc/os-release ]; then root=$dev; break; fi
+  umount /image
+done
+[ -n "$root" ] || fail "no partition of the image holds a root file system (/etc/os-release) that boxbuild can mount (ext2, ext3, ext4)"
+newest() { ls "$1"/vmlinuz-* "$1"/vmlinux-* "$1"/Image-* 2>/dev/null | tail -n 1; }
+kernel=$(newest /image/boot)
+if [ -z "$kernel" ]; then
+  for dev in $devices; do
+    [ "$dev" = "$root" ] && continue
+    mount -o ro "$dev" /boot-part 2>/dev/null || continue
+    kernel=$(newest /boot-part)
+    [ -n "$kernel" ] && break
+    umount /boot-part
+  done
+fi
+[ -n "$kernel" ] || fail "the image has no kernel (vmlinuz-VERSION in /boot)"
+dir=\${kernel%/*}
+version=\${kernel##*/}
+version=\${version#*-}
+initrd=
+for candidate in "$dir/initrd.img-$version" "$dir/initrd-$version" "$dir/initramfs-$version.img"; do
+  [ -e "$candidate" ] && initrd=$candidate && break
+done
+[ -n "$initrd" ] || fail "the image has no initrd for its kernel $version"
+cp "$kernel" /found/kernel && cp "$initrd" /found/initrd || fail "cannot copy the kernel and initrd"
+blkid "$root" | sed -n 's/.* UUID="\\([^"]*\\)".*/\\1/p' >/found/root
+mkdir -p /image/usr/lib/boxbuild
+cp /usr/lib/boxbuild/init /usr/lib/boxbuild/agent /usr/lib/boxbuild/build /image/usr/lib/boxbuild/ || fail "cannot write to the image's root file system"
+sync
+umount /boot-part 2>/dev/null
+umount /image
+echo "root $root, kernel $kernel, initrd $initrd"
+`;
+
+/** raw or qcow2, as qemu-img sees it; other formats are refused. */
+async function imageFormat(path: string): Promise<'raw' | 'qcow2'> {
+  const info = await lstat(path).catch(() => undefined);
+  if (!info?.isFile()) throw usageError(`--image ${path}: not a file`);
+  const result = await execa('qemu-img', ['info', '--output=json', path], { reject: false });
+  if (result.exitCode !== 0) throw usageError(`--image ${path}: qemu-img cannot read it: ${String(result.stderr).trim()}`);
+  const format = (JSON.parse(String(result.stdout)) as { format?: string }).format;
+  if (format !== 'raw' && format !== 'qcow2') throw usageError(`--image ${path}: a ${format} image; boxbuild boots raw and qcow2 images`);
+  return format;
+}
+
+/** The architecture of a Linux kernel image: x86 bzImage ("HdrS"), or an arm64 Image, perhaps gzip-compressed ("ARM\\x64"). */
+export function kernelArch(head: Buffer): Arch | undefined {
+  if (head.subarray(0x202, 0x206).toString('latin1') === 'HdrS') return 'x86_64';
+  let image = head;
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    try {
+      image = gunzipSync(head, { finishFlush: 2 /* Z_SYNC_FLUSH: a truncated stream is fine */ });
+    } catch {
+      return undefined;
+    }
+  }
+  return image.subarray(0x38, 0x3c).toString('latin1') === 'ARM\x64' ? 'aarch64' : undefined;
+}
+
+/** A file the preparing VM wrote: a regular file, not a link it may have planted. */
+async function guestWritten(path: string, what: string): Promise<string> {
+  const info = await lstat(path).catch(() => undefined);
+  if (!info?.isFile()) throw new BoxbuildError('vmFailed', `the image's ${what} was not found (${basename(path)} is missing or not a regular file)`);
+  return path;
+}
+
+async function readHead(path: string, bytes: number): Promise<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(bytes), 0, bytes, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
+
+const manifestFile = (name: string) => ({ name, sha256: '', size: 0 });
+
+/** Boots the image on a throwaway overlay and runs the command there; returns its exit status. */
+export async function runInImage(options: RunOptions, imagePath: string, command: GuestCommand): Promise<number> {
+  const image = resolve(imagePath);
+  const format = await imageFormat(image);
+  const work = await mkdtemp(join(tmpdir(), 'boxbuild-image-'));
+  try {
+    const disk = join(work, 'image.qcow2');
+    const found = join(work, 'found');
+    await mkdir(found);
+    await createOverlay(disk, image, format);
+    const output = new PassThrough();
+    const lines: string[] = [];
+    output.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    options.notice(`finding the kernel and root file system of ${imagePath}`);
+    const status = await runInBox(
+      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [{ path: disk, format: 'qcow2', cache: 'unsafe' }] },
+      () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
+    );
+    if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.slice(-3).join(' / ') || `preparing it failed (${status})`}`);
+    if (options.verbose) options.notice(`image: ${lines.at(-1)}`);
+    const kernel = await guestWritten(join(found, 'kernel'), 'kernel');
+    await guestWritten(join(found, 'initrd'), 'initrd');
+    const uuid = (await readFile(await guestWritten(join(found, 'root'), 'root file system'), 'utf8')).trim();
+    if (!/^[0-9A-Fa-f-]{8,36}$/.test(uuid)) throw usageError(`--image ${imagePath}: its root file system has no UUID to boot it by`);
+    const arch = kernelArch(await readHead(kernel, 64 * 1024));
+    if (!arch) throw usageError(`--image ${imagePath}: its kernel is neither an x86_64 bzImage nor an arm64 Image`);
+    if (options.arch && options.arch !== arch) throw usageError(`--image ${imagePath}: its kernel is for ${arch}, not ${options.arch}`);
+    const box: BoxEntry = {
+      name: basename(imagePath),
+      description: `the image ${image}`,
+      protocol: 'boxbuild',
+      memoryMiB: 1024,
+      cpus: 1,
+      console: 'ttyS0',
+      // The image's initrd mounts its root; boxbuild's init starts the agent there.
+      cmdline: `root=UUID=${uuid} rw init=/usr/lib/boxbuild/init quiet mitigations=off`,
+      arches: { [arch]: { cmdline: '', sources: [], packages: [] } },
+      origin: '--image',
+    };
+    const installed: InstalledBox = {
+      dir: work,
+      manifest: { name: box.name, arch, version: image, files: { kernel: manifestFile('found/kernel'), initrd: manifestFile('found/initrd'), system: manifestFile('image.qcow2') }, sources: {} },
+    };
+    // A saved state would belong to this image only: every run boots.
+    return await runOnBox({ ...options, cold: true }, box, installed, command);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
