@@ -21,6 +21,14 @@ describe('bad input', () => {
   test('no "--"', () => expectUsageError(['--box', 'debian'], 'missing "--"'));
   test('no --box', () => expectUsageError(['--', '--description', example, '--target-dir', dir], 'missing --box'));
   test('unknown box', () => expectUsageError(['--box', 'nope', '--', '--description', example, '--target-dir', dir], 'unknown box "nope"'));
+  test('--no-cache for a box that is not a KIWI box', () =>
+    expectUsageError(['--box', 'debian', '--no-cache', '--', '--description', example, '--target-dir', dir], '--no-cache: only for KIWI boxes; box "debian" is not one'));
+  test('exec --image: not a file; with --box; with --no-snapshot', () =>
+    Promise.all([
+      expectUsageError(['exec', '--image', join(dir, 'missing.qcow2'), '--', 'true'], /--image .*missing\.qcow2: not a file/),
+      expectUsageError(['exec', '--image', join(example, 'build'), '--box', 'debian', '--', 'true'], '--image and --box: give one of them'),
+      expectUsageError(['exec', '--image', join(example, 'build'), '--no-snapshot', '--', 'true'], '--no-snapshot cannot go with it'),
+    ]));
   test('missing --description', () => expectUsageError(['--box', 'debian', '--', '--target-dir', dir], 'missing --description'));
   test('missing --target-dir', () => expectUsageError(['--box', 'debian', '--', '--description', example], 'missing --target-dir'));
   test('nonexistent description', () =>
