@@ -56,9 +56,11 @@ for candidate in "$dir/initrd.img-$version" "$dir/initrd-$version" "$dir/initram
 done
 [ -n "$initrd" ] || fail "the image has no initrd for its kernel $version"
 cp "$kernel" /found/kernel && cp "$initrd" /found/initrd || fail "cannot copy the kernel and initrd"
-blkid "$root" | sed -n 's/.* UUID="\\([^"]*\\)".*/\\1/p' >/found/root
+# The file system's UUID: 16 bytes at offset 0x68 of the ext superblock, which starts at byte 1024.
+uuid=$(dd if="$root" bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \\n')
+echo "$uuid" | sed 's/^\\(.\\{8\\}\\)\\(.\\{4\\}\\)\\(.\\{4\\}\\)\\(.\\{4\\}\\)/\\1-\\2-\\3-\\4-/' >/found/root
 mkdir -p /image/usr/lib/boxbuild
-cp /usr/lib/boxbuild/init /usr/lib/boxbuild/agent /usr/lib/boxbuild/build /image/usr/lib/boxbuild/ || fail "cannot write to the image's root file system"
+cp /init /image/usr/lib/boxbuild/init && cp /usr/lib/boxbuild/agent /usr/lib/boxbuild/build /image/usr/lib/boxbuild/ || fail "cannot write to the image's root file system"
 sync
 umount /boot-part 2>/dev/null
 umount /image
