@@ -211,7 +211,8 @@ export async function makeDebianSystemBox(options: SystemBoxOptions): Promise<In
   const { name, cacheRoot, arch } = options;
   const packages = [...new Set([...SYSTEM_PACKAGES, ...(options.packages ?? [])])].sort();
   const base = await options.initramfsBox();
-  const recipe = `${packages.join(',')} ${options.diskSizeMiB ?? 8192}M ${kernelOf(base).name} ${kernelOf(base).version}`;
+  const kernel = kernelOf(base);
+  const recipe = `${packages.join(',')} ${options.diskSizeMiB ?? 8192}M ${kernel.name} ${kernel.version}`;
   const previous = await readInstalled(cacheRoot, name, arch);
   const work = await freshWorkDir(cacheRoot, name, arch, 'make-');
   try {

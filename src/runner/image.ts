@@ -1,4 +1,4 @@
-import { lstat, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -10,6 +10,7 @@ import type { BoxEntry } from '../box/registry.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { type GuestCommand, type RunOptions } from './session.js';
 import { runInBox, runOnBox } from './run.js';
+import { readHead } from '../util/file.js';
 import { createOverlay } from './system-disk.js';
 
 /*
@@ -97,16 +98,6 @@ async function guestWritten(path: string, what: string): Promise<string> {
   const info = await lstat(path).catch(() => undefined);
   if (!info?.isFile()) throw new BoxbuildError('vmFailed', `the image's ${what} was not found (${basename(path)} is missing or not a regular file)`);
   return path;
-}
-
-async function readHead(path: string, bytes: number): Promise<Buffer> {
-  const file = await open(path, 'r');
-  try {
-    const { buffer, bytesRead } = await file.read(Buffer.alloc(bytes), 0, bytes, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await file.close();
-  }
 }
 
 const manifestFile = (name: string) => ({ name, sha256: '', size: 0 });

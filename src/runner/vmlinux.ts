@@ -1,22 +1,15 @@
-import { access, open, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { InstalledBox } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { extractVmlinux } from '../guest/kernel.js';
+import { readHead } from '../util/file.js';
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 
 /** A kernel that is an ELF file already (the boxes made here carry the extracted vmlinux). */
-async function isElf(path: string): Promise<boolean> {
-  const file = await open(path, 'r');
-  try {
-    const { buffer } = await file.read(Buffer.alloc(4), 0, 4, 0);
-    return buffer.readUInt32BE(0) === 0x7f454c46;
-  } finally {
-    await file.close();
-  }
-}
+const isElf = async (path: string) => (await readHead(path, 4)).readUInt32BE(0) === 0x7f454c46;
 
 /** Writes a file beside others atomically, so that concurrent runs never see half of it. */
 async function writeAtomically(path: string, data: Buffer): Promise<void> {
