@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import SlowBoxesLast from './test/sequencer.js';
 
 /**
  * What every tier shares. (A tier does not extend the root's test options: it would run the root's
@@ -18,6 +19,7 @@ export default defineConfig({
     reporters: ['default', './test/summary-reporter.ts'],
     // Every tier: the run's own temporary directory, removed and checked for leftovers at the end.
     globalSetup: ['test/global-setup.ts'],
+    sequence: { sequencer: SlowBoxesLast },
     projects: [
       // Pure code: no VM, no box, no network.
       { test: { ...tier, name: 'unit', include: ['test/unit/**/*.test.ts'], sequence: { groupOrder: 0 } } },

@@ -1,6 +1,65 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import type { TestProject } from 'vitest/node';
 import { fetchTestBox } from './helpers/boxes.js';
+import { CLI, REPO, TEST_CACHE } from './helpers/env.js';
+import { SLOW_BOXES } from './slow-boxes.js';
 
-/** The tiers that boot VMs: makes the debian boxes once per test run (kept when the test cache already has current ones). */
-export default async function setup(): Promise<void> {
+/** One queue per architecture: each box make keeps about one host core busy (its VM's one vCPU). */
+function queues(boxes: [string, string][]): [string, string][][] {
+  const byArch = (arch: string) => boxes.filter(([, a]) => a === arch);
+  return [byArch('x86_64'), byArch('aarch64')].filter((queue) => queue.length > 0);
+}
+
+/** A box make in the background: the queue's boxes one after the other, their output in one log file. */
+class Queue {
+  readonly log: string;
+  private child?: ChildProcess;
+  private stopped = false;
+  readonly done: Promise<void>;
+
+  constructor(boxes: [string, string][], index: number) {
+    this.log = join(tmpdir(), `box-queue-${index}.log`);
+    this.done = this.run(boxes);
+  }
+
+  private async run(boxes: [string, string][]): Promise<void> {
+    for (const [box, arch] of boxes) {
+      if (this.stopped) return;
+      const fd = openSync(this.log, 'a');
+      this.child = spawn(process.execPath, [CLI, 'box', 'fetch', box, '--arch', arch], { env: { ...process.env, BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: ['ignore', fd, fd] });
+      closeSync(fd);
+      const [code] = (await once(this.child, 'exit')) as [number | null];
+      if (code !== 0 && !this.stopped) {
+        // The test file makes the box itself then; this says why the background make did not.
+        console.error(`\nmaking box ${box} (${arch}) in the background failed (status ${code}):\n${readFileSync(this.log, 'utf8').slice(-4000)}`);
+        return;
+      }
+    }
+  }
+
+  /** Ends the make under way (boxbuild cleans up after SIGTERM) and waits for it. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.child?.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    await this.done;
+  }
+}
+
+/**
+ * The tiers that boot VMs: makes the debian boxes once per test run (kept when the test cache
+ * already has current ones), then starts making the slow boxes the run's files need.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   for (const arch of ['x86_64', 'aarch64']) await fetchTestBox('debian', arch);
+  const { testFiles } = await project.globTestFiles(project.vitest.config.filters);
+  const needed = new Map<string, [string, string]>();
+  for (const file of testFiles) for (const box of SLOW_BOXES[relative(REPO, file)] ?? []) needed.set(box.join(' '), box);
+  const running = queues([...needed.values()]).map((boxes, index) => new Queue(boxes, index));
+  return async () => {
+    await Promise.all(running.map((queue) => queue.stop()));
+  };
 }
