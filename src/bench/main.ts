@@ -8,7 +8,7 @@ import { benchDownloads } from './download.js';
 import { benchImages } from './images.js';
 import { benchKiwi } from './kiwi.js';
 import { benchSharing } from './sharing.js';
-import { benchWarm } from './warm.js';
+import { benchStartup, benchWarm } from './warm.js';
 
 /**
  * `npm run bench [-- SECTION...]`: prints figures; it asserts nothing (performance goals are not
@@ -18,6 +18,7 @@ const repo = fileURLToPath(new URL('../../', import.meta.url));
 const env = { ...process.env, BOXBUILD_CACHE_DIR: process.env.BOXBUILD_CACHE_DIR ?? join(repo, '.cache/bench') };
 
 const SECTIONS: Record<string, () => Promise<string>> = {
+  startup: () => benchStartup(env),
   boot: () => benchBoot(env),
   warm: () => benchWarm(env),
   args: () => benchArgs(env),

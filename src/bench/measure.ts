@@ -13,16 +13,30 @@ export interface CliTiming {
   wallSeconds: number;
   /** From QEMU's start to the guest agent's READY, as boxbuild --verbose reports it. */
   readySeconds: number;
+  /** From boxbuild's start to QEMU's (--verbose). */
+  spawnSeconds: number;
+  /** The largest resident set of boxbuild and its children (QEMU), in bytes, when /usr/bin/time is there. */
+  peakRssBytes: number;
 }
+
+const GNU_TIME = '/usr/bin/time';
+let gnuTime: boolean | undefined;
 
 /** Runs the boxbuild CLI once with --verbose and reads its timings. */
 export async function timeCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliTiming> {
+  gnuTime ??= (await execa(GNU_TIME, ['-f', '%M', 'true'], { reject: false })).exitCode === 0;
+  const command = [process.execPath, CLI, ...args];
   const started = process.hrtime.bigint();
-  const result = await execa(process.execPath, [CLI, ...args], { env, reject: false, stdin: 'ignore' });
+  const result = await execa(gnuTime ? GNU_TIME : command[0]!, gnuTime ? ['-f', 'peak-rss-kb %M', ...command] : command.slice(1), { env, reject: false, stdin: 'ignore' });
   const wallSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.exitCode !== 0) throw new Error(`boxbuild ${args.join(' ')} failed (${result.exitCode}): ${result.stderr}`);
-  const ready = /timing: guest agent ready ([\d.]+) s/.exec(String(result.stderr));
-  return { wallSeconds, readySeconds: ready ? Number(ready[1]) : Number.NaN };
+  const figure = (pattern: RegExp) => Number(pattern.exec(String(result.stderr))?.[1] ?? Number.NaN);
+  return {
+    wallSeconds,
+    readySeconds: figure(/timing: guest agent ready(?: \(restored\))? ([\d.]+) s/),
+    spawnSeconds: figure(/timing: QEMU started ([\d.]+) s after boxbuild started/),
+    peakRssBytes: figure(/^peak-rss-kb (\d+)$/m) * 1024,
+  };
 }
 
 export const seconds = (value: number) => `${value.toFixed(2)} s`;

@@ -1,35 +1,78 @@
 import { execa } from 'execa';
 import { listStates } from '../box/states.js';
 import { formatBytes } from '../util/size.js';
-import { CLI, median, seconds, table, timeCli } from './measure.js';
+import { CLI, type CliTiming, median, seconds, table, timeCli } from './measure.js';
 
 const RUNS = 5;
 
-/** The VMs measured: every box and architecture with the network on (the default), and one without. */
+/** The VMs measured: every box and architecture with the network on (the default), one without, one over SSH. */
 const SHAPES = [
   ['debian', 'x86_64', []],
   ['debian', 'x86_64', ['--no-network']],
   ['debian', 'aarch64', []],
   ['debian-system', 'x86_64', []],
+  ['debian-system', 'x86_64', ['--channel', 'ssh']],
   ['debian-system', 'aarch64', []],
 ] as const;
 
-/** `exec -- true` booted cold against restored from the saved state, per box and architecture. */
+const mib = (bytes: number) => (Number.isNaN(bytes) ? '-' : `${Math.round(bytes / 2 ** 20)} MiB`);
+const medianOf = (runs: CliTiming[], figure: keyof CliTiming) => median(runs.map((run) => run[figure]));
+
+/**
+ * `exec -- true` booted cold against restored from the saved state, per box and architecture:
+ * wall time, QEMU's start to the agent's READY, peak RSS, the state's size on disk, and four
+ * warm runs at once against one alone.
+ */
 export async function benchWarm(env: NodeJS.ProcessEnv): Promise<string> {
   const rows: string[][] = [];
   for (const [box, arch, options] of SHAPES) {
     await execa(process.execPath, [CLI, 'box', 'fetch', box, '--arch', arch, '-q'], { env });
     const exec = (extra: string[]) => timeCli(['exec', '--box', box, '--arch', arch, '--verbose', ...options, ...extra, '--', 'true'], env);
     await exec([]); // saves the state when there is none yet
-    const cold = [];
-    const warm = [];
+    const cold: CliTiming[] = [];
+    const warm: CliTiming[] = [];
     for (let i = 0; i < RUNS; i++) {
-      cold.push((await exec(['--cold'])).wallSeconds);
-      warm.push((await exec([])).wallSeconds);
+      cold.push(await exec(['--cold']));
+      warm.push(await exec([]));
     }
+    const together = await Promise.all([0, 1, 2, 3].map(() => exec([])));
     const states = (await listStates(env.BOXBUILD_CACHE_DIR!)).filter((state) => state.box === box && state.arch === arch);
     const size = states.length ? formatBytes(Math.max(...states.map((state) => state.size))) : '-';
-    rows.push([[box, arch, ...options].join(' '), seconds(median(cold)), seconds(median(warm)), `${(median(cold) / median(warm)).toFixed(1)}x`, size]);
+    rows.push([
+      [box, arch, ...options].join(' '),
+      seconds(medianOf(cold, 'wallSeconds')),
+      seconds(medianOf(warm, 'wallSeconds')),
+      seconds(medianOf(warm, 'readySeconds')),
+      seconds(medianOf(warm, 'spawnSeconds')),
+      `${mib(medianOf(cold, 'peakRssBytes'))} / ${mib(medianOf(warm, 'peakRssBytes'))}`,
+      size,
+      `${seconds(medianOf(together, 'wallSeconds'))} (${(medianOf(together, 'wallSeconds') / medianOf(warm, 'wallSeconds')).toFixed(2)}x)`,
+    ]);
   }
-  return table(['exec -- true wall (TCG)', `cold, median of ${RUNS}`, 'warm', 'speed-up', 'state file'], rows);
+  return table(
+    ['exec -- true (TCG)', `cold wall, median of ${RUNS}`, 'warm wall', 'warm: QEMU start to READY', 'start to QEMU spawned', 'peak RSS cold / warm', 'state on disk', '4 warm at once, each'],
+    rows,
+  );
+}
+
+/** The CLI alone: `--version` and `--help`, which load no box, no VM and no HTTP client. */
+export async function benchStartup(env: NodeJS.ProcessEnv): Promise<string> {
+  const rows: string[][] = [];
+  for (const args of [['--version'], ['--help'], ['box', 'list', '--no-update-check']]) {
+    const walls: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const started = process.hrtime.bigint();
+      await execa(process.execPath, [CLI, ...args], { env, stdin: 'ignore' });
+      walls.push(Number(process.hrtime.bigint() - started) / 1e9);
+    }
+    rows.push([`boxbuild ${args.join(' ')}`, seconds(median(walls))]);
+  }
+  const walls: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const started = process.hrtime.bigint();
+    await execa(process.execPath, ['-e', '0'], { stdin: 'ignore' });
+    walls.push(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+  rows.push(['node -e 0 (the floor)', seconds(median(walls))]);
+  return table(['CLI start-up', 'wall, median of 10'], rows);
 }

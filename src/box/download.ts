@@ -1,5 +1,4 @@
-import { type Hash, createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -7,7 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Got, Response } from 'got';
 import pRetry from 'p-retry';
 import { BoxbuildError } from '../errors.js';
-import { HttpStatusError, type NetOptions, TruncatedError, describeNetError, isTransient } from './http.js';
+import { describeNetError } from './failures.js';
+import { HttpStatusError, type NetOptions, TruncatedError, isTransient } from './http.js';
 import { Sha256Stream } from './hash.js';
 import { DownloadMeter, TooLargeError } from './meter.js';
 import { formatBytes } from '../util/size.js';
@@ -144,20 +144,6 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
   } finally {
     hash.destroy();
   }
-}
-
-/** A sink that feeds a hash. */
-function hashInto(hash: Hash) {
-  return async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) hash.update(chunk);
-  };
-}
-
-/** The sha256 of a file, read once. */
-export async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), hashInto(hash));
-  return hash.digest('hex');
 }
 
 /**

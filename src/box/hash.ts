@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 
 /** The worker: hashes each chunk it gets and acknowledges its size; `null` asks for the digest. */
@@ -77,4 +78,13 @@ export class Sha256Stream extends Writable {
     await finished(this);
     return this.result;
   }
+}
+
+/** The sha256 of a file, read once. */
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) hash.update(chunk);
+  });
+  return hash.digest('hex');
 }

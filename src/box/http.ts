@@ -86,16 +86,6 @@ export function isTransient(error: unknown): boolean {
   return error instanceof TruncatedError || error instanceof TooSlowError;
 }
 
-/** One line about a failed request: "HTTP 404 Not Found", "timed out (no data for 30 s)", "ECONNREFUSED". */
-export function describeNetError(error: unknown): string {
-  if (error instanceof HttpStatusError) return error.message;
-  if (error instanceof RequestError) {
-    if (error.code === 'ETIMEDOUT') return `timed out (${error.message.replace(/^Timeout awaiting '(\w+)' for (\d+)ms$/, (_, event: string, ms: string) => `${event === 'connect' ? 'no connection' : 'no data'} for ${Number(ms) / 1000} s`)})`;
-    return error.code && !error.message.includes(error.code) ? `${error.message} (${error.code})` : error.message;
-  }
-  return error instanceof Error ? error.message : String(error);
-}
-
 const proxyAgents = new Map<string, Agents>();
 
 /** The agents that send a request for `url` through the proxy HTTP(S)_PROXY names (none when NO_PROXY matches). */

@@ -4,7 +4,7 @@ import { BoxbuildError } from '../errors.js';
 import { type Arch, isArch } from './arch.js';
 import { staleStatePaths } from './states.js';
 import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDir, readInstalled } from './cache.js';
-import { hashFile } from './download.js';
+import { hashFile } from './hash.js';
 import { tryLock, withLock } from './lock.js';
 import { packageCacheLeftovers, removePackageCache } from '../package-cache/store.js';
 

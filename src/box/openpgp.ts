@@ -1,8 +1,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { BoxbuildError } from '../errors.js';
+import { runChild } from '../util/child.js';
 
 /** Packet tags an OpenPGP public key starts with: 6 (public key), in the old or the new packet format. */
 const PUBLIC_KEY_PACKET = (first: number) => (first & 0xc0) === 0xc0 ? (first & 0x3f) === 6 : (first & 0x80) !== 0 && ((first >> 2) & 0x0f) === 6;
@@ -27,10 +27,11 @@ export async function verifySignature(what: string, key: Buffer, data: Buffer, s
   try {
     const paths = { keyring: join(dir, 'pinned.gpg'), data: join(dir, 'data'), signature: join(dir, 'data.asc') };
     await Promise.all([writeFile(paths.keyring, key), writeFile(paths.data, data), writeFile(paths.signature, signature)]);
-    const result = await execa('gpgv', ['--homedir', dir, '--keyring', paths.keyring, paths.signature, paths.data], { reject: false, all: true, stdin: 'ignore', cancelSignal: signal });
-    if (result.code === 'ENOENT') throw new BoxbuildError('boxUnavailable', `${what}: gpgv, which checks OpenPGP signatures, is not installed (Debian package "gpgv")`);
-    if (result.failed) {
-      const said = String(result.all ?? '').trim().split('\n').filter((line) => !line.includes('Signature made') && !line.includes('using ')).pop() ?? result.shortMessage ?? 'failed';
+    const result = await runChild('gpgv', ['--homedir', dir, '--keyring', paths.keyring, paths.signature, paths.data], { signal });
+    signal?.throwIfAborted();
+    if (result.startError?.code === 'ENOENT') throw new BoxbuildError('boxUnavailable', `${what}: gpgv, which checks OpenPGP signatures, is not installed (Debian package "gpgv")`);
+    if (result.exitCode !== 0) {
+      const said = result.all.trim().split('\n').filter((line) => !line.includes('Signature made') && !line.includes('using ')).pop() ?? 'failed';
       throw new BoxbuildError('boxUnavailable', `${what}: the OpenPGP signature does not verify with the registry's key (gpgv: ${said.replace(/^gpgv: /, '')})`);
     }
   } finally {

@@ -1,14 +1,12 @@
 import type { Writable } from 'node:stream';
 import { BoxbuildError } from '../errors.js';
-import { guestFilesDigest, makeDebianBox } from '../guest/make-debian.js';
-import { makeDebianSystemBox } from '../guest/make-debian-system.js';
+import { guestFilesDigest } from '../guest/guest-files.js';
 import type { Arch } from './arch.js';
 import { type InstalledBox, boxLockPath, brokenInstall, readInstalled } from './cache.js';
 import type { NetContext } from './download.js';
-import { installRemote, isUpToDate } from './fetch.js';
-import { DEFAULT_NET, type NetOptions, describeNetError, httpClient, netFromEnv } from './http.js';
+import type { NetOptions } from './http.js';
 import { withLock } from './lock.js';
-import { describeFailure, stoppedError } from './failures.js';
+import { describeFailure, describeNetError, stoppedError } from './failures.js';
 import { type BoxEntry, findBox, loadRegistry } from './registry.js';
 
 export interface BoxRequest {
@@ -27,9 +25,14 @@ export interface BoxRequest {
   recipe?: { packages?: string[]; diskSizeMiB?: number };
 }
 
+/*
+ * Making and downloading load their modules (an HTTP client, tar, the box makers) when they are
+ * needed: a run with a current box in the cache never does.
+ */
+
 /** The recipes of locally made boxes. */
 const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
-  debian: ({ box, cacheRoot, arch, log, signal }) => makeDebianBox({ name: box.name, cacheRoot, arch, log, signal }),
+  debian: async ({ box, cacheRoot, arch, log, signal }) => (await import('../guest/make-debian.js')).makeDebianBox({ name: box.name, cacheRoot, arch, log, signal }),
   'debian-system': makeSystemBox,
 };
 
@@ -37,6 +40,7 @@ const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
 async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
   const { box, cacheRoot, arch, log } = request;
   const initramfs = { ...request, box: findBox(loadRegistry(), 'debian', arch).box };
+  const { makeDebianSystemBox } = await import('../guest/make-debian-system.js');
   return makeDebianSystemBox({
     name: box.name,
     cacheRoot,
@@ -96,7 +100,8 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
 }
 
 /** The network context of a request: got client, timeouts, progress output. */
-export function netContext(request: BoxRequest): NetContext {
+async function netContext(request: BoxRequest): Promise<NetContext> {
+  const { DEFAULT_NET, httpClient, netFromEnv } = await import('./http.js');
   const net = { ...DEFAULT_NET, ...netFromEnv(), ...request.net };
   return { client: httpClient(net), net, log: request.log, signal: request.signal, progress: { stream: request.progress, log: request.log } };
 }
@@ -112,7 +117,8 @@ function remoteVariant(request: BoxRequest) {
  */
 export async function isBoxCurrent(request: BoxRequest, installed: InstalledBox): Promise<boolean> {
   if (request.box.make) return isMadeBoxCurrent(installed);
-  const ctx = netContext(request);
+  const ctx = await netContext(request);
+  const { isUpToDate } = await import('./fetch.js');
   const timeout = AbortSignal.timeout(ctx.net.updateCheckTimeoutMs);
   const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
   try {
@@ -131,7 +137,8 @@ export async function downloadBox(request: BoxRequest, seen: InstalledBox | unde
   return underVariantLock(request, 'downloading', async () => {
     const installed = await readInstalled(request.cacheRoot, request.box.name, request.arch);
     if (installed && installed.dir !== seen?.dir) return installed;
-    return installRemote(remoteVariant(request), netContext(request), installed);
+    const { installRemote } = await import('./fetch.js');
+    return installRemote(remoteVariant(request), await netContext(request), installed);
   });
 }
 

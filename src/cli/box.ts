@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, cacheRoot } from '../box/cache.js';
-import { describeNetError } from '../box/http.js';
+import { describeNetError } from '../box/failures.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from '../box/manage.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';

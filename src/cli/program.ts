@@ -5,10 +5,7 @@ import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
-import { runKiwiBox } from '../runner/kiwi.js';
-import { runInImage } from '../runner/image.js';
-import { runInBox } from '../runner/run.js';
-import { type RunOptions, lookupBox } from '../runner/session.js';
+import type { RunOptions } from '../runner/session.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
@@ -139,11 +136,13 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
       refuseContainer(flags);
       if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
       const options = { ...runOptions(flags, signal), packageCache: flags.cache };
-      const { box, arch } = lookupBox(options);
+      const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
       if (box.protocol === 'kiwi') {
+        const { runKiwiBox } = await import('../runner/kiwi.js');
         status = await runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
       } else {
         refuseKiwiOnly(flags, box);
+        const { runInBox } = await import('../runner/run.js');
         status = await runInBox(options, () => buildCommand(box, build));
       }
     });
@@ -157,11 +156,13 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
       const command = () => execCommand(flags.share ?? [], build, process.cwd());
       if (flags.image === undefined) {
+        const { runInBox } = await import('../runner/run.js');
         status = await runInBox(runOptions(flags, signal), command);
         return;
       }
       if (flags.box) throw usageError('--image and --box: give one of them');
       if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
+      const { runInImage } = await import('../runner/image.js');
       status = await runInImage(runOptions(flags, signal, ''), flags.image, command());
     });
 

@@ -11,7 +11,7 @@ import { startPackageProxy } from '../package-cache/proxy.js';
 import { guestProxyUrl } from '../runner/network.js';
 import type { Share } from '../sharing/types.js';
 import { downloadPackages, unpackPackage } from './debian-packages.js';
-import { guestFilesDigest } from './make-debian.js';
+import { guestFilesDigest } from './guest-files.js';
 import { mustRun } from './make-tool.js';
 
 /** Packages every system box has: compilers, sshfs for the sshfs backend, kmod for the agent, sshd for the SSH channel. */

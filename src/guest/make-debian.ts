@@ -1,40 +1,14 @@
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Arch, debianArch, debianTriplet } from '../box/arch.js';
 import { type BoxManifest, type InstalledBox, type ManifestFile, freshWorkDir, installVersion } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { type DebianPackage, downloadPackages, resolveMetaPackage, unpackPackage } from './debian-packages.js';
 import { InitramfsBuilder, addDynamicProgram } from './initramfs.js';
 import { extractVmlinux, moduleClosure } from './kernel.js';
+import { GUEST_FILE_NAMES, GUEST_MODULES, USERLAND_PACKAGES, guestFile, guestFilesDigest } from './guest-files.js';
 import { mustRun, runTool } from './make-tool.js';
-
-const GUEST_FILES = fileURLToPath(new URL('../../src/guest/files/', import.meta.url));
-
-/**
- * Kernel modules the box carries: its devices and every sharing backend. init loads the
- * devices' modules; the agent loads a file system's modules when a share needs them.
- */
-export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_blk', 'virtio_net', 'crc32c_generic', 'ext4', '9pnet_virtio', '9p', 'fuse', 'virtiofs'];
-
-/** Packages whose files go into the box: busybox for everything, sshfs (and its libraries) for the sshfs backend. */
-const USERLAND_PACKAGES = ['busybox-static', 'sshfs', 'libfuse3-3', 'libglib2.0-0', 'libpcre2-8-0', 'libc6'];
-
-/** Files boxbuild puts into the guest; a box made from other versions of them is outdated. */
-const GUEST_FILE_NAMES = ['init', 'agent', 'build', 'kiwi-box'] as const;
-
-const guestFile = (name: string) => readFile(join(GUEST_FILES, name));
-
-/** Raised whenever the way a box is put together changes, so that boxes made before are made again. */
-const BOX_LAYOUT = 3;
-
-/** Digest of boxbuild's guest files, module list and box layout, recorded in the box as sources["boxbuild-guest"]. */
-export async function guestFilesDigest(): Promise<string> {
-  const hash = createHash('sha256').update(`${BOX_LAYOUT} ${GUEST_MODULES.join(' ')} ${USERLAND_PACKAGES.join(' ')}`);
-  for (const name of GUEST_FILE_NAMES) hash.update(await guestFile(name));
-  return hash.digest('hex');
-}
 
 function manifestFile(name: string, data: Buffer): ManifestFile {
   return { name, sha256: createHash('sha256').update(data).digest('hex'), size: data.length };

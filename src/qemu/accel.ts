@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { BoxbuildError, usageError } from '../errors.js';
 import type { Arch } from '../box/arch.js';
 import { isObject, readJsonFile, writeFileAtomic } from '../box/json-file.js';
+import { Child, lastWords } from '../util/child.js';
 import type { Accel, MachineProfile } from './profiles.js';
 
 export type AccelRequest = Accel | 'auto';
@@ -42,19 +42,20 @@ export async function probeKvm(profile: MachineProfile, kernel: string, timeoutM
     ...['-accel', 'kvm', '-cpu', profile.cpu.kvm, '-m', '256M', '-kernel', kernel, '-serial', 'stdio'],
     ...['-append', `console=${profile.serialConsole} panic=-1`],
   ];
-  const child = execa(profile.qemuBinary, args, { reject: false, timeout: timeoutMs, all: true, stdin: 'ignore' });
+  const child = new Child(profile.qemuBinary, args, { timeoutMs });
   let printed = false;
-  child.all?.on('data', (chunk: Buffer) => {
-    if (!printed && chunk.toString().includes('Linux version')) {
-      printed = true;
-      child.kill('SIGKILL');
-    }
-  });
-  const result = await child;
+  for (const stream of [child.process.stdout, child.process.stderr]) {
+    stream?.on('data', (chunk: Buffer) => {
+      if (!printed && chunk.toString().includes('Linux version')) {
+        printed = true;
+        child.process.kill('SIGKILL');
+      }
+    });
+  }
+  const result = await child.ended;
   if (printed) return { usable: true, reason: 'the probe kernel booted' };
   if (result.timedOut) return { usable: false, reason: `a kernel under KVM printed nothing within ${timeoutMs / 1000} s` };
-  const said = String(result.all ?? '').trim().split('\n').filter(Boolean).pop();
-  return { usable: false, reason: `QEMU with KVM failed${said ? `: ${said}` : ''}` };
+  return { usable: false, reason: `QEMU with KVM failed: ${lastWords(result, result.all)}` };
 }
 
 const isVerdict = (value: unknown): value is KvmVerdict => isObject(value) && typeof value.usable === 'boolean' && typeof value.reason === 'string';

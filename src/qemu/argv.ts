@@ -1,5 +1,4 @@
 import { type Accel, type MachineProfile, virtioDevice } from './profiles.js';
-import { shellQuote } from './qmp.js';
 
 /** A virtio-serial port whose host end is a Unix socket that boxbuild listens on. */
 export interface SerialPort {
@@ -15,9 +14,18 @@ export interface DiskSpec {
   readOnly?: boolean;
 }
 
-/** QEMU user networking (no root, no bridge): a virtio NIC, optional forwards from 127.0.0.1. */
-export interface NetworkSpec {
-  hostForwards?: Array<{ hostPort: number; guestPort: number }>;
+/** The user network's id: forwards from the host are added to it over QMP (forwardHostPort). */
+export const NETDEV_ID = 'net0';
+
+/**
+ * Guest RAM held in a file. `shared`: the guest writes through to the file (a VM whose state will be
+ * saved: the file, copied, is the RAM of the state). Otherwise the file is mapped copy-on-write (a
+ * restored VM): pages are read only when the guest touches them, and its writes stay its own.
+ * Either way the migration stream leaves this RAM out (x-ignore-shared, see saveVmState).
+ */
+export interface RamFile {
+  path: string;
+  shared: boolean;
 }
 
 /** Everything QEMU needs to start one throwaway VM. Pure data: no paths are touched here. */
@@ -39,13 +47,15 @@ export interface VmSpec {
   ports: SerialPort[];
   /** Memory must be shareable with a vhost-user daemon (virtiofs). */
   sharedMemory?: boolean;
+  /** Guest RAM in a file (warm start); ignored with sharedMemory. */
+  ramFile?: RamFile;
   disks?: DiskSpec[];
-  /** User networking; without it the VM has no network at all. */
-  network?: NetworkSpec;
+  /** QEMU user networking (no root, no bridge) on a virtio NIC; without it the VM has no network at all. */
+  network?: boolean;
   /** QMP monitor: a Unix socket that boxbuild listens on (for saving the VM's state). */
   qmpSocket?: string;
-  /** Restore the VM from this saved state instead of booting it. */
-  incoming?: string;
+  /** Wait for a saved state instead of booting (restoreVmState names it over QMP). */
+  incoming?: boolean;
   /** Devices contributed by sharing backends. */
   extraArgs?: string[];
 }
@@ -59,10 +69,20 @@ function diskArgs(spec: VmSpec): string[] {
   ]);
 }
 
+function memoryArgs(spec: VmSpec): string[] {
+  const size = `size=${spec.memoryMiB}M`;
+  if (spec.sharedMemory) return ['-object', `memory-backend-memfd,id=mem,${size},share=on`, '-machine', 'memory-backend=mem'];
+  if (!spec.ramFile) return [];
+  const { path, shared } = spec.ramFile;
+  return [
+    '-object', `memory-backend-file,id=mem,${size},mem-path=${qemuOptionValue(path)},share=${shared ? 'on' : 'off'}`,
+    '-machine', 'memory-backend=mem',
+  ];
+}
+
 function networkArgs(spec: VmSpec): string[] {
   if (!spec.network) return ['-nic', 'none'];
-  const forwards = (spec.network.hostForwards ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
-  return ['-netdev', `user,id=net0${forwards}`, '-device', `${virtioDevice(spec.profile, 'net')},netdev=net0,romfile=`];
+  return ['-netdev', `user,id=${NETDEV_ID}`, '-device', `${virtioDevice(spec.profile, 'net')},netdev=${NETDEV_ID},romfile=`];
 }
 
 /** Escapes a value for QEMU's comma-separated option syntax. */
@@ -76,20 +96,18 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     '-no-user-config',
     '-display', 'none',
     '-no-reboot',
-    // QEMU's own seccomp: no obsolete calls, no scheduler changes; it may only start a process for
-    // migration (saving or restoring a warm state runs `cat`). Its elevateprivileges=deny is left
-    // out: it made restoring a system box 5x slower, and the share filter already keeps the setuid
-    // family to QEMU's own ids.
-    '-sandbox', `on,obsolete=deny,resourcecontrol=deny,spawn=${spec.incoming || spec.qmpSocket ? 'allow' : 'deny'}`,
+    // QEMU's own seccomp: no obsolete calls, no scheduler changes, no processes (states are saved to
+    // a socket and restored from an inherited file). Its elevateprivileges=deny is left out: it made
+    // restoring a system box 5x slower, and the share filter already keeps the setuid family to
+    // QEMU's own ids.
+    '-sandbox', 'on,obsolete=deny,resourcecontrol=deny,spawn=deny',
     '-machine', spec.machine ?? profile.machine,
     '-accel', spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
     '-cpu', spec.cpu ?? profile.cpu[spec.accel],
     '-smp', String(spec.cpus),
     '-m', `${spec.memoryMiB}M`,
   ];
-  if (spec.sharedMemory) {
-    args.push('-object', `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`, '-machine', 'memory-backend=mem');
-  }
+  args.push(...memoryArgs(spec));
   args.push('-kernel', spec.kernel);
   if (spec.initrd) args.push('-initrd', spec.initrd);
   args.push('-append', spec.cmdline);
@@ -106,7 +124,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   if (profile.vmGenerationId) args.push('-device', 'vmgenid');
   if (spec.qmpSocket) args.push('-chardev', `socket,id=qmp,path=${qemuOptionValue(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
   args.push(...(spec.extraArgs ?? []));
-  if (spec.incoming) args.push('-incoming', `exec:cat ${shellQuote(spec.incoming)}`);
+  if (spec.incoming) args.push('-incoming', 'defer');
   return args;
 }
 

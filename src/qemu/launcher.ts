@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
 import { BoxbuildError } from '../errors.js';
 import { type VmSpec, buildQemuArgs } from './argv.js';
 import { ConsoleLog } from './console-log.js';
 import { listenOnce } from './sockets.js';
 import { diesWithParent } from '../util/orphans.js';
 import { underShareFilter } from '../sandbox/exec.js';
+import { Child } from '../util/child.js';
 
 export interface VmExit {
   exitCode?: number;
@@ -18,6 +18,8 @@ export interface VmExit {
 /** A running QEMU: its console, its end, and a way to stop it. */
 export interface RunningVm {
   readonly pid: number | undefined;
+  /** When QEMU was started (Date.now()). */
+  readonly startedAt: number;
   readonly console: ConsoleLog;
   /** Resolves when QEMU has exited (never rejects). */
   readonly exited: Promise<VmExit>;
@@ -30,6 +32,8 @@ export interface LaunchOptions {
   runDir: string;
   /** Echo the console here (`--box-debug`). */
   consoleEcho?: Writable;
+  /** An open saved state for QEMU to inherit as STATE_FD (a VM started to be restored). */
+  stateFd?: number;
   qemuBinary?: string;
 }
 
@@ -41,32 +45,27 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<Ru
   const binary = options.qemuBinary ?? spec.profile.qemuBinary;
   // QEMU's 9p server writes into the shares on the guest's behalf: it runs under the share filter.
   const [file, ...args] = diesWithParent(underShareFilter([binary, ...buildQemuArgs(spec)]));
-  const child: ResultPromise = execa(file!, args, {
-    stdin: 'ignore',
-    stdout: 'ignore',
-    stderr: 'pipe',
-    reject: false,
-    forceKillAfterDelay: 2000,
-    cleanup: true,
-  });
-  const exited = child.then(async (result): Promise<VmExit> => {
+  const startedAt = Date.now();
+  const child = new Child(file!, args, { stdio: ['ignore', 'ignore', 'pipe', ...(options.stateFd === undefined ? [] : [options.stateFd])] });
+  const exited = child.ended.then(async (end): Promise<VmExit> => {
     consoleEndpoint.close();
     await console.close();
-    const stderr = String(result.stderr ?? '').trim();
+    const stderr = end.stderr.trim();
     // Not found: spawn fails with ENOENT, setpriv could not execute perl, or perl could not execute QEMU.
-    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || /failed to execute perl/.test(stderr)) {
+    if (end.startError?.code === 'ENOENT' || /failed to execute perl/.test(stderr)) {
       return { stderr: 'perl not found: boxbuild confines QEMU with a seccomp filter that perl loads (Debian: apt-get install perl-base)' };
     }
     if (stderr.startsWith(`boxbuild-sandbox: cannot run ${binary}`)) return { stderr: `${binary} not found: install QEMU (Debian: apt-get install qemu-system)` };
-    if (result.failed && result.exitCode === undefined && !result.signal) return { stderr: String(result.message) };
-    return { exitCode: result.exitCode, signal: result.signal, stderr };
+    if (end.startError) return { stderr: end.startError.message };
+    return { exitCode: end.exitCode, signal: end.signal, stderr };
   });
   return {
     pid: child.pid,
+    startedAt,
     console,
     exited,
     stop: async () => {
-      child.kill('SIGTERM');
+      await child.stop();
       return exited;
     },
   };

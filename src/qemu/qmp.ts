@@ -1,7 +1,11 @@
+import { createWriteStream } from 'node:fs';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { BoxbuildError } from '../errors.js';
+import { listenOnce } from './sockets.js';
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -46,30 +50,64 @@ export class QmpClient {
   }
 }
 
-/** Quotes a path for the shell QEMU runs `exec:` migration commands with. */
-export const shellQuote = (path: string) => `'${path.replace(/'/g, `'\\''`)}'`;
+
+/** Leave RAM that lives in a shared file out of the migration stream: the file itself is the saved RAM. */
+const ignoreSharedRam = (qmp: QmpClient) =>
+  qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
 
 /**
- * Saves the running VM's state into `file` (QEMU's own migration format) and lets it run on.
- * The VM is paused while its memory is written (untouched, zero pages cost nothing) and while
- * `whilePaused` runs (e.g. to copy a disk that must match the state). Gives up when `signal` aborts.
+ * Saves the running VM's state into `file` (QEMU's own migration format, without its file-backed
+ * RAM) and lets it run on. QEMU writes to a socket in `runDir` that this process copies into the
+ * file (QEMU itself starts no process). The VM is paused while its devices are written and while
+ * `whilePaused` runs (e.g. to copy the RAM file and a disk that must match the state). Gives up
+ * when `signal` aborts.
  */
 export async function saveVmState(
   qmp: QmpClient,
   file: string,
-  { whilePaused, signal, timeoutMs = 60_000 }: { whilePaused?: () => Promise<void>; signal?: AbortSignal; timeoutMs?: number } = {},
+  { runDir, whilePaused, signal, timeoutMs = 60_000 }: { runDir: string; whilePaused?: () => Promise<void>; signal?: AbortSignal; timeoutMs?: number },
 ): Promise<void> {
-  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes
-  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { status, 'error-desc': error } = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (status === 'completed') break;
-    if (status === 'failed' || status === 'cancelled') throw new BoxbuildError('vmFailed', `saving the VM state failed: ${error ?? status}`);
-    if (Date.now() > deadline) throw new BoxbuildError('vmFailed', 'saving the VM state took too long');
-    await sleep(20, undefined, { signal });
+  const endpoint = await listenOnce(join(runDir, 'save.sock'));
+  try {
+    const written = endpoint.connection.then((socket) => pipeline(socket, createWriteStream(file)));
+    written.catch(() => {});
+    await ignoreSharedRam(qmp);
+    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes
+    await qmp.execute('migrate', { uri: `unix:${endpoint.path}` });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { status, 'error-desc': error } = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+      if (status === 'completed') break;
+      if (status === 'failed' || status === 'cancelled') throw new BoxbuildError('vmFailed', `saving the VM state failed: ${error ?? status}`);
+      if (Date.now() > deadline) throw new BoxbuildError('vmFailed', 'saving the VM state took too long');
+      await sleep(20, undefined, { signal });
+    }
+    await written;
+  } finally {
+    endpoint.close();
   }
   // QEMU flushed its disks when the migration completed; they stay untouched until `cont`.
   await whilePaused?.();
   await qmp.execute('cont');
+}
+
+/**
+ * Forwards `hostPort` on the host's 127.0.0.1 to `guestPort` in the guest, on the user network
+ * `netdev`: added to a running VM, so that a restored one gets its own run's port.
+ */
+export async function forwardHostPort(qmp: QmpClient, netdev: string, hostPort: number, guestPort: number): Promise<void> {
+  const said = await qmp.execute<string>('human-monitor-command', { 'command-line': `hostfwd_add ${netdev} tcp:127.0.0.1:${hostPort}-:${guestPort}` });
+  if (said.trim()) throw new BoxbuildError('vmFailed', `cannot forward port ${hostPort} to the guest: ${said.trim()}`);
+}
+
+/** The file descriptor a restored QEMU inherits its saved state on (LaunchOptions.stateFd). */
+export const STATE_FD = 3;
+
+/**
+ * Restores a VM started with `-incoming defer` and the state saveVmState wrote open on STATE_FD;
+ * the VM runs as soon as QEMU has loaded it (and QEMU exits when it cannot).
+ */
+export async function restoreVmState(qmp: QmpClient): Promise<void> {
+  await ignoreSharedRam(qmp);
+  await qmp.execute('migrate-incoming', { uri: `fd:${STATE_FD}` });
 }

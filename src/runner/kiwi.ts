@@ -141,7 +141,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       ports: session.sharing!.ports,
       sharedMemory: session.sharing!.sharedMemory,
       disks: [system.disk],
-      network: options.network === false ? undefined : {},
+      network: options.network !== false,
       extraArgs: session.sharing!.qemuArgs,
     };
     signal.throwIfAborted();

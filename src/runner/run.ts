@@ -34,7 +34,6 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
   const { signal } = ending;
   try {
     const start = { options, box, installed, command, profile: PROFILES[arch], signal };
-    const vmStarted = Date.now();
     let started: { vm: RunningVm; warm: boolean };
     try {
       started = await startGuest({ ...start, session });
@@ -45,7 +44,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       started = await startGuest({ ...start, session, restore: false });
     }
     const { vm } = started;
-    const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vmStarted) / 1000).toFixed(2)} s after QEMU started`);
+    const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vm.startedAt) / 1000).toFixed(2)} s after QEMU started`);
     const channel = session.channel!;
     timing(started.warm ? 'guest agent ready (restored)' : 'guest agent ready');
     const lost = vm.exited.then((exit) => {

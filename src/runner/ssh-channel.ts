@@ -2,9 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { type ResultPromise, execa } from 'execa';
+import { type ChildEnd, Child, lastWords, runChild } from '../util/child.js';
 import { BoxbuildError } from '../errors.js';
-import type { NetworkSpec } from '../qemu/argv.js';
 import { diesWithParent } from '../util/orphans.js';
 
 /** The host end of an SSH channel: a key pair made for this run, and the forwarded port. */
@@ -12,7 +11,6 @@ export interface SshSetup {
   key: string;
   port: number;
   authorizedKey: string;
-  network: NetworkSpec;
 }
 
 /** A free TCP port on 127.0.0.1, chosen by the kernel (never a fixed port such as 10022). */
@@ -27,10 +25,10 @@ async function freePort(): Promise<number> {
 /** Makes the run's ed25519 key pair in its private directory (never the user's keys, never ~/.ssh). */
 export async function prepareSsh(runDir: string): Promise<SshSetup> {
   const key = join(runDir, 'id_ed25519');
-  const made = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'boxbuild-run', '-f', key], { reject: false, stdin: 'ignore' });
-  if (made.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot make an SSH key for the run (is openssh-client installed?): ${String(made.stderr).trim() || made.shortMessage}`);
+  const made = await runChild('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'boxbuild-run', '-f', key]);
+  if (made.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot make an SSH key for the run (is openssh-client installed?): ${lastWords(made)}`);
   const port = await freePort();
-  return { key, port, authorizedKey: (await readFile(`${key}.pub`, 'utf8')).trim(), network: { hostForwards: [{ hostPort: port, guestPort: 22 }] } };
+  return { key, port, authorizedKey: (await readFile(`${key}.pub`, 'utf8')).trim() };
 }
 
 /** ssh's argv: only the run's key, only the pinned host key, no config files, nothing interactive. */
@@ -59,12 +57,12 @@ export async function startSshSession(
   hostKey: string,
   request: string,
   out: { stdout: Writable; stderr: Writable },
-): Promise<{ ended: ResultPromise }> {
+): Promise<{ ended: Promise<ChildEnd> }> {
   const knownHosts = join(runDir, 'known_hosts');
   await writeFile(knownHosts, `[127.0.0.1]:${setup.port} ${hostKey.trim()}\n`);
   const [file, ...args] = diesWithParent(['ssh', ...sshArgs(setup, knownHosts)]);
-  const child = execa(file!, args, { input: request, stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false });
-  child.stdout?.pipe(out.stdout, { end: false });
-  child.stderr?.pipe(out.stderr, { end: false });
-  return { ended: child };
+  const child = new Child(file!, args, { stdio: 'pipe', input: request, collect: false });
+  child.process.stdout!.pipe(out.stdout, { end: false });
+  child.process.stderr!.pipe(out.stderr, { end: false });
+  return { ended: child.ended };
 }

@@ -1,10 +1,11 @@
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
-import { type VmSpec } from '../qemu/argv.js';
+import { NETDEV_ID, type VmSpec } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
-import { QmpClient } from '../qemu/qmp.js';
+import { QmpClient, forwardHostPort, restoreVmState } from '../qemu/qmp.js';
 import { listenOnce } from '../qemu/sockets.js';
 import { cpuTimeMs } from '../util/proc.js';
 import { formatBytes } from '../util/size.js';
@@ -13,7 +14,7 @@ import { GuestChannel } from './channel.js';
 import { abortable, deadline } from './deadline.js';
 import { prepareSsh } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
-import { dropState, saveState, savedState, stateDisk, stateFile, vmShape, warmBlocker } from './warm.js';
+import { dropState, saveState, savedState, stateDisk, stateFile, stateRam, vmShape, warmBlocker } from './warm.js';
 import { type GuestCommand, type RunOptions, type Session, baseVmSpec, kernelCmdline, prepareRun, sharingLost } from './session.js';
 
 /* Starting the guest of a boxbuild-protocol run: booted, or restored from a saved state (warm start). */
@@ -56,7 +57,7 @@ async function prepareVm({ options, session, box, installed, command, profile, s
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
-    network: options.network === false ? undefined : (session.ssh?.network ?? {}),
+    network: options.network !== false,
     qmpSocket: session.qmp.path,
     extraArgs: session.sharing!.qemuArgs,
   };
@@ -80,7 +81,7 @@ async function agentReady(start: GuestStart, vm: RunningVm, limitMs: number, sil
  * How a restore ended: the agent answered; QEMU exited (it refused the state); or QEMU used
  * RESTORE_CPU_MS of CPU time, or --boot-timeout passed, without an answer.
  */
-async function restored(start: GuestStart, vm: RunningVm): Promise<'ready' | 'refused' | 'stuck'> {
+async function restored(start: GuestStart, vm: RunningVm, stateSent: Promise<void>): Promise<'ready' | 'refused' | 'stuck'> {
   const done = new AbortController();
   const signal = AbortSignal.any([start.signal, done.signal]);
   const began = Date.now();
@@ -90,7 +91,12 @@ async function restored(start: GuestStart, vm: RunningVm): Promise<'ready' | 're
   };
   try {
     return await abortable(
-      Promise.race([start.session.channel!.next('ready').then(() => 'ready' as const), vm.exited.then(() => 'refused' as const), stuck()]),
+      Promise.race([
+        start.session.channel!.next('ready').then(() => 'ready' as const),
+        vm.exited.then(() => 'refused' as const),
+        stateSent.then(() => new Promise<never>(() => {}), () => 'refused' as const),
+        stuck(),
+      ]),
       start.signal,
     );
   } finally {
@@ -107,22 +113,35 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
   const { options, session, installed, signal } = start;
   const spec = await prepareVm(start);
   const runDir = session.runDir!;
-  const launch = async (incoming?: string) => {
+  const launch = async (vm: Pick<VmSpec, 'incoming' | 'ramFile'>, stateFd?: number) => {
     signal.throwIfAborted();
-    return (session.vm = await launchVm({ ...spec, incoming }, { runDir, consoleEcho: options.boxDebug ? options.stderr : undefined }));
+    session.vm = await launchVm({ ...spec, ...vm }, { runDir, stateFd, consoleEcho: options.boxDebug ? options.stderr : undefined });
+    if (options.verbose) options.notice(`timing: QEMU started ${process.uptime().toFixed(2)} s after boxbuild started`);
+    return session.vm;
   };
-  const blocker = options.cold ? '--cold' : warmBlocker(spec, session.provenance!.sharing, options.snapshot ?? true);
+  // QEMU's monitor, one client for the run: restoring, saving, forwarding the SSH port.
+  let client: Promise<QmpClient> | undefined;
+  const qmp = () => (client ??= session.qmp!.connection.then((socket) => new QmpClient(socket)));
+  // The SSH channel's port is the run's own, forwarded once the guest runs (booted or restored).
+  const started = async (vm: RunningVm, warm: boolean) => {
+    if (session.ssh) await forwardHostPort(await abortable(qmp(), signal), NETDEV_ID, session.ssh.port, 22);
+    return { vm, warm };
+  };
+  const blocker = options.cold ? '--cold' : warmBlocker(session.provenance!.sharing, options.snapshot ?? true);
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
   if (state?.dir && start.restore !== false) {
+    const dir = state.dir;
     // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
-    await session.prepareDisk!(stateDisk(state.dir));
-    if (options.verbose) options.notice(`restoring the saved VM ${state.dir}`);
-    const vm = await launch(stateFile(state.dir));
+    await session.prepareDisk!(stateDisk(dir));
+    if (options.verbose) options.notice(`restoring the saved VM ${dir}`);
+    const saved = await open(stateFile(dir), 'r');
+    const vm = await launch({ incoming: true, ramFile: { path: stateRam(dir), shared: false } }, saved.fd).finally(() => saved.close());
+    const stateSent = qmp().then(restoreVmState);
     // Sent once QEMU connects the port; a QEMU that never gets that far is a stuck restore (restored()).
     void session.channel!.send('PING\n');
-    const outcome = await restored(start, vm);
-    if (outcome === 'ready') return { vm, warm: true };
+    const outcome = await restored(start, vm, stateSent);
+    if (outcome === 'ready') return started(vm, true);
     if (outcome === 'stuck') {
       options.notice(`the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold and saving the state anew`);
     } else {
@@ -134,13 +153,15 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
     throw new RestoreFailed();
   }
   await session.prepareDisk!();
-  const vm = await launch();
+  // A VM whose state will be saved keeps its RAM in a file, which the state gets a copy of.
+  const ram = state && join(runDir, 'ram');
+  const vm = await launch({ ramFile: ram ? { path: ram, shared: true } : undefined });
   await agentReady(start, vm, options.bootTimeoutMs, `the guest showed no sign of life within --boot-timeout ${options.bootTimeoutMs / 1000} s`);
   if (state) {
     if (options.verbose) options.notice('saving the booted VM for warm starts');
-    const qmp = new QmpClient(await abortable(session.qmp!.connection, signal));
-    const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, disk: session.overlay };
-    await saveState(qmp, state, about, signal).then(
+    const monitor = await abortable(qmp(), signal);
+    const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, ram: ram!, disk: session.overlay };
+    await saveState(monitor, state, about, { runDir, signal }).then(
       (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
       (error: Error) => {
         signal.throwIfAborted();
@@ -148,7 +169,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
       },
     );
   }
-  return { vm, warm: false };
+  return started(vm, false);
 }
 
 /** A saved state that did not restore: the run starts over with a cold boot. */

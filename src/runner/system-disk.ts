@@ -1,8 +1,8 @@
 import { join, resolve } from 'node:path';
-import { execa } from 'execa';
 import type { InstalledBox } from '../box/cache.js';
 import { tryLock } from '../box/lock.js';
 import { BoxbuildError } from '../errors.js';
+import { lastWords, runChild } from '../util/child.js';
 import type { DiskSpec } from '../qemu/argv.js';
 
 export interface AttachedDisk {
@@ -16,8 +16,8 @@ export interface AttachedDisk {
 
 /** Creates a qcow2 overlay that takes every write and reads the rest from `backing` (never written). */
 export async function createOverlay(overlay: string, backing: string, backingFormat: 'qcow2' | 'raw' = 'qcow2'): Promise<void> {
-  const result = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, overlay], { reject: false });
-  if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${String(result.stderr).trim() || result.shortMessage}`);
+  const result = await runChild('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, overlay]);
+  if (result.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot create the disk overlay: ${lastWords(result)}`);
 }
 
 /**

@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { copyFile, mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
 import type { InstalledBox } from '../box/cache.js';
 import { writeJsonFile } from '../box/json-file.js';
 import { statesDir } from '../box/states.js';
@@ -11,8 +13,9 @@ import type { Share } from '../sharing/types.js';
 
 /*
  * Saved VM states live in `<cache>/states`: for each VM shape a link `<shape>` to the directory of
- * its newest state, `<shape>.d/<id>/`, which holds `vm.state`, the system disk's overlay as it was
- * (`disk.qcow2`, system boxes) and `state.json`. The link is switched atomically, so concurrent
+ * its newest state, `<shape>.d/<id>/`, which holds the guest's RAM (`ram`, a sparse file that a
+ * restored VM maps copy-on-write), its devices (`vm.state`, QEMU's migration stream without the RAM),
+ * the system disk's overlay as it was (`disk.qcow2`, system boxes) and `state.json`. The link is switched atomically, so concurrent
  * runs only ever see a whole state; each run reads the directory the link named when it started.
  */
 
@@ -37,23 +40,25 @@ function qemuIdentity(binary: string): string {
   return binary;
 }
 
+/** What a state directory holds; states of another layout are never restored (their shape differs). */
+const STATE_LAYOUT = 2;
+
 /**
  * The shape of a VM: everything a saved state depends on. It is QEMU's own argv with the run's
  * private paths and the shares' host paths taken out (they may differ between runs: the same
  * mount tags restore fine behind other host directories), plus the QEMU build and the box files.
  */
 export function vmShape(spec: VmSpec, runDir: string, shares: Share[], installed: InstalledBox): string {
-  let argv = JSON.stringify(buildQemuArgs({ ...spec, incoming: undefined }));
+  let argv = JSON.stringify(buildQemuArgs({ ...spec, incoming: undefined, ramFile: { path: '<ram>', shared: false } }));
   argv = argv.replaceAll(runDir, '<run>');
   for (const share of shares) argv = argv.replaceAll(`path=${share.hostPath.replaceAll(',', ',,')}`, `path=<share ${share.tag}>`);
   const files = Object.values(installed.manifest.files).map((file) => file?.sha256);
-  return createHash('sha256').update(JSON.stringify({ qemu: qemuIdentity(spec.profile.qemuBinary), argv, files })).digest('hex').slice(0, 32);
+  return createHash('sha256').update(JSON.stringify({ layout: STATE_LAYOUT, qemu: qemuIdentity(spec.profile.qemuBinary), argv, files })).digest('hex').slice(0, 32);
 }
 
 /** Why a VM of this kind is booted cold every time; undefined when its state can be saved and restored. */
-export function warmBlocker(spec: VmSpec, sharing: string, snapshot: boolean): string | undefined {
+export function warmBlocker(sharing: string, snapshot: boolean): string | undefined {
   if (sharing === 'virtiofs') return 'virtiofs devices (vhost-user-fs) cannot be migrated by QEMU 7.2';
-  if (spec.network?.hostForwards?.length) return 'the SSH channel forwards a port chosen for each run';
   if (!snapshot) return '--no-snapshot writes to the cached disk, which a saved state could not match';
   return undefined;
 }
@@ -66,33 +71,47 @@ export interface SavedState {
 }
 
 export const stateFile = (dir: string) => join(dir, 'vm.state');
+export const stateRam = (dir: string) => join(dir, 'ram');
 export const stateDisk = (dir: string) => join(dir, 'disk.qcow2');
 
 export async function savedState(cacheRoot: string, shape: string): Promise<SavedState> {
   const link = join(statesDir(cacheRoot), shape);
   const target = await readlink(link).catch(() => undefined);
   const dir = target && join(statesDir(cacheRoot), target);
-  const whole = dir && (await stat(stateFile(dir)).then((s) => s.size > 0, () => false));
+  const whole = dir && (await Promise.all([stateFile(dir), stateRam(dir)].map((file) => stat(file).then((s) => s.size > 0, () => false)))).every(Boolean);
   return { link, dir: whole ? dir : undefined };
 }
 
+/** Copies a sparse file sparsely: only the pages the guest touched take space. */
+async function copySparse(from: string, to: string): Promise<void> {
+  await promisify(execFile)('cp', ['--sparse=always', from, to]);
+}
+
+/** The disk space a state takes (its RAM file is sparse). */
+async function allocatedBytes(files: string[]): Promise<number> {
+  const sizes = await Promise.all(files.map((file) => stat(file).then((s) => s.blocks * 512, () => 0)));
+  return sizes.reduce((sum, size) => sum + size, 0);
+}
+
 /**
- * Saves the VM (booted, agent ready, nothing mounted yet) as the newest state of its shape, with a
- * copy of its disk overlay when it has one. Returns the state's size.
+ * Saves the VM (booted, agent ready, nothing mounted yet) as the newest state of its shape: its
+ * devices, a copy of its RAM file (spec.ramFile, shared) and of its disk overlay when it has one,
+ * all taken while it is paused. Returns the state's size on disk.
  */
 export async function saveState(
   qmp: QmpClient,
   state: SavedState,
-  about: { box: string; boxDir: string; arch: string; memoryMiB: number; disk?: string },
-  signal: AbortSignal,
+  about: { box: string; boxDir: string; arch: string; memoryMiB: number; ram: string; disk?: string },
+  run: { runDir: string; signal: AbortSignal },
 ): Promise<number> {
   const name = `${state.link.slice(state.link.lastIndexOf('/') + 1)}.d/${Date.now().toString(36)}-${process.pid}`;
   const dir = join(state.link, '..', name);
   await mkdir(dir, { recursive: true });
   try {
-    await saveVmState(qmp, stateFile(dir), { whilePaused: about.disk ? () => copyFile(about.disk!, stateDisk(dir)) : undefined, signal });
-    const { size } = await stat(stateFile(dir));
-    await writeJsonFile(join(dir, 'state.json'), { ...about, size, savedAt: new Date().toISOString() });
+    const whilePaused = () => Promise.all([copySparse(about.ram, stateRam(dir)), about.disk && copyFile(about.disk, stateDisk(dir))]).then(() => {});
+    await saveVmState(qmp, stateFile(dir), { ...run, whilePaused });
+    const size = await allocatedBytes([stateFile(dir), stateRam(dir), stateDisk(dir)]);
+    await writeJsonFile(join(dir, 'state.json'), { box: about.box, boxDir: about.boxDir, arch: about.arch, memoryMiB: about.memoryMiB, size, savedAt: new Date().toISOString() });
     const link = `${state.link}.${process.pid}.link`;
     await rm(link, { force: true });
     await symlink(name, link);

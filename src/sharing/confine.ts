@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { execa } from 'execa';
+import { lastWords, runChild } from '../util/child.js';
 
 /** A block of subordinate ids from /etc/subuid or /etc/subgid. */
 export interface IdRange {
@@ -141,10 +141,7 @@ export async function namespacingFor(needSetgroups: boolean): Promise<{ namespac
     if (!uids || !gids) return { reason: `user ${username} has no subordinate ids in /etc/subuid and /etc/subgid` };
     namespacing = { kind: 'subids', uids, gids };
   }
-  const probe = await execa('unshare', [...unshareOptions(namespacing), '--', 'true'], { reject: false, stdin: 'ignore' });
-  if (probe.exitCode !== 0) {
-    const said = String(probe.stderr).trim().split('\n').pop() || probe.shortMessage;
-    return { reason: `cannot create a user namespace (${said})` };
-  }
+  const probe = await runChild('unshare', [...unshareOptions(namespacing), '--', 'true']);
+  if (probe.exitCode !== 0) return { reason: `cannot create a user namespace (${lastWords(probe)})` };
   return { namespacing };
 }

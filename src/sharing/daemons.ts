@@ -1,8 +1,15 @@
 import { stat } from 'node:fs/promises';
+import type { Stream } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ResultPromise, execa } from 'execa';
 import { BoxbuildError } from '../errors.js';
+import { Child } from '../util/child.js';
 import { diesWithParent } from '../util/orphans.js';
+
+/** A daemon's stdin and stdout (default: none); its stderr is kept for error messages. */
+export interface DaemonStdio {
+  stdin?: Stream;
+  stdout?: Stream;
+}
 
 /** A host-side helper process of a sharing backend (virtiofsd, sftp-server). */
 export class Daemon {
@@ -13,32 +20,22 @@ export class Daemon {
 
   private constructor(
     readonly what: string,
-    private readonly child: ResultPromise,
+    private readonly child: Child,
   ) {
-    child.stderr?.on('data', (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000)));
+    child.process.stderr?.on('data', (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000)));
     this.died = new Promise<never>((_, reject) => {
-      const ended = () => this.stopping || reject(new BoxbuildError('vmFailed', `${this.what} stopped during the run: ${this.lastWords || 'it printed nothing'}`));
-      child.then(ended, ended);
+      void child.ended.then(() => this.stopping || reject(new BoxbuildError('vmFailed', `${this.what} stopped during the run: ${this.lastWords || 'it printed nothing'}`)));
     });
     this.died.catch(() => {});
   }
 
-  static start(what: string, argv: string[], stdio: { stdin?: unknown; stdout?: unknown } = {}): Daemon {
+  static start(what: string, argv: string[], stdio: DaemonStdio = {}): Daemon {
     const [file, ...args] = diesWithParent(argv);
-    const child = execa(file!, args, {
-      stdin: (stdio.stdin ?? 'ignore') as 'ignore',
-      stdout: (stdio.stdout ?? 'ignore') as 'ignore',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
-      cleanup: true,
-      forceKillAfterDelay: 2000,
-    });
-    return new Daemon(what, child);
+    return new Daemon(what, new Child(file!, args, { stdio: [stdio.stdin ?? 'ignore', stdio.stdout ?? 'ignore', 'pipe'], collect: false }));
   }
 
   get exited(): boolean {
-    return this.child.exitCode !== null || this.child.signalCode !== null;
+    return this.child.exited;
   }
 
   /** What the daemon printed last, for error messages. */
@@ -58,8 +55,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (!this.exited) this.child.kill('SIGTERM');
-    await this.child;
+    await this.child.stop();
   }
 }
 
@@ -73,7 +69,7 @@ export class Daemons {
     this.failed.catch(() => {});
   }
 
-  start(what: string, argv: string[], stdio?: { stdin?: unknown; stdout?: unknown }): Daemon {
+  start(what: string, argv: string[], stdio?: DaemonStdio): Daemon {
     const daemon = Daemon.start(what, argv, stdio);
     this.started.push(daemon);
     daemon.died.catch(this.fail);

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { BoxbuildError } from '../errors.js';
 import { qemuOptionValue } from '../qemu/argv.js';
 import { deviceOnBus } from '../qemu/profiles.js';
 import { isWithin } from '../runner/args.js';
 import { underShareFilter } from '../sandbox/exec.js';
 import { type Namespacing, confinedCommand, namespacingFor } from './confine.js';
+import { runChild } from '../util/child.js';
 import { Daemons } from './daemons.js';
 import type { ActiveSharing, Share, SharingBackend, SharingContext } from './types.js';
 
@@ -20,8 +20,7 @@ const SEARCH = ['virtiofsd', '/usr/libexec/virtiofsd', '/usr/lib/virtiofsd', '/u
 /** Finds a virtiofsd (the given one, else on PATH or in the usual libexec places) and tells its flavor. */
 export async function findVirtiofsd(explicit?: string): Promise<Virtiofsd | undefined> {
   for (const path of explicit ? [explicit] : SEARCH) {
-    const help = await execa(path, ['--help'], { reject: false, all: true, stdin: 'ignore' });
-    const text = String(help.all ?? '');
+    const text = (await runChild(path, ['--help'])).all;
     if (text.includes('--shared-dir')) return { path, flavor: 'rust' };
     // As a non-root user, the C daemon fails with "setgroups() failed" before it prints its help.
     if (text.includes('source=') || text.includes('setgroups() failed')) return { path, flavor: 'c' };

@@ -90,6 +90,14 @@ describe('SSH channel (debian-system, x86_64)', () => {
     ]);
   });
 
+  test('a run over SSH restores the saved VM too, with its own forwarded port', async () => {
+    const run = () => runIsolated(['exec', '--box', 'debian-system', '-v', '--channel', 'ssh', '--', 'sh', '-c', 'echo over-ssh']);
+    await run(); // saves the state of this shape if there is none yet
+    const warm = await run();
+    expect([warm.exitCode, warm.stdout]).toEqual([0, 'over-ssh']);
+    expect(warm.stderr).toContain('guest agent ready (restored)');
+  });
+
   test('a box without sshd says so', async () => {
     const result = await runIsolated(['exec', '--box', 'debian', '-q', '--channel', 'ssh', '--', 'true']);
     expect(result.exitCode).toBe(71);

@@ -1,4 +1,6 @@
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { runIsolated } from '../helpers/box-cli.js';
@@ -12,6 +14,7 @@ let cache: string;
 const states = () => readdirSync(join(cache, 'states')).filter((name) => !name.includes('.'));
 const exec = (args: string[], command: string) => runIsolated(['exec', '--box', 'debian', '-v', ...args, '--', 'sh', '-c', command], { env: { BOXBUILD_CACHE_DIR: cache } });
 const restored = (stderr: string) => /guest agent ready \(restored\)/.test(stderr);
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 beforeAll(() => {
   cache = join(tempDir(), 'cache');
@@ -83,10 +86,29 @@ describe('warm start', () => {
     expect(states()).toHaveLength(before + 1);
   });
 
-  test('four warm builds at once', async () => {
-    const results = await Promise.all([0, 1, 2, 3].map((index) => exec([], `echo run-${index}`)));
+  test('four warm runs at once: each its own memory (copy-on-write), none writes the saved state, the next sees none of it', async () => {
+    const state = join(cache, 'states', states()[0]!);
+    const saved = () => ['ram', 'vm.state'].map((file) => sha256(join(state, file)));
+    const before = saved();
+    // The initramfs root lives in guest RAM: a file written there is a page of the run's own memory.
+    const results = await Promise.all([0, 1, 2, 3].map((index) => exec([], `echo run-${index} > /mark; sleep 1; cat /mark`)));
     const stderr = results.map((r) => r.stderr).join('\n');
     expect(results.map((r) => [r.exitCode, r.stdout, restored(r.stderr)]), stderr).toEqual([0, 1, 2, 3].map((i) => [0, `run-${i}`, true]));
+    expect(saved()).toEqual(before);
+    const next = await exec([], 'cat /mark 2>&1 || true');
+    expect([next.stdout, restored(next.stderr)]).toEqual(['cat: can\'t open \'/mark\': No such file or directory', true]);
+  });
+
+  test('a state saved by another QEMU build is never restored', async () => {
+    // The same QEMU, but another file: another build as far as the shape can tell.
+    const bin = join(tempDir(), 'bin');
+    mkdirSync(bin);
+    copyFileSync(execFileSync('sh', ['-c', 'command -v qemu-system-x86_64']).toString().trim(), join(bin, 'qemu-system-x86_64'));
+    const other = await runIsolated(['exec', '--box', 'debian', '-v', '--', 'true'], { env: { BOXBUILD_CACHE_DIR: cache, PATH: `${bin}:${process.env.PATH}` } });
+    expect(other.exitCode).toBe(0);
+    expect(restored(other.stderr)).toBe(false);
+    expect(other.stderr).toMatch(/saved the booted VM/);
+    expect(restored((await exec([], 'true')).stderr)).toBe(true);
   });
 
   test('--cold boots, and virtiofs always boots cold, saying why under --verbose', async () => {

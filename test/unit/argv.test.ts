@@ -68,6 +68,16 @@ describe('buildQemuArgs', () => {
     expect(valuesOf(args, '-machine')).toContain('memory-backend=mem');
   });
 
+  test('warm start: RAM in a file, written through when booting to save, mapped copy-on-write when restoring', () => {
+    const booting = buildQemuArgs(spec({ ramFile: { path: '/run/x/ram', shared: true } }));
+    expect(valuesOf(booting, '-object')).toEqual(['memory-backend-file,id=mem,size=1024M,mem-path=/run/x/ram,share=on']);
+    expect(valuesOf(booting, '-machine')).toContain('memory-backend=mem');
+    expect(booting).not.toContain('-incoming');
+    const restoring = buildQemuArgs(spec({ ramFile: { path: '/c/states/s.d/1/ram', shared: false }, incoming: true }));
+    expect(valuesOf(restoring, '-object')).toEqual(['memory-backend-file,id=mem,size=1024M,mem-path=/c/states/s.d/1/ram,share=off']);
+    expect(valuesOf(restoring, '-incoming')).toEqual(['defer']);
+  });
+
   test('disks and user networking', () => {
     const args = buildQemuArgs(
       spec({
@@ -75,7 +85,7 @@ describe('buildQemuArgs', () => {
           { path: '/run/x/overlay.qcow2', format: 'qcow2', cache: 'unsafe' },
           { path: '/b/base,1.raw', format: 'raw', cache: 'writeback', readOnly: true },
         ],
-        network: { hostForwards: [{ hostPort: 40022, guestPort: 22 }] },
+        network: true,
       }),
     );
     expect(valuesOf(args, '-drive')).toEqual([
@@ -83,7 +93,7 @@ describe('buildQemuArgs', () => {
       'file=/b/base,,1.raw,if=none,id=disk1,format=raw,cache=writeback,readonly=on',
     ]);
     expect(valuesOf(args, '-device')).toContain('virtio-blk-pci,drive=disk1');
-    expect(valuesOf(args, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22']);
+    expect(valuesOf(args, '-netdev')).toEqual(['user,id=net0']);
     expect(valuesOf(args, '-device')).toContain('virtio-net-pci,netdev=net0,romfile=');
     expect(valuesOf(args, '-nic')).toEqual([]);
   });
