@@ -1,5 +1,7 @@
-import { execa } from 'execa';
+import { open, readFile } from 'node:fs/promises';
 import { BoxbuildError } from '../errors.js';
+import { Child } from '../util/child.js';
+import { readHead } from '../util/file.js';
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 
@@ -8,21 +10,19 @@ const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
  * (Debian's kernels). QEMU boots the ELF directly through its PVH entry point, which skips the
  * decompression that costs seconds under emulation.
  */
-export async function extractVmlinux(bzImage: Buffer): Promise<Buffer> {
+export async function extractVmlinux(bzImagePath: string, vmlinuxPath: string): Promise<void> {
+  const bzImage = await readFile(bzImagePath);
   const offset = bzImage.indexOf(XZ_MAGIC);
   if (offset < 0) throw new BoxbuildError('boxUnavailable', 'the kernel image has no XZ payload to extract');
-  // xz stops at the end of the stream and complains about the trailing bytes; the output is complete.
-  const result = await execa('xz', ['--decompress', '--stdout', '--single-stream'], {
-    input: bzImage.subarray(offset),
-    encoding: 'buffer',
-    maxBuffer: 1 << 30,
-    reject: false,
-  });
-  const elf = Buffer.from(result.stdout);
-  if (!elf || elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) {
-    throw new BoxbuildError('boxUnavailable', `could not extract vmlinux from the kernel image: ${Buffer.from(result.stderr).toString().trim() || result.message}`);
+  // xz writes straight into the file: the uncompressed kernel never passes through this process.
+  // It stops at the end of the stream and complains about the trailing bytes; the output is complete.
+  const output = await open(vmlinuxPath, 'w');
+  const xz = await new Child('xz', ['--decompress', '--stdout', '--single-stream'], { stdio: ['pipe', output.fd, 'pipe'], input: bzImage.subarray(offset) }).ended.finally(() =>
+    output.close(),
+  );
+  if ((await readHead(vmlinuxPath, 4)).readUInt32BE(0) !== 0x7f454c46) {
+    throw new BoxbuildError('boxUnavailable', `could not extract vmlinux from the kernel image: ${xz.startError?.message ?? xz.stderr.trim()}`);
   }
-  return elf;
 }
 
 /** "kernel/fs/9p/9p.ko" → "9p"; dashes and underscores are the same in module names. */

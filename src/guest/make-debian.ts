@@ -71,12 +71,12 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     for (const file of GUEST_FILE_NAMES.filter((f) => f !== 'init')) builder.file(`usr/lib/boxbuild/${file}`, await guestFile(file), 0o755);
 
     const [vmlinuz] = (await readdir(join(root, 'boot'))).filter((file) => file.startsWith('vmlinuz-'));
-    const bzImage = await readFile(join(root, 'boot', vmlinuz!));
-    const kernel = arch === 'x86_64' ? await extractVmlinux(bzImage) : bzImage;
     const initrd = builder.build();
     const staging = join(work, 'box');
     await mkdir(staging);
-    await writeFile(join(staging, 'kernel'), kernel);
+    if (arch === 'x86_64') await extractVmlinux(join(root, 'boot', vmlinuz!), join(staging, 'kernel'));
+    else await copyFile(join(root, 'boot', vmlinuz!), join(staging, 'kernel'));
+    const kernel = await readFile(join(staging, 'kernel'));
     await writeFile(join(staging, 'initrd'), initrd);
     const kernelDeb = packages[0]!;
     const manifest: BoxManifest = {

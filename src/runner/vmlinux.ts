@@ -1,4 +1,4 @@
-import { access, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { InstalledBox } from '../box/cache.js';
@@ -11,12 +11,6 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 /** A kernel that is an ELF file already (the boxes made here carry the extracted vmlinux). */
 const isElf = async (path: string) => (await readHead(path, 4)).readUInt32BE(0) === 0x7f454c46;
 
-/** Writes a file beside others atomically, so that concurrent runs never see half of it. */
-async function writeAtomically(path: string, data: Buffer): Promise<void> {
-  const partial = `${path}.${process.pid}.tmp`;
-  await writeFile(partial, data);
-  await rename(partial, path);
-}
 
 /**
  * The kernel a KIWI box boots. On x86_64 that is the uncompressed vmlinux inside the box's bzImage
@@ -29,10 +23,14 @@ export async function bootKernel(installed: InstalledBox, arch: Arch, notice: (l
   if (arch !== 'x86_64' || (await isElf(kernel))) return kernel;
   const vmlinux = `${kernel}.vmlinux`;
   if (await exists(vmlinux)) return vmlinux;
+  // Extracted beside the bzImage and renamed when whole, so that concurrent runs never see half of it.
+  const partial = `${vmlinux}.${process.pid}.tmp`;
   try {
-    await writeAtomically(vmlinux, await extractVmlinux(await readFile(kernel)));
+    await extractVmlinux(kernel, partial);
+    await rename(partial, vmlinux);
     return vmlinux;
   } catch (error) {
+    await rm(partial, { force: true });
     if (!(error instanceof BoxbuildError)) throw error;
     notice(`booting the compressed kernel of box ${installed.manifest.name} (slower): ${error.message}`);
     return kernel;

@@ -25,7 +25,7 @@ export interface ChildOptions {
   /** As for spawn; default: no stdin, stdout and stderr piped. */
   stdio?: StdioOptions;
   /** Written to stdin, which is then closed (needs stdin 'pipe'). */
-  input?: string;
+  input?: string | Uint8Array;
   /** Keep what it prints in ChildEnd (default); false leaves the pipes to the caller. */
   collect?: boolean;
   /** Killed (SIGKILL) after this long. */
