@@ -13,28 +13,28 @@ interface Pending {
   command: string;
 }
 
-/** A QMP (QEMU Machine Protocol) client over the monitor socket QEMU connected to. */
+/**
+ * A QMP (QEMU Machine Protocol) client over the monitor socket QEMU connected to. Commands are
+ * sent at once, without waiting for QEMU's greeting or earlier answers: QEMU reads them in order
+ * (the capabilities negotiation first), which saves a round trip per command on a restore.
+ */
 export class QmpClient {
   private readonly pending: Pending[] = [];
-  private ready: Promise<void>;
 
   constructor(private readonly socket: Socket) {
-    let greeted: () => void;
-    this.ready = new Promise((resolve) => (greeted = resolve));
     socket.on('error', () => {});
     socket.on('close', () => this.pending.splice(0).forEach((p) => p.reject(new Error(`QEMU closed its monitor during ${p.command}`))));
     const lines = createInterface({ input: socket });
     lines.on('error', () => {});
     lines.on('line', (line) => {
       const message = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string };
-      if (message.QMP) greeted();
-      else if ('return' in message) this.pending.shift()?.resolve(message.return);
+      if ('return' in message) this.pending.shift()?.resolve(message.return);
       else if (message.error) {
         const request = this.pending.shift();
         request?.reject(new Error(`QEMU refused ${request.command}: ${message.error.desc}`));
       }
     });
-    this.ready = this.ready.then(async () => void (await this.send('qmp_capabilities')));
+    this.send('qmp_capabilities').catch(() => {}); // a QEMU that closes its monitor fails the commands that follow
   }
 
   private send(command: string, args?: object): Promise<unknown> {
@@ -45,7 +45,6 @@ export class QmpClient {
   }
 
   async execute<T = unknown>(command: string, args?: object): Promise<T> {
-    await this.ready;
     return (await this.send(command, args)) as T;
   }
 }
@@ -108,6 +107,6 @@ export const STATE_FD = 3;
  * the VM runs as soon as QEMU has loaded it (and QEMU exits when it cannot).
  */
 export async function restoreVmState(qmp: QmpClient): Promise<void> {
-  await ignoreSharedRam(qmp);
-  await qmp.execute('migrate-incoming', { uri: `fd:${STATE_FD}` });
+  // Both sent at once, in this order.
+  await Promise.all([ignoreSharedRam(qmp), qmp.execute('migrate-incoming', { uri: `fd:${STATE_FD}` })]);
 }
