@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -21,8 +21,8 @@ class Queue {
   private stopped = false;
   readonly done: Promise<void>;
 
-  constructor(boxes: [string, string][], index: number) {
-    this.log = join(tmpdir(), `box-queue-${index}.log`);
+  constructor(boxes: [string, string][], logDir: string, index: number) {
+    this.log = join(logDir, `queue-${index}.log`);
     this.done = this.run(boxes);
   }
 
@@ -55,11 +55,14 @@ class Queue {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   for (const arch of ['x86_64', 'aarch64']) await fetchTestBox('debian', arch);
-  const { testFiles } = await project.globTestFiles(project.vitest.config.filters);
+  const files = new Set((await project.globTestFiles(project.vitest.config.filters)).testFiles.map((file) => relative(REPO, file)));
+  // In the order of SLOW_BOXES, which is the order the files run in.
   const needed = new Map<string, [string, string]>();
-  for (const file of testFiles) for (const box of SLOW_BOXES[relative(REPO, file)] ?? []) needed.set(box.join(' '), box);
-  const running = queues([...needed.values()]).map((boxes, index) => new Queue(boxes, index));
+  for (const [file, boxes] of Object.entries(SLOW_BOXES)) if (files.has(file)) for (const box of boxes) needed.set(box.join(' '), box);
+  const logDir = mkdtempSync(join(tmpdir(), 'boxbuild-test-boxes-'));
+  const running = queues([...needed.values()]).map((boxes, index) => new Queue(boxes, logDir, index));
   return async () => {
     await Promise.all(running.map((queue) => queue.stop()));
+    rmSync(logDir, { recursive: true, force: true });
   };
 }
