@@ -49,7 +49,6 @@ export class QmpClient {
   }
 }
 
-
 /** Leave RAM that lives in a shared file out of the migration stream: the file itself is the saved RAM. */
 const ignoreSharedRam = (qmp: QmpClient) =>
   qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });

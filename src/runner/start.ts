@@ -146,8 +146,10 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
       options.notice(`the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold and saving the state anew`);
     } else {
       // Only a state QEMU itself refused (its format, a truncated file) is dropped; a slow one is kept.
+      const refusal = await Promise.race([stateSent.then(() => '', (error: Error) => `${error.message}; `), vm.exited.then(() => '')]);
+      const exit = await vm.stop(); // QEMU has exited already, unless it refused a command
       const tail = vm.console.tail(5);
-      options.notice(`the saved VM state could not be restored (${describeExit(await vm.exited)}); booting cold and saving it again${tail ? `; last console lines:\n${tail}` : ''}`);
+      options.notice(`the saved VM state could not be restored (${refusal}${describeExit(exit)}); booting cold and saving it again${tail ? `; last console lines:\n${tail}` : ''}`);
       await dropState(state);
     }
     throw new RestoreFailed();

@@ -1,22 +1,23 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { copyFile, mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { promisify } from 'node:util';
 import type { InstalledBox } from '../box/cache.js';
+import { BoxbuildError } from '../errors.js';
 import { writeJsonFile } from '../box/json-file.js';
 import { statesDir } from '../box/states.js';
 import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
 import { type QmpClient, saveVmState } from '../qemu/qmp.js';
 import type { Share } from '../sharing/types.js';
+import { lastWords, runChild } from '../util/child.js';
 
 /*
  * Saved VM states live in `<cache>/states`: for each VM shape a link `<shape>` to the directory of
  * its newest state, `<shape>.d/<id>/`, which holds the guest's RAM (`ram`, a sparse file that a
- * restored VM maps copy-on-write), its devices (`vm.state`, QEMU's migration stream without the RAM),
- * the system disk's overlay as it was (`disk.qcow2`, system boxes) and `state.json`. The link is switched atomically, so concurrent
- * runs only ever see a whole state; each run reads the directory the link named when it started.
+ * restored VM maps copy-on-write), its devices (`vm.state`, QEMU's migration stream without the
+ * RAM), the system disk's overlay as it was (`disk.qcow2`, system boxes) and `state.json`. The link
+ * is switched atomically, so concurrent runs only ever see a whole state; each run reads the
+ * directory the link named when it started.
  */
 
 const identities = new Map<string, string>();
@@ -84,7 +85,8 @@ export async function savedState(cacheRoot: string, shape: string): Promise<Save
 
 /** Copies a sparse file sparsely: only the pages the guest touched take space. */
 async function copySparse(from: string, to: string): Promise<void> {
-  await promisify(execFile)('cp', ['--sparse=always', from, to]);
+  const cp = await runChild('cp', ['--sparse=always', from, to]);
+  if (cp.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot copy the guest's RAM: ${lastWords(cp)}`);
 }
 
 /** The disk space a state takes (its RAM file is sparse). */
