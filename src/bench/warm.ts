@@ -57,22 +57,17 @@ export async function benchWarm(env: NodeJS.ProcessEnv): Promise<string> {
 
 /** The CLI alone: `--version` and `--help`, which load no box, no VM and no HTTP client. */
 export async function benchStartup(env: NodeJS.ProcessEnv): Promise<string> {
-  const rows: string[][] = [];
-  for (const args of [['--version'], ['--help'], ['box', 'list', '--no-update-check']]) {
+  const medianWall = async (args: string[]) => {
     const walls: number[] = [];
     for (let i = 0; i < 10; i++) {
       const started = process.hrtime.bigint();
-      await execa(process.execPath, [CLI, ...args], { env, stdin: 'ignore' });
+      await execa(process.execPath, args, { env, stdin: 'ignore' });
       walls.push(Number(process.hrtime.bigint() - started) / 1e9);
     }
-    rows.push([`boxbuild ${args.join(' ')}`, seconds(median(walls))]);
-  }
-  const walls: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const started = process.hrtime.bigint();
-    await execa(process.execPath, ['-e', '0'], { stdin: 'ignore' });
-    walls.push(Number(process.hrtime.bigint() - started) / 1e9);
-  }
-  rows.push(['node -e 0 (the floor)', seconds(median(walls))]);
+    return seconds(median(walls));
+  };
+  const rows: string[][] = [];
+  for (const args of [['--version'], ['--help'], ['box', 'list', '--no-update-check']]) rows.push([`boxbuild ${args.join(' ')}`, await medianWall([CLI, ...args])]);
+  rows.push(['node -e 0 (the floor)', await medianWall(['-e', '0'])]);
   return table(['CLI start-up', 'wall, median of 10'], rows);
 }

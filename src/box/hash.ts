@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 
 /**
  * A writable stream that computes a sha256 as the data passes (SHA extensions make that cheaper
@@ -43,9 +43,7 @@ export class Sha256Stream extends Writable {
 
 /** The sha256 of a file, read once. */
 export async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) hash.update(chunk);
-  });
-  return hash.digest('hex');
+  const hash = new Sha256Stream();
+  await hash.writeFile(path);
+  return hash.digest();
 }

@@ -11,7 +11,6 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 /** A kernel that is an ELF file already (the boxes made here carry the extracted vmlinux). */
 const isElf = async (path: string) => (await readHead(path, 4)).readUInt32BE(0) === 0x7f454c46;
 
-
 /**
  * The kernel a KIWI box boots. On x86_64 that is the uncompressed vmlinux inside the box's bzImage
  * (QEMU boots it through its PVH entry, skipping seconds of decompression under emulation),
