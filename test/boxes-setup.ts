@@ -8,7 +8,11 @@ import { fetchTestBox } from './helpers/boxes.js';
 import { CLI, REPO, TEST_CACHE } from './helpers/env.js';
 import { SLOW_BOXES } from './slow-boxes.js';
 
-/** One queue per architecture: each box make keeps about one host core busy (its VM's one vCPU). */
+/**
+ * One queue per architecture: each box make keeps about one host core busy (its VM's one vCPU). The
+ * makes run at the lowest CPU priority, so that the test files running meanwhile keep the speed
+ * their timeouts assume; the makes get what those leave idle.
+ */
 function queues(boxes: [string, string][]): [string, string][][] {
   const byArch = (arch: string) => boxes.filter(([, a]) => a === arch);
   return [byArch('x86_64'), byArch('aarch64')].filter((queue) => queue.length > 0);
@@ -30,7 +34,7 @@ class Queue {
     for (const [box, arch] of boxes) {
       if (this.stopped) return;
       const fd = openSync(this.log, 'a');
-      this.child = spawn(process.execPath, [CLI, 'box', 'fetch', box, '--arch', arch], { env: { ...process.env, BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: ['ignore', fd, fd] });
+      this.child = spawn('nice', ['-n', '19', process.execPath, CLI, 'box', 'fetch', box, '--arch', arch], { env: { ...process.env, BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: ['ignore', fd, fd] });
       closeSync(fd);
       const [code] = (await once(this.child, 'exit')) as [number | null];
       if (code !== 0 && !this.stopped) {
