@@ -28,6 +28,29 @@ export interface RamFile {
   shared: boolean;
 }
 
+/**
+ * A device with an optional socket chardev of its own, described once for both ways it reaches a
+ * VM: on QEMU's command line (deviceArgs) or plugged into a running VM over QMP (plugDevice).
+ */
+export interface PluggableDevice {
+  /** A Unix socket QEMU connects to as a client. */
+  chardev?: { id: string; path: string };
+  driver: string;
+  id: string;
+  /** The device's other properties (numbers stay numbers: QMP checks their types). */
+  props: Record<string, string | number>;
+}
+
+/** Command-line arguments for a pluggable device. */
+export function deviceArgs(device: PluggableDevice): string[] {
+  const chardev = device.chardev ? ['-chardev', `socket,id=${device.chardev.id},path=${qemuOptionValue(device.chardev.path)}`] : [];
+  const props = Object.entries({ id: device.id, ...(device.chardev ? { chardev: device.chardev.id } : {}), ...device.props });
+  return [...chardev, '-device', [device.driver, ...props.map(([name, value]) => `${name}=${qemuOptionValue(String(value))}`)].join(',')];
+}
+
+/** The PCI Express root port that hot-plug slot `index` names (profile.hotplugPorts). */
+export const hotplugPort = (index: number) => `hotplug${index}`;
+
 /** Everything QEMU needs to start one throwaway VM. Pure data: no paths are touched here. */
 export interface VmSpec {
   profile: MachineProfile;
@@ -47,8 +70,10 @@ export interface VmSpec {
   ports: SerialPort[];
   /** Memory must be shareable with a vhost-user daemon (virtiofs). */
   sharedMemory?: boolean;
-  /** Guest RAM in a file (warm start); ignored with sharedMemory. */
+  /** Guest RAM in a file (warm start); shareable too when `ramFile.shared`. */
   ramFile?: RamFile;
+  /** Free slots for devices plugged in once the VM runs (on PCI Express machines, a root port each). */
+  hotplugSlots?: number;
   disks?: DiskSpec[];
   /** QEMU user networking (no root, no bridge) on a virtio NIC; without it the VM has no network at all. */
   network?: boolean;
@@ -71,8 +96,7 @@ function diskArgs(spec: VmSpec): string[] {
 
 function memoryArgs(spec: VmSpec): string[] {
   const size = `size=${spec.memoryMiB}M`;
-  if (spec.sharedMemory) return ['-object', `memory-backend-memfd,id=mem,${size},share=on`, '-machine', 'memory-backend=mem'];
-  if (!spec.ramFile) return [];
+  if (!spec.ramFile) return spec.sharedMemory ? ['-object', `memory-backend-memfd,id=mem,${size},share=on`, '-machine', 'memory-backend=mem'] : [];
   const { path, shared } = spec.ramFile;
   return [
     '-object', `memory-backend-file,id=mem,${size},mem-path=${qemuOptionValue(path)},share=${shared ? 'on' : 'off'}`,
@@ -123,6 +147,9 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   args.push('-device', virtioDevice(profile, 'rng'));
   if (profile.vmGenerationId) args.push('-device', 'vmgenid');
   if (spec.qmpSocket) args.push('-chardev', `socket,id=qmp,path=${qemuOptionValue(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
+  if (profile.hotplugPorts) {
+    for (let index = 0; index < (spec.hotplugSlots ?? 0); index++) args.push('-device', `pcie-root-port,id=${hotplugPort(index)},chassis=${index + 1}`);
+  }
   args.push(...(spec.extraArgs ?? []));
   if (spec.incoming) args.push('-incoming', 'defer');
   return args;

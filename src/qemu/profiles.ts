@@ -15,6 +15,8 @@ export interface MachineProfile {
   serialConsole: string;
   /** The machine has ACPI for a VM generation ID: a restored guest then reseeds its random generator. */
   vmGenerationId: boolean;
+  /** PCI Express: a device plugged into the running VM needs a free root port (else it goes on the root bus). */
+  hotplugPorts: boolean;
 }
 
 export const PROFILES: Record<Arch, MachineProfile> = {
@@ -27,6 +29,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     virtioBus: 'pci',
     serialConsole: 'ttyS0',
     vmGenerationId: true,
+    hotplugPorts: false,
   },
   aarch64: {
     arch: 'aarch64',
@@ -37,6 +40,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     virtioBus: 'pci',
     serialConsole: 'ttyAMA0',
     vmGenerationId: false,
+    hotplugPorts: true,
   },
   s390x: {
     arch: 's390x',
@@ -46,6 +50,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     virtioBus: 'ccw',
     serialConsole: 'ttysclp0',
     vmGenerationId: false,
+    hotplugPorts: false,
   },
   ppc64le: {
     arch: 'ppc64le',
@@ -55,6 +60,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     virtioBus: 'pci',
     serialConsole: 'hvc0',
     vmGenerationId: false,
+    hotplugPorts: false,
   },
   riscv64: {
     arch: 'riscv64',
@@ -64,6 +70,7 @@ export const PROFILES: Record<Arch, MachineProfile> = {
     virtioBus: 'pci',
     serialConsole: 'ttyS0',
     vmGenerationId: false,
+    hotplugPorts: true,
   },
 };
 

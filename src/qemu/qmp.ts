@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { BoxbuildError } from '../errors.js';
+import { type PluggableDevice } from './argv.js';
 import { listenOnce } from './sockets.js';
 
 interface Pending {
@@ -96,6 +97,18 @@ export async function saveVmState(
 export async function forwardHostPort(qmp: QmpClient, netdev: string, hostPort: number, guestPort: number): Promise<void> {
   const said = await qmp.execute<string>('human-monitor-command', { 'command-line': `hostfwd_add ${netdev} tcp:127.0.0.1:${hostPort}-:${guestPort}` });
   if (said.trim()) throw new BoxbuildError('vmFailed', `cannot forward port ${hostPort} to the guest: ${said.trim()}`);
+}
+
+/**
+ * Plugs a device into the running VM: its chardev first (QEMU connects to the socket), then the
+ * device, on `bus` when given (a PCI Express root port), else wherever the machine has room.
+ */
+export async function plugDevice(qmp: QmpClient, device: PluggableDevice, bus?: string): Promise<void> {
+  if (device.chardev) {
+    const addr = { type: 'unix', data: { path: device.chardev.path } };
+    await qmp.execute('chardev-add', { id: device.chardev.id, backend: { type: 'socket', data: { addr, server: false } } });
+  }
+  await qmp.execute('device_add', { driver: device.driver, id: device.id, ...(device.chardev ? { chardev: device.chardev.id } : {}), ...device.props, ...(bus ? { bus } : {}) });
 }
 
 /** The file descriptor a restored QEMU inherits its saved state on (LaunchOptions.stateFd). */

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
-import { NETDEV_ID, type VmSpec } from '../qemu/argv.js';
+import { NETDEV_ID, type VmSpec, hotplugPort } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
-import { QmpClient, forwardHostPort, restoreVmState } from '../qemu/qmp.js';
+import { QmpClient, forwardHostPort, plugDevice, restoreVmState } from '../qemu/qmp.js';
 import { listenOnce } from '../qemu/sockets.js';
 import { cpuTimeMs } from '../util/proc.js';
 import { formatBytes } from '../util/size.js';
@@ -14,7 +14,7 @@ import { GuestChannel } from './channel.js';
 import { abortable, deadline } from './deadline.js';
 import { prepareSsh } from './ssh-channel.js';
 import { attachSystemDisk } from './system-disk.js';
-import { dropState, saveState, savedState, stateDisk, stateFile, stateRam, vmShape, warmBlocker } from './warm.js';
+import { copySparse, dropState, saveState, savedState, stateDisk, stateFile, stateRam, vmShape, warmBlocker } from './warm.js';
 import { type GuestCommand, type RunOptions, type Session, baseVmSpec, kernelCmdline, prepareRun, sharingLost } from './session.js';
 
 /* Starting the guest of a boxbuild-protocol run: booted, or restored from a saved state (warm start). */
@@ -110,33 +110,46 @@ async function restored(start: GuestStart, vm: RunningVm, stateSent: Promise<voi
  * A state that cannot be restored never fails the build: the guest boots cold.
  */
 export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; warm: boolean }> {
-  const { options, session, installed, signal } = start;
-  const spec = await prepareVm(start);
+  const { options, session, installed, profile, signal } = start;
+  const prepared = await prepareVm(start);
   const runDir = session.runDir!;
+  const blocker = options.cold ? '--cold' : warmBlocker(options.snapshot ?? true);
+  if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
+  // Devices a saved state cannot hold (virtiofs) are plugged in once the guest runs, booted or restored.
+  const pluggable = blocker ? [] : (session.sharing!.pluggable ?? []);
+  const spec: VmSpec = pluggable.length ? { ...prepared, extraArgs: [], hotplugSlots: pluggable.length } : prepared;
   const launch = async (vm: Pick<VmSpec, 'incoming' | 'ramFile'>, stateFd?: number) => {
     signal.throwIfAborted();
     session.vm = await launchVm({ ...spec, ...vm }, { runDir, stateFd, consoleEcho: options.boxDebug ? options.stderr : undefined });
     if (options.verbose) options.notice(`timing: QEMU started ${process.uptime().toFixed(2)} s after boxbuild started`);
     return session.vm;
   };
-  // QEMU's monitor, one client for the run: restoring, saving, forwarding the SSH port.
+  // QEMU's monitor, one client for the run: restoring, saving, plugging devices, forwarding the SSH port.
   let client: Promise<QmpClient> | undefined;
   const qmp = () => (client ??= session.qmp!.connection.then((socket) => new QmpClient(socket)));
   // The SSH channel's port is the run's own, forwarded once the guest runs (booted or restored).
   const started = async (vm: RunningVm, warm: boolean) => {
-    if (session.ssh) await forwardHostPort(await abortable(qmp(), signal), NETDEV_ID, session.ssh.port, 22);
+    if (session.ssh || pluggable.length) {
+      const monitor = await abortable(qmp(), signal);
+      if (session.ssh) await forwardHostPort(monitor, NETDEV_ID, session.ssh.port, 22);
+      for (const [index, device] of pluggable.entries()) await plugDevice(monitor, device, profile.hotplugPorts ? hotplugPort(index) : undefined);
+    }
     return { vm, warm };
   };
-  const blocker = options.cold ? '--cold' : warmBlocker(session.provenance!.sharing, options.snapshot ?? true);
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
-  if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
   if (state?.dir && start.restore !== false) {
     const dir = state.dir;
     // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
     await session.prepareDisk!(stateDisk(dir));
     if (options.verbose) options.notice(`restoring the saved VM ${dir}`);
+    // Mapped copy-on-write; a vhost-user daemon maps the guest's RAM too, so it gets a shared copy then.
+    let ramFile = { path: stateRam(dir), shared: false };
+    if (spec.sharedMemory) {
+      ramFile = { path: join(runDir, 'ram'), shared: true };
+      await copySparse(stateRam(dir), ramFile.path);
+    }
     const saved = await open(stateFile(dir), 'r');
-    const vm = await launch({ incoming: true, ramFile: { path: stateRam(dir), shared: false } }, saved.fd).finally(() => saved.close());
+    const vm = await launch({ incoming: true, ramFile }, saved.fd).finally(() => saved.close());
     const stateSent = qmp().then(restoreVmState);
     // Sent once QEMU connects the port; a QEMU that never gets that far is a stuck restore (restored()).
     void session.channel!.send('PING\n');

@@ -58,10 +58,8 @@ export function vmShape(spec: VmSpec, runDir: string, shares: Share[], installed
 }
 
 /** Why a VM of this kind is booted cold every time; undefined when its state can be saved and restored. */
-export function warmBlocker(sharing: string, snapshot: boolean): string | undefined {
-  if (sharing === 'virtiofs') return 'virtiofs devices (vhost-user-fs) cannot be migrated by QEMU 7.2';
-  if (!snapshot) return '--no-snapshot writes to the cached disk, which a saved state could not match';
-  return undefined;
+export function warmBlocker(snapshot: boolean): string | undefined {
+  return snapshot ? undefined : '--no-snapshot writes to the cached disk, which a saved state could not match';
 }
 
 export interface SavedState {
@@ -84,7 +82,7 @@ export async function savedState(cacheRoot: string, shape: string): Promise<Save
 }
 
 /** Copies a sparse file sparsely: only the pages the guest touched take space. */
-async function copySparse(from: string, to: string): Promise<void> {
+export async function copySparse(from: string, to: string): Promise<void> {
   const cp = await runChild('cp', ['--sparse=always', from, to]);
   if (cp.exitCode !== 0) throw new BoxbuildError('vmFailed', `cannot copy the guest's RAM: ${lastWords(cp)}`);
 }

@@ -1,4 +1,4 @@
-import type { SerialPort } from '../qemu/argv.js';
+import type { PluggableDevice, SerialPort } from '../qemu/argv.js';
 import type { MachineProfile } from '../qemu/profiles.js';
 
 export type SharingName = '9p' | 'virtiofs' | 'sshfs';
@@ -24,7 +24,13 @@ export interface GuestMount {
 
 /** A backend's shares, set up on the host for one run. */
 export interface ActiveSharing {
+  /** Devices on QEMU's command line. */
   qemuArgs: string[];
+  /**
+   * The same devices, for a VM that gets them plugged in once it runs instead (virtiofs: QEMU cannot
+   * save the state of a vhost-user device, so a VM that is saved or restored gets them afterwards).
+   */
+  pluggable?: PluggableDevice[];
   /** Extra virtio-serial ports the backend needs (none for 9p). */
   ports: SerialPort[];
   /** Guest memory must be shareable (vhost-user). */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
-import { qemuOptionValue } from '../qemu/argv.js';
+import { type PluggableDevice, deviceArgs } from '../qemu/argv.js';
 import { deviceOnBus } from '../qemu/profiles.js';
 import { isWithin } from '../runner/args.js';
 import { underShareFilter } from '../sandbox/exec.js';
@@ -46,13 +46,13 @@ export function virtiofsdArgs(daemon: Virtiofsd, socket: string, share: Share): 
   return [daemon.path, `--socket-path=${socket}`, '-o', `source=${fuseOptionValue(share.hostPath)}`, '-o', `cache=${cache}`, '-o', 'sandbox=namespace', '-o', 'no_xattr'];
 }
 
-export function virtiofsQemuArgs(share: Share, index: number, socket: string, context: SharingContext): string[] {
-  return [
-    '-chardev',
-    `socket,id=vfs${index},path=${qemuOptionValue(socket)}`,
-    '-device',
-    `${deviceOnBus(context.profile, 'vhost-user-fs')},queue-size=1024,chardev=vfs${index},tag=${share.tag}`,
-  ];
+export function virtiofsDevice(share: Share, index: number, socket: string, context: SharingContext): PluggableDevice {
+  return {
+    chardev: { id: `vfs${index}`, path: socket },
+    driver: deviceOnBus(context.profile, 'vhost-user-fs'),
+    id: `vfsdev${index}`,
+    props: { 'queue-size': 1024, tag: share.tag },
+  };
 }
 
 export interface VirtiofsUsability {
@@ -94,8 +94,10 @@ export function virtiofsBackend(options: { virtiofsd?: string } = {}): SharingBa
           return daemons.start(`virtiofsd for share "${share.tag}"`, argv);
         });
         await Promise.all(started.map((d, index) => d.waitForSocket(sockets[index]!)));
+        const devices = shares.map((share, index) => virtiofsDevice(share, index, sockets[index]!, context));
         return {
-          qemuArgs: shares.flatMap((share, index) => virtiofsQemuArgs(share, index, sockets[index]!, context)),
+          qemuArgs: devices.flatMap(deviceArgs),
+          pluggable: devices,
           ports: [],
           sharedMemory: true,
           mounts: shares.map((share) => ({ modules: ['virtiofs'], fstype: 'virtiofs', source: share.tag, target: share.guestPath, options: share.readOnly ? 'ro' : 'rw' })),

@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'vitest';
-import { type VmSpec, buildQemuArgs, consoleName } from '../../src/qemu/argv.js';
+import { type VmSpec, buildQemuArgs, consoleName, deviceArgs } from '../../src/qemu/argv.js';
 import { PROFILES } from '../../src/qemu/profiles.js';
 import { confinedCommand, unshareOptions } from '../../src/sharing/confine.js';
 import { ninePGuestMount, ninePQemuArgs } from '../../src/sharing/ninep.js';
 import { sftpServerArgs, sshfsGuestMount } from '../../src/sharing/sshfs.js';
-import { virtiofsQemuArgs, virtiofsdArgs } from '../../src/sharing/virtiofs.js';
+import { virtiofsDevice, virtiofsdArgs } from '../../src/sharing/virtiofs.js';
 
 const spec = (overrides: Partial<VmSpec> = {}): VmSpec => ({
   profile: PROFILES.x86_64,
@@ -66,6 +66,17 @@ describe('buildQemuArgs', () => {
     const args = buildQemuArgs(spec({ sharedMemory: true }));
     expect(valuesOf(args, '-object')).toEqual(['memory-backend-memfd,id=mem,size=1024M,share=on']);
     expect(valuesOf(args, '-machine')).toContain('memory-backend=mem');
+  });
+
+  test('hot-plug slots: a PCI Express root port each on aarch64, none needed on the PC machine', () => {
+    expect(valuesOf(buildQemuArgs(spec({ hotplugSlots: 2 })), '-device').filter((d) => d.startsWith('pcie-root-port'))).toEqual([]);
+    const arm = buildQemuArgs(spec({ profile: PROFILES.aarch64, hotplugSlots: 2 }));
+    expect(valuesOf(arm, '-device').filter((d) => d.startsWith('pcie-root-port'))).toEqual(['pcie-root-port,id=hotplug0,chassis=1', 'pcie-root-port,id=hotplug1,chassis=2']);
+  });
+
+  test('shared memory in a file: the RAM file wins over memfd (a warm VM with virtiofs)', () => {
+    const args = buildQemuArgs(spec({ sharedMemory: true, ramFile: { path: '/run/x/ram', shared: true } }));
+    expect(valuesOf(args, '-object')).toEqual(['memory-backend-file,id=mem,size=1024M,mem-path=/run/x/ram,share=on']);
   });
 
   test('warm start: RAM in a file, written through when booting to save, mapped copy-on-write when restoring', () => {
@@ -166,11 +177,14 @@ describe('virtiofs and sshfs shares', () => {
     expect(virtiofsdArgs(c, '/r/v.sock', { ...share, hostPath: '/a,b\\c' })[3]).toBe('source=/a\\,b\\\\c');
   });
 
-  test('vhost-user-fs device on the machine bus', () => {
-    expect(virtiofsQemuArgs(share, 2, '/r/v.sock', context)).toEqual([
-      '-chardev', 'socket,id=vfs2,path=/r/v.sock', '-device', 'vhost-user-fs-pci,queue-size=1024,chardev=vfs2,tag=target',
+  test('vhost-user-fs device on the machine bus, on the command line or plugged in over QMP', () => {
+    const device = virtiofsDevice(share, 2, '/r/v,s.sock', context);
+    expect(deviceArgs(device)).toEqual([
+      '-chardev', 'socket,id=vfs2,path=/r/v,,s.sock', '-device', 'vhost-user-fs-pci,id=vfsdev2,chardev=vfs2,queue-size=1024,tag=target',
     ]);
-    expect(virtiofsQemuArgs(share, 0, '/r/v.sock', { ...context, profile: PROFILES.s390x })[3]).toMatch(/^vhost-user-fs-ccw,/);
+    // QMP's device_add checks property types: the queue size stays a number.
+    expect(device).toEqual({ chardev: { id: 'vfs2', path: '/r/v,s.sock' }, driver: 'vhost-user-fs-pci', id: 'vfsdev2', props: { 'queue-size': 1024, tag: 'target' } });
+    expect(deviceArgs(virtiofsDevice(share, 0, '/r/v.sock', { ...context, profile: PROFILES.s390x }))[3]).toMatch(/^vhost-user-fs-ccw,/);
   });
 
   test('sftp-server is read-only for read-only shares; sshfs mounts over the port of the share', () => {
