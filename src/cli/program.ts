@@ -3,7 +3,7 @@ import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
-import { splitAtDoubleDash } from '../runner/args.js';
+import { parseEnvSpecs, splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import type { RunOptions } from '../runner/session.js';
 import type { AccelRequest } from '../qemu/accel.js';
@@ -40,6 +40,7 @@ interface VmFlags {
   cold?: boolean;
   /** false: --no-network. */
   network: boolean;
+  env?: string[];
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -67,6 +68,7 @@ function addVmOptions(command: Command): Command {
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
     .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
+    .option('-e, --env <name[=value]>', "set a variable in the guest's environment; NAME alone passes the host's value (may be repeated)", collect)
     .option('--no-network', 'give the guest no network at all (hermetic builds; default: QEMU user networking)')
     .option('--cold', 'boot the box even when a saved, booted state of it exists (warm start is the default)')
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
@@ -78,6 +80,8 @@ function addVmOptions(command: Command): Command {
     .option('-q, --quiet', 'print no notices (errors are still printed)')
     .option('-v, --verbose', 'also print how long each phase took');
 }
+
+const guestEnv = (flags: Pick<VmFlags, 'env'>) => parseEnvSpecs(flags.env ?? [], process.env);
 
 /** The box to boot: --box, which every run but `exec --image` needs. */
 function chosenBox(flags: VmFlags): string {
@@ -138,12 +142,13 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
       const options = { ...runOptions(flags, signal), packageCache: flags.cache };
       const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
       if (box.protocol === 'kiwi') {
+        if (flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
         const { runKiwiBox } = await import('../runner/kiwi.js');
         status = await runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
       } else {
         refuseKiwiOnly(flags, box);
         const { runInBox } = await import('../runner/run.js');
-        status = await runInBox(options, () => buildCommand(box, build));
+        status = await runInBox(options, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
       }
     });
 
@@ -154,16 +159,22 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     .exitOverride()
     .action(async (flags: VmFlags & { share?: string[]; image?: string }) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
-      const command = () => execCommand(flags.share ?? [], build, process.cwd());
-      if (flags.image === undefined) {
-        const { runInBox } = await import('../runner/run.js');
-        status = await runInBox(runOptions(flags, signal), command);
-        return;
+      const command = () => ({ ...execCommand(flags.share ?? [], build, process.cwd()), env: guestEnv(flags) });
+      // The command reads boxbuild's stdin, as `ssh host CMD` does; released when the run is over.
+      const stdin = { stdin: process.stdin };
+      try {
+        if (flags.image === undefined) {
+          const { runInBox } = await import('../runner/run.js');
+          status = await runInBox({ ...runOptions(flags, signal), ...stdin }, command);
+          return;
+        }
+        if (flags.box) throw usageError('--image and --box: give one of them');
+        if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
+        const { runInImage } = await import('../runner/image.js');
+        status = await runInImage({ ...runOptions(flags, signal, ''), ...stdin }, flags.image, command());
+      } finally {
+        process.stdin.destroy();
       }
-      if (flags.box) throw usageError('--image and --box: give one of them');
-      if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
-      const { runInImage } = await import('../runner/image.js');
-      status = await runInImage(runOptions(flags, signal, ''), flags.image, command());
     });
 
   addBoxCommands(program, signal);

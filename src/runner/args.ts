@@ -99,3 +99,19 @@ export function parseShareSpec(spec: string): ShareSpec {
   const hostPath = existingDirectory(parts[0], '--share: host directory');
   return { hostPath, guestPath: checkGuestPath(parts[1] || hostPath), readOnly };
 }
+
+/**
+ * `--env` values, as `docker run -e` takes them: `NAME=VALUE`, or `NAME` for the host's value (left
+ * out when the host has none). Later ones win.
+ */
+export function parseEnvSpecs(specs: string[], hostEnv: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const spec of specs) {
+    const equals = spec.indexOf('=');
+    const name = equals < 0 ? spec : spec.slice(0, equals);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw usageError(`--env ${spec}: "${name}" is not a variable name (letters, digits and _, not starting with a digit)`);
+    const value = equals < 0 ? hostEnv[name] : spec.slice(equals + 1);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}

@@ -1,13 +1,13 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import type { SerialPort } from '../qemu/argv.js';
 import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
 import { type GuestMessage, type OutputCounts, PORT_NAMES, parseGuestMessage } from './protocol.js';
 
-/** The host end of the guest agent's three ports: control, stdout, stderr. */
+/** The host end of the guest agent's four ports: control, stdin, stdout, stderr. */
 export class GuestChannel {
   private readonly messages: GuestMessage[] = [];
   private readonly waiters: Array<() => void> = [];
@@ -16,6 +16,7 @@ export class GuestChannel {
 
   private constructor(
     private readonly control: SocketEndpoint,
+    private readonly stdin: SocketEndpoint,
     private readonly stdout: SocketEndpoint,
     private readonly stderr: SocketEndpoint,
   ) {
@@ -31,15 +32,16 @@ export class GuestChannel {
   }
 
   static async listen(runDir: string): Promise<GuestChannel> {
-    const [control, stdout, stderr] = await Promise.all(
-      ['ctl', 'out', 'err'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
+    const [control, stdin, stdout, stderr] = await Promise.all(
+      ['ctl', 'in', 'out', 'err'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
     );
-    return new GuestChannel(control!, stdout!, stderr!);
+    return new GuestChannel(control!, stdin!, stdout!, stderr!);
   }
 
   get ports(): SerialPort[] {
     return [
       { name: PORT_NAMES.control, socket: this.control.path },
+      { name: PORT_NAMES.stdin, socket: this.stdin.path },
       { name: PORT_NAMES.stdout, socket: this.stdout.path },
       { name: PORT_NAMES.stderr, socket: this.stderr.path },
     ];
@@ -73,6 +75,17 @@ export class GuestChannel {
     socket.write(text);
   }
 
+  /**
+   * Streams `input` to the guest command's stdin, as fast as the guest takes it; its end closes the
+   * port, which the command reads as end-of-file.
+   */
+  pipeInput(input: Readable): void {
+    void this.stdin.connection.then((socket) => {
+      socket.on('error', () => {});
+      input.pipe(socket);
+    });
+  }
+
   /** Streams the guest command's stdout and stderr to the given streams. */
   pipeOutput(stdout: Writable, stderr: Writable): void {
     const pipe = (endpoint: SocketEndpoint, target: Writable, stream: keyof OutputCounts) =>
@@ -103,5 +116,8 @@ export class GuestChannel {
     };
     await Promise.all([ended(this.stdout), ended(this.stderr)]);
     this.control.close();
+    this.stdin.close();
+    const input = await Promise.race([this.stdin.connection, Promise.resolve(undefined)]);
+    input?.destroy(); // unpipes what fed it
   }
 }

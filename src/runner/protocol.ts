@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { GuestMount } from '../sharing/types.js';
 
 /** Names of the virtio-serial ports the guest agent opens (see src/guest/files/agent). */
-export const PORT_NAMES = { control: 'org.boxbuild.ctl', stdout: 'org.boxbuild.out', stderr: 'org.boxbuild.err' } as const;
+export const PORT_NAMES = { control: 'org.boxbuild.ctl', stdin: 'org.boxbuild.in', stdout: 'org.boxbuild.out', stderr: 'org.boxbuild.err' } as const;
 
 /** What the guest should do: mount the shares, then run argv in cwd with env. */
 export interface GuestRequest {
@@ -10,6 +10,8 @@ export interface GuestRequest {
   cwd: string;
   env: Record<string, string>;
   argv: string[];
+  /** The command reads what the host sends on the stdin port (or after the request, over SSH); else /dev/null. */
+  stdin?: boolean;
 }
 
 export interface OutputCounts {
@@ -58,6 +60,7 @@ export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
   const lines = [
     ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
     textOr64('CWD', command.cwd),
+    ...(command.stdin ? ['STDIN'] : []),
   ];
   return `${lines.join('\n')}\n${argvBlock(command.argv)}RUN\n`;
 }

@@ -51,8 +51,8 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       throw vmError('guestLost', `the guest stopped without reporting the build's exit status (${describeExit(exit)})`, vm);
     });
     lost.catch(() => {});
-    const env = { ...(options.network === false ? {} : guestProxyEnvironment(process.env)), ...command.env };
-    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv };
+    const env = { LANG: 'C.UTF-8', ...(options.network === false ? {} : guestProxyEnvironment(process.env)), ...command.env };
+    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv, stdin: options.stdin !== undefined };
     let sshSession: Promise<unknown> | undefined;
     let sshGone: Promise<never> = new Promise(() => {});
     if (session.ssh) {
@@ -69,6 +69,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       sshGone.catch(() => {});
     } else {
       channel.pipeOutput(options.stdout, options.stderr);
+      if (options.stdin) channel.pipeInput(options.stdin);
       await channel.send(encodeRequest(guestRequest, started.warm));
     }
     const result = await abortable(Promise.race([channel.next('exit', 'error'), lost, sshGone, sharingLost(session.sharing!, vm)]), signal);

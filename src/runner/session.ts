@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { type Arch, hostArch } from '../box/arch.js';
 import { type InstalledBox } from '../box/cache.js';
 import { type ProvenanceInfo } from '../box/provenance.js';
@@ -51,6 +51,8 @@ export interface RunOptions {
   boxDebug?: boolean;
   /** Print how long each phase took (notices starting with "timing:"). */
   verbose?: boolean;
+  /** What the command reads on its stdin (`exec`); without it, /dev/null. */
+  stdin?: Readable;
   stdout: Writable;
   stderr: Writable;
   notice: (line: string) => void;
@@ -78,6 +80,7 @@ export interface GuestCommand {
   targetDir?: string;
   argv: string[];
   cwd: string;
+  /** Set in the guest over its defaults (PATH, HOME, LANG=C.UTF-8, the host's proxy settings). */
   env?: Record<string, string>;
 }
 

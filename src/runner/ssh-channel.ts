@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { type ChildEnd, Child, lastWords, runChild } from '../util/child.js';
 import { BoxbuildError } from '../errors.js';
 import { diesWithParent } from '../util/orphans.js';
@@ -49,20 +49,23 @@ export function sshArgs(setup: Pick<SshSetup, 'key' | 'port'>, knownHosts: strin
 
 /**
  * Runs the command over SSH: the host key the guest reported is the only one accepted; the request
- * lines go to the session agent's stdin, its stdout and stderr are streamed to ours.
+ * lines go to the session agent's stdin, followed by `io.stdin` when given (the command's stdin);
+ * its stdout and stderr are streamed to ours.
  */
 export async function startSshSession(
   setup: SshSetup,
   runDir: string,
   hostKey: string,
   request: string,
-  out: { stdout: Writable; stderr: Writable },
+  io: { stdin?: Readable; stdout: Writable; stderr: Writable },
 ): Promise<{ ended: Promise<ChildEnd> }> {
   const knownHosts = join(runDir, 'known_hosts');
   await writeFile(knownHosts, `[127.0.0.1]:${setup.port} ${hostKey.trim()}\n`);
   const [file, ...args] = diesWithParent(['ssh', ...sshArgs(setup, knownHosts)]);
-  const child = new Child(file!, args, { stdio: 'pipe', input: request, collect: false });
-  child.process.stdout!.pipe(out.stdout, { end: false });
-  child.process.stderr!.pipe(out.stderr, { end: false });
+  const { stdin } = io;
+  const input = stdin ? Readable.from((async function* () { yield request; yield* stdin; })()) : request;
+  const child = new Child(file!, args, { stdio: 'pipe', input, collect: false });
+  child.process.stdout!.pipe(io.stdout, { end: false });
+  child.process.stderr!.pipe(io.stderr, { end: false });
   return { ended: child.ended };
 }

@@ -1,4 +1,5 @@
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
 
 /*
  * Child processes of a run (QEMU, sharing daemons, ssh, qemu-img) on node:child_process alone:
@@ -24,8 +25,8 @@ export interface ChildEnd {
 export interface ChildOptions {
   /** As for spawn; default: no stdin, stdout and stderr piped. */
   stdio?: StdioOptions;
-  /** Written to stdin, which is then closed (needs stdin 'pipe'). */
-  input?: string | Uint8Array;
+  /** Written to stdin, which is then closed (needs stdin 'pipe'); a stream is piped as the child takes it. */
+  input?: string | Uint8Array | Readable;
   /** Keep what it prints in ChildEnd (default); false leaves the pipes to the caller. */
   collect?: boolean;
   /** Killed (SIGKILL) after this long. */
@@ -66,7 +67,8 @@ export class Child {
     }
     if (options.input !== undefined) {
       child.stdin?.on('error', () => {}); // EPIPE: the child did not read it all
-      child.stdin?.end(options.input);
+      if (options.input instanceof Readable) options.input.pipe(child.stdin!);
+      else child.stdin?.end(options.input);
     }
     const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((end.timedOut = true), child.kill('SIGKILL')), options.timeoutMs);
     killOnExit(child);

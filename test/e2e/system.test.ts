@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -78,6 +78,12 @@ describe('SSH channel (debian-system, x86_64)', () => {
     expect(result.stdout).toBe('to-stdout');
     expect(result.stderr.split('\0').slice(0, -1)).toEqual(args);
     expect(existsSync(join(home, '.ssh'))).toBe(false);
+  });
+
+  test("stdin travels after the request on the session's stdin: byte-exact, its end passed on", async () => {
+    const data = randomBytes(4 * 1024 * 1024);
+    const result = await runIsolated(['exec', '--box', 'debian-system', '-q', '--channel', 'ssh', '--', 'sh', '-c', 'sha256sum | cut -d" " -f1'], { input: data, stdin: 'pipe' });
+    expect([result.exitCode, result.stdout]).toEqual([0, createHash('sha256').update(data).digest('hex')]);
   });
 
   test('two SSH-channel builds at once, each with its own port and keys', async () => {
