@@ -24,12 +24,16 @@ export type ExitCodeName = keyof typeof ExitCode;
 
 /** An error meant for the user: one clear line, a distinct exit code, optional detail lines. */
 export class BoxbuildError extends Error {
+  /** What failed, e.g. `boxUnavailable`, `timeout`, `interrupted`. */
+  readonly kind: ExitCodeName;
+  /** The exit code the command line ends with for it. */
   readonly exitCode: number;
   readonly detail?: string;
 
   constructor(kind: ExitCodeName, message: string, options: { detail?: string; cause?: unknown } = {}) {
     super(message, { cause: options.cause });
     this.name = 'BoxbuildError';
+    this.kind = kind;
     this.exitCode = ExitCode[kind];
     this.detail = options.detail;
   }

@@ -3,7 +3,7 @@ import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
-import { parseEnvSpecs, splitAtDoubleDash } from '../runner/args.js';
+import { parseEnvSpecs, parseShareSpec, splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import type { RunOptions } from '../runner/session.js';
 import type { AccelRequest } from '../qemu/accel.js';
@@ -159,7 +159,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     .exitOverride()
     .action(async (flags: VmFlags & { share?: string[]; image?: string }) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
-      const command = () => ({ ...execCommand(flags.share ?? [], build, process.cwd()), env: guestEnv(flags) });
+      const command = () => ({ ...execCommand((flags.share ?? []).map(parseShareSpec), build, process.cwd()), env: guestEnv(flags) });
       // The command reads boxbuild's stdin, as `ssh host CMD` does; released when the run is over.
       const stdin = { stdin: process.stdin };
       try {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { BoxEntry } from '../box/registry.js';
 import { usageError } from '../errors.js';
 import type { Share } from '../sharing/types.js';
-import { existingDirectory, isWithin, parseBuildArgs, parseShareSpec, realPath } from './args.js';
+import { type ShareSpec, existingDirectory, isWithin, parseBuildArgs, realPath } from './args.js';
 import type { GuestCommand } from './session.js';
 
 /** Where the build's directories appear in the guest. */
@@ -57,8 +57,8 @@ export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
 }
 
 /** `exec`: the user's shares, and the command run in the guest path of the current directory if shared. */
-export function execCommand(shareSpecs: string[], argv: string[], hostCwd: string): GuestCommand {
-  const shares: Share[] = shareSpecs.map((spec, index) => ({ tag: `share${index}`, ...parseShareSpec(spec) }));
+export function execCommand(shareSpecs: ShareSpec[], argv: string[], hostCwd: string): GuestCommand {
+  const shares: Share[] = shareSpecs.map((spec, index) => ({ tag: `share${index}`, ...spec }));
   const guestPaths = new Set<string>();
   for (const share of shares) {
     if (guestPaths.has(share.guestPath)) throw usageError(`two shares use the guest path ${share.guestPath}`);

@@ -19,7 +19,7 @@ const interruption = (reason: unknown) =>
     ? new BoxbuildError('terminated', 'terminated; the VM was stopped')
     : reason === 'SIGPIPE'
       ? new BoxbuildError('brokenPipe', 'the output was closed; the VM was stopped')
-      : new BoxbuildError('interrupted', 'interrupted; the VM was stopped');
+      : new BoxbuildError('interrupted', 'interrupted; the VM was stopped', { cause: reason });
 
 /** Rejects when the signal aborts (see `interruption`). */
 export function whenAborted(signal: AbortSignal | undefined): Promise<never> {

@@ -68,14 +68,14 @@ describe('paths', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
     mkdirSync(join(dir, 'sub'));
     symlinkSync(join(dir, 'sub'), join(dir, 'link'));
-    expect(execCommand([`${dir}/sub:/src`], ['make'], join(dir, 'link')).cwd).toBe('/src');
+    expect(execCommand([`${dir}/sub:/src`].map(parseShareSpec), ['make'], join(dir, 'link')).cwd).toBe('/src');
   });
   test('exec runs in the guest path of the current directory when it is shared', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bb-unit-'));
     mkdirSync(join(dir, 'sub'));
-    expect(execCommand([`${dir}:/src`], ['make'], join(dir, 'sub')).cwd).toBe('/src/sub');
-    expect(execCommand([`${dir}:/src`], ['make'], '/').cwd).toBe('/');
-    expect(() => execCommand([`${dir}:/src`, `${dir}:/src`], ['make'], '/')).toThrow('two shares');
+    expect(execCommand([`${dir}:/src`].map(parseShareSpec), ['make'], join(dir, 'sub')).cwd).toBe('/src/sub');
+    expect(execCommand([`${dir}:/src`].map(parseShareSpec), ['make'], '/').cwd).toBe('/');
+    expect(() => execCommand([`${dir}:/src`, `${dir}:/src`].map(parseShareSpec), ['make'], '/')).toThrow('two shares');
   });
 });
 
