@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
-import { usageError } from '../errors.js';
+import { ExitCode, usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { parseEnvSpecs, parseShareSpec, splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
@@ -179,6 +179,36 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
 
   addBoxCommands(program, signal);
 
+  if (argv.length === 0) {
+    process.stderr.write(program.helpInformation());
+    return ExitCode.usage;
+  }
+  const word = own[0];
+  if (word === 'help') {
+    const about = program.commands.find((command) => command.name() === own[1]) ?? program;
+    process.stdout.write(about.helpInformation());
+    return 0;
+  }
+  const commands = program.commands.map((command) => command.name());
+  if (word !== undefined && !word.startsWith('-') && ![...commands, 'help'].includes(word)) {
+    const near = closest(word, commands);
+    throw usageError(`unknown command "${word}"${near ? ` (did you mean "${near}"?)` : ''}; the commands are ${commands.join(' and ')}; a build runs as boxbuild --box NAME -- BUILD ARGS`);
+  }
   await program.parseAsync(own, { from: 'user' });
   return status;
+}
+
+/** The candidate within edit distance 2 of `word`, if any (the nearest). */
+function closest(word: string, candidates: string[]): string | undefined {
+  const distance = (a: string, b: string) => {
+    let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      const next = [i];
+      for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      row = next;
+    }
+    return row[b.length]!;
+  };
+  const [best] = candidates.map((candidate) => ({ candidate, d: distance(word, candidate) })).filter(({ d }) => d <= 2).sort((x, y) => x.d - y.d);
+  return best?.candidate;
 }

@@ -61,15 +61,18 @@ export async function probeKvm(profile: MachineProfile, kernel: string, timeoutM
 const isVerdict = (value: unknown): value is KvmVerdict => isObject(value) && typeof value.usable === 'boolean' && typeof value.reason === 'string';
 const isVerdicts = (value: unknown): value is Record<string, KvmVerdict> => isObject(value) && Object.values(value).every(isVerdict);
 
-/** Probes KVM once per host boot and QEMU binary; the verdict is kept in the cache (an unreadable one is probed again). */
-async function cachedKvmVerdict(context: AccelContext): Promise<KvmVerdict> {
+/**
+ * Probes KVM once per host boot and QEMU binary; the verdict is kept in the cache (an unreadable one
+ * is probed again). `probed`: this call made the verdict (the first run since the host booted).
+ */
+async function cachedKvmVerdict(context: AccelContext): Promise<KvmVerdict & { probed: boolean }> {
   const file = join(context.cacheRoot, 'kvm-probe.json');
   const key = `${await bootId()} ${context.profile.qemuBinary}`;
   const cached = await readJsonFile(file, isVerdicts);
-  if (cached?.[key]) return cached[key];
+  if (cached?.[key]) return { ...cached[key], probed: false };
   const verdict = await probeKvm(context.profile, context.kernel, context.probeTimeoutMs ?? 4000);
   await writeFileAtomic(file, JSON.stringify({ [key]: verdict })).catch(() => {});
-  return verdict;
+  return { ...verdict, probed: true };
 }
 
 /** Chooses the accelerator: KVM only when it really works and the guest is the host's architecture. */
@@ -84,6 +87,7 @@ export async function resolveAccel(request: AccelRequest, context: AccelContext)
   const verdict = await cachedKvmVerdict(context);
   if (verdict.usable) return 'kvm';
   if (request === 'kvm') throw new BoxbuildError('vmFailed', `--accel kvm: KVM is not usable here: ${verdict.reason}`);
-  context.notice(`KVM is not usable here (${verdict.reason}); using software emulation (TCG)`);
+  // Said once per host boot, by the run that found out.
+  if (verdict.probed) context.notice(`KVM is not usable here (${verdict.reason}); using software emulation (TCG) until the host reboots`);
   return 'tcg';
 }

@@ -19,6 +19,17 @@ describe('bad input', () => {
   const dir = tempDir();
 
   test('no "--"', () => expectUsageError(['--box', 'debian'], 'missing "--"'));
+  test('a misspelt command gets a suggestion', () => expectUsageError(['exc', '--box', 'debian', '--', 'true'], 'unknown command "exc" (did you mean "exec"?)'));
+  test('no arguments at all: the usage, exit 2', async () => {
+    const result = await runCli([]);
+    expect([result.exitCode, result.stdout]).toEqual([2, '']);
+    expect(result.stderr).toMatch(/^Usage: boxbuild \[options\] \[command\]/);
+  });
+  test('help exec: the usage of exec, exit 0', async () => {
+    const result = await runCli(['help', 'exec']);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toMatch(/^Usage: boxbuild exec /);
+  });
   test('no --box', () => expectUsageError(['--', '--description', example, '--target-dir', dir], 'missing --box'));
   test('unknown box', () => expectUsageError(['--box', 'nope', '--', '--description', example, '--target-dir', dir], 'unknown box "nope"'));
   test('--no-cache for a box that is not a KIWI box', () =>

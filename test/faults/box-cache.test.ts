@@ -71,4 +71,14 @@ describe('damaged cache files', () => {
     const written = JSON.parse(readFileSync(join(cache, 'kvm-probe.json'), 'utf8')) as Record<string, { usable: boolean; reason: string }>;
     expect(Object.values(written)).toEqual([{ usable: expect.any(Boolean), reason: expect.any(String) }]);
   });
+
+  test('"KVM is not usable" is said once per host boot: by the run that probed, not by the next', async () => {
+    const cache = testDir('bb-faults-cache-');
+    const said: string[] = [];
+    const context = { profile: PROFILES.x86_64, hostArch: 'x86_64' as const, kernel: join(cache, 'no-kernel'), cacheRoot: cache, probeTimeoutMs: 2000, notice: (line: string) => said.push(line) };
+    const first = await resolveAccel('auto', context);
+    expect(said).toEqual(first === 'tcg' ? [expect.stringMatching(/^KVM is not usable here \(.+\); using software emulation \(TCG\) until the host reboots$/)] : []);
+    expect(await resolveAccel('auto', context)).toBe(first);
+    expect(said).toHaveLength(first === 'tcg' ? 1 : 0);
+  });
 });
