@@ -10,6 +10,7 @@ import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
+import { addDoctorCommand } from './doctor.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, notice, registryFiles } from './common.js';
 
@@ -178,6 +179,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     });
 
   addBoxCommands(program, signal);
+  addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
 
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
