@@ -1,6 +1,7 @@
-import { readdir, readlink, realpath } from 'node:fs/promises';
+import { readdir, readlink, realpath, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseMemoryMiB } from '../util/size.js';
 import { isObject, readJsonFile } from './json-file.js';
 
 /** Saved VM states (warm start) live in `<cache>/states`; see src/runner/warm.ts for their layout. */
@@ -82,4 +83,28 @@ export async function staleStatePaths(cacheRoot: string): Promise<string[]> {
     }
   }
   return stale;
+}
+
+/** The most the current states may take together: $BOXBUILD_STATES_MAX (e.g. 4G), else 2 GiB. */
+export function statesCapBytes(env: NodeJS.ProcessEnv = process.env): number {
+  return (env.BOXBUILD_STATES_MAX ? parseMemoryMiB(env.BOXBUILD_STATES_MAX, 'BOXBUILD_STATES_MAX') : 2048) * 1024 * 1024;
+}
+
+/**
+ * Run after a state was saved (`keep`): removes what `box prune` would (replaced states, those of old
+ * box versions), then the oldest states of other shapes while all of them take more than `capBytes`.
+ * A run restoring a state removed meanwhile boots cold instead; nothing here fails a build.
+ */
+export async function tidyStates(cacheRoot: string, keep: string, capBytes: number): Promise<void> {
+  const remove = (path: string) => rm(path, { recursive: true, force: true }).catch(() => {});
+  for (const path of await staleStatePaths(cacheRoot)) if (path !== keep) await remove(path);
+  const current = (await listStates(cacheRoot)).sort((a, b) => a.savedAt.localeCompare(b.savedAt));
+  let total = current.reduce((sum, state) => sum + state.size, 0);
+  for (const state of current) {
+    if (total <= capBytes) break;
+    if (state.dir === keep) continue;
+    await remove(state.link);
+    await remove(state.dir);
+    total -= state.size;
+  }
 }

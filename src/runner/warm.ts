@@ -5,7 +5,7 @@ import { delimiter, join } from 'node:path';
 import type { InstalledBox } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { writeJsonFile } from '../box/json-file.js';
-import { statesDir } from '../box/states.js';
+import { statesCapBytes, statesDir, tidyStates } from '../box/states.js';
 import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
 import { type QmpClient, saveVmState } from '../qemu/qmp.js';
 import type { Share } from '../sharing/types.js';
@@ -96,7 +96,8 @@ async function allocatedBytes(files: string[]): Promise<number> {
 /**
  * Saves the VM (booted, agent ready, nothing mounted yet) as the newest state of its shape: its
  * devices, a copy of its RAM file (spec.ramFile, shared) and of its disk overlay when it has one,
- * all taken while it is paused. Returns the state's size on disk.
+ * all taken while it is paused. The states it replaces go, and the oldest of other shapes while
+ * all take more than the cap (tidyStates). Returns the state's size on disk.
  */
 export async function saveState(
   qmp: QmpClient,
@@ -104,6 +105,7 @@ export async function saveState(
   about: { box: string; boxDir: string; arch: string; memoryMiB: number; ram: string; disk?: string },
   run: { runDir: string; signal: AbortSignal },
 ): Promise<number> {
+  const cap = statesCapBytes();
   const name = `${state.link.slice(state.link.lastIndexOf('/') + 1)}.d/${Date.now().toString(36)}-${process.pid}`;
   const dir = join(state.link, '..', name);
   await mkdir(dir, { recursive: true });
@@ -116,6 +118,7 @@ export async function saveState(
     await rm(link, { force: true });
     await symlink(name, link);
     await rename(link, state.link);
+    await tidyStates(join(state.link, '..', '..'), dir, cap);
     return size;
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
