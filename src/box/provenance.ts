@@ -14,14 +14,25 @@ export interface ProvenanceInfo {
   sharing: string;
 }
 
+/** The run itself: what ran in the guest, how it ended, when. */
+export interface RunFacts {
+  argv: string[];
+  exitCode: number;
+  startedAt: Date;
+  endedAt: Date;
+  /** Restored from a saved state rather than booted. */
+  warm: boolean;
+}
+
 export const PROVENANCE_FILE = 'boxbuild-provenance.json';
 
 /**
  * Writes `boxbuild-provenance.json` into the build's target directory: the box (name, arch,
- * version, content id), where its files came from, the sha256 of every box file, and the
- * boxbuild version, accelerator and sharing backend. Returns the file's path.
+ * version, content id), where its files came from, the sha256 of every box file, the boxbuild
+ * version, accelerator and sharing backend, and the run (argv, exit status, start, end, duration).
+ * Returns the file's path.
  */
-export async function writeProvenance(targetDir: string, info: ProvenanceInfo): Promise<string> {
+export async function writeProvenance(targetDir: string, info: ProvenanceInfo, run: RunFacts): Promise<string> {
   const { manifest, dir } = info.installed;
   const provenance = {
     boxbuild: VERSION,
@@ -34,6 +45,12 @@ export async function writeProvenance(targetDir: string, info: ProvenanceInfo): 
     downloads: manifest.downloads ?? {},
     accelerator: info.accelerator,
     sharing: info.sharing,
+    argv: run.argv,
+    exitCode: run.exitCode,
+    warm: run.warm,
+    startedAt: run.startedAt.toISOString(),
+    endedAt: run.endedAt.toISOString(),
+    durationSeconds: Number(((run.endedAt.getTime() - run.startedAt.getTime()) / 1000).toFixed(3)),
     createdAt: new Date().toISOString(),
   };
   const path = join(targetDir, PROVENANCE_FILE);

@@ -11,6 +11,7 @@ import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
 import { addDoctorCommand } from './doctor.js';
+import { ResultFile } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, notice, registryFiles } from './common.js';
 
@@ -42,6 +43,7 @@ interface VmFlags {
   /** false: --no-network. */
   network: boolean;
   env?: string[];
+  result?: string;
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -70,6 +72,7 @@ function addVmOptions(command: Command): Command {
     .option('--box-debug', 'show the guest console on stderr')
     .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
     .option('-e, --env <name[=value]>', "set a variable in the guest's environment; NAME alone passes the host's value (may be repeated)", collect)
+    .option('--result <file>', 'write how the run ended (exit status or error, box, accelerator, times) to FILE as JSON')
     .option('--no-network', 'give the guest no network at all (hermetic builds; default: QEMU user networking)')
     .option('--cold', 'boot the box even when a saved, booted state of it exists (warm start is the default)')
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
@@ -138,19 +141,21 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     .exitOverride()
     .action(async (flags: VmFlags & KiwiFlags) => {
       if (flags.listBoxes) return listBoxes(flags);
-      refuseContainer(flags);
-      if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
-      const options = { ...runOptions(flags, signal), packageCache: flags.cache };
-      const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
-      if (box.protocol === 'kiwi') {
-        if (flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
-        const { runKiwiBox } = await import('../runner/kiwi.js');
-        status = await runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
-      } else {
+      const result = new ResultFile(flags.result, argv);
+      status = await result.record(async () => {
+        refuseContainer(flags);
+        if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
+        const options = { ...runOptions(flags, signal), packageCache: flags.cache, onStarted: result.started };
+        const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
+        if (box.protocol === 'kiwi') {
+          if (flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
+          const { runKiwiBox } = await import('../runner/kiwi.js');
+          return runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
+        }
         refuseKiwiOnly(flags, box);
         const { runInBox } = await import('../runner/run.js');
-        status = await runInBox(options, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
-      }
+        return runInBox(options, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
+      });
     });
 
   addVmOptions(program.command('exec'))
@@ -161,18 +166,20 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     .action(async (flags: VmFlags & { share?: string[]; image?: string }) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
       const command = () => ({ ...execCommand((flags.share ?? []).map(parseShareSpec), build, process.cwd()), env: guestEnv(flags) });
+      const result = new ResultFile(flags.result, argv);
       // The command reads boxbuild's stdin, as `ssh host CMD` does; released when the run is over.
-      const stdin = { stdin: process.stdin };
+      const io = { stdin: process.stdin, onStarted: result.started };
       try {
-        if (flags.image === undefined) {
-          const { runInBox } = await import('../runner/run.js');
-          status = await runInBox({ ...runOptions(flags, signal), ...stdin }, command);
-          return;
-        }
-        if (flags.box) throw usageError('--image and --box: give one of them');
-        if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
-        const { runInImage } = await import('../runner/image.js');
-        status = await runInImage({ ...runOptions(flags, signal, ''), ...stdin }, flags.image, command());
+        status = await result.record(async () => {
+          if (flags.image === undefined) {
+            const { runInBox } = await import('../runner/run.js');
+            return runInBox({ ...runOptions(flags, signal), ...io }, command);
+          }
+          if (flags.box) throw usageError('--image and --box: give one of them');
+          if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
+          const { runInImage } = await import('../runner/image.js');
+          return runInImage({ ...runOptions(flags, signal, ''), ...io }, flags.image, command());
+        });
       } finally {
         process.stdin.destroy();
       }

@@ -18,7 +18,7 @@ import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKi
 import { attachSystemDisk } from './system-disk.js';
 import { HOST_FROM_GUEST, guestProxyEnvironment } from './network.js';
 import { bootKernel } from './vmlinux.js';
-import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, runSignal, sharingLost, teardown } from './session.js';
+import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, reportStarted, runSignal, sharingLost, teardown } from './session.js';
 
 /** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
 export interface KiwiRequest {
@@ -123,6 +123,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const installed = await fetchBox(options, box, arch);
   const kernel = await bootKernel(installed, arch, options.notice);
   const session: Session = {};
+  const startedAt = new Date();
   const ending = runSignal(options);
   const { signal } = ending;
   try {
@@ -147,13 +148,15 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     signal.throwIfAborted();
     // The box's console is the build's output: kiwi's log as it goes (the kernel is quiet).
     const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.stdout }));
+    const provenance = { installed, accelerator: accel, sharing };
+    reportStarted(options, provenance, false);
     const started = Date.now();
     if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
     const exit = await abortable(Promise.race([vm.exited, sharingLost(session.sharing!, vm)]), signal);
     if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);
-    await writeProvenance(plan.targetDir, { installed, accelerator: accel, sharing });
+    await writeProvenance(plan.targetDir, provenance, { argv: plan.words, exitCode: status, startedAt, endedAt: new Date(), warm: false });
     if (session.packageProxy) options.notice(describeCacheUse(session.packageProxy.stats));
     const log = join(plan.targetDir, RESULT_LOG);
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);

@@ -8,7 +8,7 @@ import { abortable, deadline, whenAborted } from './deadline.js';
 import { guestProxyEnvironment } from './network.js';
 import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
-import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, runSignal, sharingLost, teardown } from './session.js';
+import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, reportStarted, runSignal, sharingLost, teardown } from './session.js';
 import { RestoreFailed, startGuest } from './start.js';
 
 /** How long a guest that reported its result may take to power off before it is stopped. */
@@ -28,6 +28,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
 /** Runs the command in a fresh VM of an installed box (or of what passes for one: a booted image). */
 export async function runOnBox(options: RunOptions, box: BoxEntry, installed: InstalledBox, command: GuestCommand): Promise<number> {
   const arch = installed.manifest.arch;
+  const startedAt = new Date();
   let session: Session = {};
   // Every wait below gives up when the run's signal aborts; the finally block then stops whatever was started.
   const ending = runSignal(options);
@@ -47,6 +48,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
     const timing = (what: string) => options.verbose && options.notice(`timing: ${what} ${((Date.now() - vm.startedAt) / 1000).toFixed(2)} s after QEMU started`);
     const channel = session.channel!;
     timing(started.warm ? 'guest agent ready (restored)' : 'guest agent ready');
+    reportStarted(options, session.provenance!, started.warm);
     const lost = vm.exited.then((exit) => {
       throw vmError('guestLost', `the guest stopped without reporting the build's exit status (${describeExit(exit)})`, vm);
     });
@@ -86,7 +88,8 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
     poweroff.clear();
     await channel.drained();
     timing('VM stopped');
-    if (command.targetDir) await writeProvenance(command.targetDir, session.provenance!);
+    const facts = { argv: command.argv, exitCode: result.status, startedAt, endedAt: new Date(), warm: started.warm };
+    if (command.targetDir) await writeProvenance(command.targetDir, session.provenance!, facts);
     return result.status;
   } finally {
     ending.clear();

@@ -71,6 +71,24 @@ export interface RunOptions {
   /** More disks (box making attaches the disk it prepares). */
   extraDisks?: DiskSpec[];
   signal?: AbortSignal;
+  /** Told what the run runs on once its VM runs (for a machine-readable result, --result). */
+  onStarted?: (about: RunStarted) => void;
+}
+
+/** What a run runs on: told once its VM runs. */
+export interface RunStarted {
+  box: string;
+  arch: string;
+  version: string;
+  accelerator: string;
+  sharing: string;
+  warm: boolean;
+}
+
+/** Tells options.onStarted what the run runs on. */
+export function reportStarted(options: Pick<RunOptions, 'onStarted'>, provenance: ProvenanceInfo, warm: boolean): void {
+  const { manifest } = provenance.installed;
+  options.onStarted?.({ box: manifest.name, arch: manifest.arch, version: manifest.version, accelerator: provenance.accelerator, sharing: provenance.sharing, warm });
 }
 
 /** What to run in the guest. */

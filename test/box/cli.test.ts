@@ -138,7 +138,8 @@ describe('boxbuild box ...', () => {
     await publishKiwiBox(randomBytes(1000), ['bash-5']);
     await boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q');
     const installed = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
-    const path = await writeProvenance(dir, { installed, accelerator: 'tcg', sharing: '9p' });
+    const run = { argv: ['/b', 'x'], exitCode: 3, startedAt: new Date('2026-01-01T00:00:00Z'), endedAt: new Date('2026-01-01T00:01:30.5Z'), warm: true };
+    const path = await writeProvenance(dir, { installed, accelerator: 'tcg', sharing: '9p' }, run);
     expect(path).toBe(join(dir, PROVENANCE_FILE));
     const provenance = JSON.parse(await readFile(path, 'utf8'));
     expect(provenance).toMatchObject({
@@ -151,6 +152,12 @@ describe('boxbuild box ...', () => {
       downloads: { kernelTarball: { sha256: installed.manifest.downloads!.kernelTarball!.sha256 } },
       accelerator: 'tcg',
       sharing: '9p',
+      argv: ['/b', 'x'],
+      exitCode: 3,
+      warm: true,
+      startedAt: '2026-01-01T00:00:00.000Z',
+      endedAt: '2026-01-01T00:01:30.500Z',
+      durationSeconds: 90.5,
     });
   });
 });

@@ -34,12 +34,22 @@ describe('boxbuild --box debian -- --description D --target-dir T', () => {
     expect(provenance.files.kernel.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  test("the build's exit status is boxbuild's, and its stdout and stderr stay apart", async () => {
+  test("the build's exit status is boxbuild's, and its stdout and stderr stay apart; provenance and --result record the run", async () => {
     const desc = description('echo to-stdout; echo to-stderr >&2; exit 7');
-    const result = await build(desc, join(tempDir(), 'out'));
+    const target = join(tempDir(), 'out');
+    const resultFile = join(tempDir(), 'result.json');
+    const before = Date.now();
+    const result = await build(desc, target, '--result-is-a-build-arg');
     expect(result.exitCode).toBe(7);
     expect(result.stdout).toBe('to-stdout');
     expect(result.stderr).toBe('to-stderr');
+    const provenance = JSON.parse(readFileSync(join(target, 'boxbuild-provenance.json'), 'utf8'));
+    expect(provenance).toMatchObject({ argv: ['/usr/lib/boxbuild/build', '--description', '/description', '--target-dir', '/target', '--result-is-a-build-arg'], exitCode: 7 });
+    expect(Date.parse(provenance.startedAt)).toBeGreaterThanOrEqual(before);
+    expect(provenance.durationSeconds).toBeCloseTo((Date.parse(provenance.endedAt) - Date.parse(provenance.startedAt)) / 1000, 2);
+    const recorded = await runIsolated(['--box', 'debian', '--accel', 'tcg', '-q', '--result', resultFile, '--', '--description', desc, '--target-dir', target]);
+    expect(recorded.exitCode).toBe(7);
+    expect(JSON.parse(readFileSync(resultFile, 'utf8'))).toMatchObject({ exitCode: 7, box: 'debian', arch: 'x86_64', accelerator: 'tcg', sharing: '9p', warm: expect.any(Boolean), durationSeconds: expect.any(Number) });
   });
 
   test('build arguments arrive byte-exact, never parsed by a shell', async () => {
@@ -130,10 +140,12 @@ describe('boxbuild exec', () => {
 });
 
 describe('limits and failures', () => {
-  test('--timeout kills the VM and says so', async () => {
-    const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--timeout', '5s', '--', 'sleep', '600']);
+  test('--timeout kills the VM and says so; --result records the error', async () => {
+    const resultFile = join(tempDir(), 'result.json');
+    const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--timeout', '5s', '--result', resultFile, '--', 'sleep', '600']);
     expect(result.exitCode).toBe(124);
     expect(result.stderr).toMatch(/^boxbuild: error: the build did not finish within --timeout 5 s; the VM was killed$/m);
+    expect(JSON.parse(readFileSync(resultFile, 'utf8'))).toMatchObject({ exitCode: 124, error: { kind: 'timeout', message: expect.stringContaining('--timeout 5 s') }, argv: expect.arrayContaining(['sleep', '600']) });
   });
 
   test('SIGINT mid-build stops the VM and leaves nothing behind', async () => {
