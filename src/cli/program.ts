@@ -10,6 +10,8 @@ import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
+import { SETTINGS, findConfigFiles, loadConfig } from '../config/config.js';
+import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
 import { ResultFile } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
@@ -187,6 +189,15 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
 
   addBoxCommands(program, signal);
   addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
+  const config = loadConfig(findConfigFiles(process.cwd()));
+  addConfigCommand(program, config);
+  // The config files' settings become the defaults of the options they stand for.
+  for (const command of [program, ...program.commands]) {
+    for (const [name, { value }] of Object.entries(config)) {
+      const { key } = SETTINGS[name]!;
+      if (command.options.some((option) => option.attributeName() === key)) command.setOptionValueWithSource(key, value, 'default');
+    }
+  }
 
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());

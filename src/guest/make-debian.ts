@@ -51,15 +51,21 @@ async function addModules(builder: InitramfsBuilder, root: string, work: string,
 export async function makeDebianBox(options: { name: string; cacheRoot: string; arch: Arch; log: (line: string) => void; signal?: AbortSignal }): Promise<InstalledBox> {
   const { name, cacheRoot, arch, log, signal } = options;
   const work = await freshWorkDir(cacheRoot, name, arch, 'make-');
+  const began = performance.now();
+  // Each step on a line of its own, with the time so far: making takes half a minute or more.
+  const step = (what: string) => log(`${name} (${arch}): ${what} [${((performance.now() - began) / 1000).toFixed(1)} s]`);
   try {
     const debArch = debianArch(arch);
     const kernelPackage = await resolveMetaPackage(`linux-image-${debArch}:${debArch}`, 'linux-image-', signal);
     log(`making box ${name} (${arch}) from ${kernelPackage}, ${USERLAND_PACKAGES.join(', ')}`);
     const debs = join(work, 'debs');
     await mkdir(debs);
+    step(`downloading ${USERLAND_PACKAGES.length + 1} packages`);
     const packages = await downloadPackages([kernelPackage, ...USERLAND_PACKAGES].map((pkg) => `${pkg}:${debArch}`), debs, signal);
+    step('unpacking them');
     const root = join(work, 'root');
     for (const pkg of packages) await unpackPackage(pkg, root, signal);
+    step('building the initramfs: busybox, sshfs, kernel modules, the agent');
 
     const builder = new InitramfsBuilder();
     for (const dir of ['proc', 'sys', 'dev', 'root', 'tmp', 'run', 'bin', 'sbin', 'usr/bin', 'usr/sbin']) builder.dir(dir);
@@ -74,6 +80,7 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     const initrd = builder.build();
     const staging = join(work, 'box');
     await mkdir(staging);
+    step(arch === 'x86_64' ? 'extracting the uncompressed kernel' : 'copying the kernel');
     if (arch === 'x86_64') await extractVmlinux(join(root, 'boot', vmlinuz!), join(staging, 'kernel'));
     else await copyFile(join(root, 'boot', vmlinuz!), join(staging, 'kernel'));
     const kernel = await readFile(join(staging, 'kernel'));
@@ -89,7 +96,9 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
         'boxbuild-guest': await guestFilesDigest(),
       },
     };
-    return await installVersion(cacheRoot, staging, manifest);
+    const installed = await installVersion(cacheRoot, staging, manifest);
+    step('made');
+    return installed;
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -1,0 +1,113 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArch } from '../box/arch.js';
+import { usageError } from '../errors.js';
+import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
+
+/*
+ * Defaults a user or a project sets once: `$XDG_CONFIG_HOME/boxbuild/config.json` (the user's) and
+ * `.boxbuild.json` in the current directory or the nearest one above it (the project's). The command
+ * line wins over the project, the project over the user.
+ */
+
+/** A setting: the command-line option it stands for, and how its value is checked. */
+interface Setting {
+  option: string;
+  /** The option's key in commander's values. */
+  key: string;
+  check: (value: unknown, where: string) => unknown;
+}
+
+const text = (check?: (value: string, where: string) => unknown) => (value: unknown, where: string) => {
+  if (typeof value !== 'string') throw usageError(`${where}: expected a string, got ${JSON.stringify(value)}`);
+  check?.(value, where);
+  return value;
+};
+const oneOf = (...choices: string[]) => text((value, where) => {
+  if (!choices.includes(value)) throw usageError(`${where}: "${value}" is not one of ${choices.join(', ')}`);
+});
+
+export const SETTINGS: Record<string, Setting> = {
+  box: { option: '--box', key: 'box', check: text() },
+  arch: { option: '--arch', key: 'arch', check: text((value) => parseArch(value)) },
+  memory: { option: '--box-memory', key: 'boxMemory', check: text((value, where) => parseMemoryMiB(value, where)) },
+  cpus: { option: '--box-smp-cpus', key: 'boxSmpCpus', check: text((value, where) => parsePositiveInt(value, where)) },
+  accel: { option: '--accel', key: 'accel', check: oneOf('auto', 'kvm', 'tcg') },
+  sharing: { option: '--sharing', key: 'sharing', check: oneOf('9p', 'virtiofs', 'sshfs', 'auto') },
+  channel: { option: '--channel', key: 'channel', check: oneOf('serial', 'ssh') },
+  network: {
+    option: '--no-network',
+    key: 'network',
+    check: (value, where) => {
+      if (typeof value !== 'boolean') throw usageError(`${where}: expected true or false`);
+      return value;
+    },
+  },
+  bootTimeout: { option: '--boot-timeout', key: 'bootTimeout', check: text((value, where) => parseDurationMs(value, where)) },
+  timeout: { option: '--timeout', key: 'timeout', check: text((value, where) => parseDurationMs(value, where)) },
+  registries: {
+    option: '--boxes',
+    key: 'boxes',
+    check: (value, where) => {
+      if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw usageError(`${where}: expected a list of file names`);
+      return value;
+    },
+  },
+};
+
+/** One setting's effective value and where it came from. */
+export interface ConfigValue {
+  value: unknown;
+  /** The file it was read from. */
+  from: string;
+}
+
+export interface ConfigFiles {
+  user?: string;
+  project?: string;
+}
+
+/** The user's and the project's config files that exist, seen from `cwd`. */
+export function findConfigFiles(cwd: string, env: NodeJS.ProcessEnv = process.env): ConfigFiles {
+  const user = join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'boxbuild', 'config.json');
+  let project: string | undefined;
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, '.boxbuild.json'))) {
+      project = join(dir, '.boxbuild.json');
+      break;
+    }
+    if (dir === dirname(dir)) break;
+  }
+  return { user: existsSync(user) ? user : undefined, project };
+}
+
+/** Reads and checks one config file: every key known, every value as its option would take it. */
+function readConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw usageError(`${file}: not a JSON file (${(error as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw usageError(`${file}: expected an object of settings`);
+  const values: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(parsed)) {
+    const setting = SETTINGS[name];
+    if (!setting) throw usageError(`${file}: unknown setting "${name}" (known: ${Object.keys(SETTINGS).join(', ')})`);
+    setting.check(value, `${file}: ${name}`);
+    // Registry files are named relative to the config file that names them.
+    values[name] = name === 'registries' ? (value as string[]).map((path) => resolve(dirname(file), path)) : value;
+  }
+  return values;
+}
+
+/** The effective settings of the config files, the project's over the user's. */
+export function loadConfig(files: ConfigFiles): Record<string, ConfigValue> {
+  const effective: Record<string, ConfigValue> = {};
+  for (const file of [files.user, files.project]) {
+    if (!file) continue;
+    for (const [name, value] of Object.entries(readConfigFile(file))) effective[name] = { value, from: file };
+  }
+  return effective;
+}
