@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,7 @@ interface Build {
 async function timed(run: () => Promise<{ exitCode?: number; stderr: unknown; all?: unknown }>, what: string): Promise<number> {
   const started = process.hrtime.bigint();
   const result = await run();
-  if (result.exitCode !== 0) throw new Error(`${what} failed (${result.exitCode}): ${String(result.stderr).slice(-2000)}`);
+  if (result.exitCode !== 0) throw new Error(`${what} failed (${result.exitCode}): ${String(result.all ?? result.stderr).slice(-3000)}`);
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
@@ -31,9 +31,12 @@ async function timed(run: () => Promise<{ exitCode?: number; stderr: unknown; al
 async function nativeBuild(work: string, cache: string, index: number): Promise<Build> {
   const config = join(work, 'kiwi.yml');
   await writeFile(config, KIWI_YML);
+  // kiwi imports the repositories' keys with gpg, which needs a home of its own.
+  const gnupg = join(work, 'gnupg');
+  await mkdir(gnupg, { recursive: true, mode: 0o700 });
   const before = await du(cache);
   const args = ['--config', config, '--type', 'tbz', '--shared-cache-dir', cache, 'system', 'build', '--description', EXAMPLE, '--target-dir', join(work, `native-${index}`)];
-  const wall = await timed(() => execa('kiwi-ng', args, { reject: false, all: true }), 'native kiwi-ng');
+  const wall = await timed(() => execa('kiwi-ng', args, { reject: false, all: true, env: { GNUPGHOME: gnupg } }), 'native kiwi-ng');
   await rm(join(work, `native-${index}`), { recursive: true, force: true });
   return { wall, note: `kiwi's shared cache grew by ${formatBytes((await du(cache)) - before)}` };
 }

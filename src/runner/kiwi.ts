@@ -109,7 +109,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const cmdline = (sharing: SharingName, environment: Record<string, string>) =>
     kiwiCmdline({
       arch,
-      base: kernelCmdline(box, arch, { profile, console }),
+      base: kernelCmdline(box, arch, { profile, console }, options.boxDebug),
       words: plan.words,
       noHalt: options.boxDebug,
       kiwiVersion: request.kiwiVersion,

@@ -102,8 +102,13 @@ export interface GuestCommand {
   env?: Record<string, string>;
 }
 
-export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'profile' | 'console'>): string {
-  return [`console=${consoleName(spec)}`, 'panic=-1', box.cmdline, box.arches[arch]?.cmdline ?? ''].filter(Boolean).join(' ');
+/**
+ * The kernel command line of a box. `debug` (--box-debug) takes `quiet` off and asks boxbuild's
+ * guest files to trace what they do on the console (boxbuild.debug).
+ */
+export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'profile' | 'console'>, debug = false): string {
+  const words = [`console=${consoleName(spec)}`, 'panic=-1', box.cmdline, box.arches[arch]?.cmdline ?? ''].join(' ').split(/\s+/).filter(Boolean);
+  return (debug ? [...words.filter((word) => word !== 'quiet'), 'boxbuild.debug'] : words).join(' ');
 }
 
 /** Where the kernel console goes: --box-console, else the box's console. */

@@ -53,7 +53,7 @@ async function prepareVm({ options, session, box, installed, command, profile, s
   const base = baseVmSpec(options, box, installed, { profile, accel, kernel, runDir });
   return {
     ...base,
-    cmdline: kernelCmdline(box, profile.arch, base),
+    cmdline: kernelCmdline(box, profile.arch, base, options.boxDebug),
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
@@ -113,7 +113,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
   const { options, session, installed, profile, signal } = start;
   const prepared = await prepareVm(start);
   const runDir = session.runDir!;
-  const blocker = options.cold ? '--cold' : warmBlocker(options.snapshot ?? true);
+  const blocker = options.cold ? '--cold' : options.boxDebug ? '--box-debug shows the boot' : warmBlocker(options.snapshot ?? true);
   if (blocker && options.verbose) options.notice(`cold boot: ${blocker}`);
   // Devices a saved state cannot hold (virtiofs) are plugged in once the guest runs, booted or restored.
   const pluggable = blocker ? [] : (session.sharing!.pluggable ?? []);

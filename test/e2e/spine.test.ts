@@ -132,6 +132,16 @@ describe('boxbuild exec', () => {
     expect(panic.stderr).toContain('Kernel panic');
   });
 
+  test('--box-debug shows the kernel and the agent on stderr; the command\'s own output stays apart', async () => {
+    const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--box-debug', '--', 'sh', '-c', 'cat /proc/cmdline; echo to-stderr >&2']);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toMatch(/boxbuild\.debug$/);
+    expect(result.stdout.split(' ')).not.toContain('quiet');
+    expect(result.stderr).toMatch(/Linux version \d/);
+    expect(result.stderr).toMatch(/^\+ /m); // the agent's trace
+    expect(result.stderr).toMatch(/^to-stderr$/m);
+  });
+
   test('a command that does not exist gives 127', async () => {
     const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'no-such-command']);
     expect(result.exitCode).toBe(127);
