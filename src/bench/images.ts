@@ -1,5 +1,4 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -66,7 +65,9 @@ async function boxBuild(work: string, env: NodeJS.ProcessEnv, index: number): Pr
  */
 export async function benchImages(env: NodeJS.ProcessEnv): Promise<string> {
   await execa(process.execPath, [CLI, 'box', 'fetch', 'debian-kiwi', '-q'], { env, stdio: 'inherit' });
-  const work = await mkdtemp(join(tmpdir(), 'boxbuild-bench-images-'));
+  // Not under /tmp: native kiwi mounts its shared cache at the same path in the image root, whose
+  // /tmp apt then cannot use.
+  const work = await mkdtemp(join(env.BOXBUILD_CACHE_DIR!, 'bench-images-'));
   try {
     const rows: string[][] = [];
     const native = process.getuid?.() === 0 && (await execa('kiwi-ng', ['--version'], { reject: false })).exitCode === 0;

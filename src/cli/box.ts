@@ -17,6 +17,7 @@ interface BoxFlags {
   quiet?: boolean;
   updateCheck?: boolean;
   json?: boolean;
+  names?: boolean;
   all?: boolean;
   package?: string[];
   diskSize?: string;
@@ -57,6 +58,10 @@ function table(rows: string[][]): string {
 
 export async function listBoxes(flags: BoxFlags): Promise<void> {
   const registry = loadRegistry(registryFiles(flags));
+  if (flags.names) {
+    process.stdout.write([...registry.keys()].sort().map((name) => `${name}\n`).join(''));
+    return;
+  }
   const cached = await listCached(cacheRoot());
   const statuses = await Promise.all(cached.map((variant) => statusOf(flags, registry, variant)));
   const states = await listStates(cacheRoot());
@@ -148,6 +153,7 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
 
   command('list', 'List the boxes: architectures, cached version, size, and whether a newer version is published')
     .option('--json', 'print JSON')
+    .option('--names', 'print only the names of the boxes the registries know, one a line (for shell completion)')
     .option('--no-update-check', "don't ask the servers whether cached boxes are current")
     .action((flags: BoxFlags) => listBoxes(flags));
 

@@ -11,6 +11,7 @@ import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
 import { SETTINGS, findConfigFiles, loadConfig } from '../config/config.js';
+import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
 import { ResultFile } from './result.js';
@@ -191,6 +192,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
   addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
   const config = loadConfig(findConfigFiles(process.cwd()));
   addConfigCommand(program, config);
+  addCompletionCommand(program);
   // The config files' settings become the defaults of the options they stand for.
   for (const command of [program, ...program.commands]) {
     for (const [name, { value }] of Object.entries(config)) {
