@@ -2,6 +2,7 @@ import { lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import { type Arch, isArch } from './arch.js';
+import { allLogs } from './logs.js';
 import { staleStatePaths } from './states.js';
 import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDir, readInstalled } from './cache.js';
 import { hashFile } from './hash.js';
@@ -120,7 +121,7 @@ async function variantsWithFiles(root: string): Promise<{ name: string; arch: Ar
 
 /**
  * Drops what no build needs any more: versions other than each variant's current one, saved VM
- * states of other box versions or replaced by newer ones, everything under `<cache>/tmp`
+ * states of other box versions or replaced by newer ones, the logs of past builds, everything under `<cache>/tmp`
  * (partial downloads, work directories of interrupted runs), and package files no build used for
  * a while (all of them with `allPackages`). A variant whose lock a live process holds (a download,
  * a make) is skipped whole, and so is a state still being saved.
@@ -145,6 +146,7 @@ export async function pruneCache(root: string, allPackages = false): Promise<Pru
     }
   }
   await drop(await staleStatePaths(root));
+  await drop(await allLogs(root));
   const cached = new Set((await listCached(root)).map((variant) => `${variant.name}/${variant.arch}`));
   await drop(await packageCacheLeftovers(root, (box, arch) => cached.has(`${box}/${arch}`), allPackages));
   // Not a variant's: leftovers of older boxbuild versions or of something else.

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
+import { openBuildLog } from '../box/logs.js';
 import { ExitCode, usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { parseEnvSpecs, parseShareSpec, splitAtDoubleDash } from '../runner/args.js';
@@ -150,14 +151,27 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
         if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
         const options = { ...runOptions(flags, signal), packageCache: flags.cache, onStarted: result.started };
         const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
-        if (box.protocol === 'kiwi') {
-          if (flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
-          const { runKiwiBox } = await import('../runner/kiwi.js');
-          return runKiwiBox(options, box, arch, kiwiRequest(flags, build, options.notice));
+        if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
+        if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
+        // The build's output also goes into the log of past builds.
+        const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
+        const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
+        try {
+          let code: number;
+          if (box.protocol === 'kiwi') {
+            const { runKiwiBox } = await import('../runner/kiwi.js');
+            code = await runKiwiBox(logged, box, arch, kiwiRequest(flags, build, options.notice));
+          } else {
+            const { runInBox } = await import('../runner/run.js');
+            code = await runInBox(logged, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
+            if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
+          }
+          await log.close(`exit status ${code}`);
+          return code;
+        } catch (error) {
+          await log.close(`boxbuild: error: ${(error as Error).message}`);
+          throw error;
         }
-        refuseKiwiOnly(flags, box);
-        const { runInBox } = await import('../runner/run.js');
-        return runInBox(options, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
       });
     });
 

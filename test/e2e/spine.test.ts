@@ -1,4 +1,4 @@
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { expectNoLeftovers, runIsolated, startIsolated, untilOutput, untilProcesses } from '../helpers/box-cli.js';
@@ -50,6 +50,10 @@ describe('boxbuild --box debian -- --description D --target-dir T', () => {
     const recorded = await runIsolated(['--box', 'debian', '--accel', 'tcg', '-q', '--result', resultFile, '--', '--description', desc, '--target-dir', target]);
     expect(recorded.exitCode).toBe(7);
     expect(JSON.parse(readFileSync(resultFile, 'utf8'))).toMatchObject({ exitCode: 7, box: 'debian', arch: 'x86_64', accelerator: 'tcg', sharing: '9p', warm: expect.any(Boolean), durationSeconds: expect.any(Number) });
+    // Both runs' output is kept in the logs of past builds (found by this test's own description path).
+    const logs = readdirSync(join(TEST_CACHE, 'logs')).map((name) => readFileSync(join(TEST_CACHE, 'logs', name), 'utf8')).filter((text) => text.includes(desc));
+    expect(logs).toHaveLength(2);
+    for (const log of logs) expect(log).toMatch(/\nto-std(out|err)\nto-std(out|err)\n\n# exit status 7 at /);
   });
 
   test('build arguments arrive byte-exact, never parsed by a shell', async () => {
