@@ -128,6 +128,31 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
   };
 }
 
+/** A build in either kind of box; its output also goes into the log of past builds. */
+async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: string[], argv: string[]): Promise<number> {
+  const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
+  if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
+  if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
+  const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
+  const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
+  try {
+    let code: number;
+    if (box.protocol === 'kiwi') {
+      const { runKiwiBox } = await import('../runner/kiwi.js');
+      code = await runKiwiBox(logged, box, arch, kiwiRequest(flags, build, options.notice));
+    } else {
+      const { runInBox } = await import('../runner/run.js');
+      code = await runInBox(logged, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
+      if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
+    }
+    await log.close(`exit status ${code}`);
+    return code;
+  } catch (error) {
+    await log.close(`boxbuild: error: ${(error as Error).message}`);
+    throw error;
+  }
+}
+
 /** Parses boxbuild's command line and runs it; resolves with the exit status. */
 export async function commandLine(argv: string[], signal: AbortSignal): Promise<number> {
   const { own, build } = splitAtDoubleDash(argv);
@@ -150,28 +175,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
         refuseContainer(flags);
         if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
         const options = { ...runOptions(flags, signal), packageCache: flags.cache, onStarted: result.started };
-        const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
-        if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
-        if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
-        // The build's output also goes into the log of past builds.
-        const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
-        const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
-        try {
-          let code: number;
-          if (box.protocol === 'kiwi') {
-            const { runKiwiBox } = await import('../runner/kiwi.js');
-            code = await runKiwiBox(logged, box, arch, kiwiRequest(flags, build, options.notice));
-          } else {
-            const { runInBox } = await import('../runner/run.js');
-            code = await runInBox(logged, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
-            if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
-          }
-          await log.close(`exit status ${code}`);
-          return code;
-        } catch (error) {
-          await log.close(`boxbuild: error: ${(error as Error).message}`);
-          throw error;
-        }
+        return runBuild(options, flags, build, argv);
       });
     });
 
