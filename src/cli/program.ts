@@ -166,6 +166,17 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
   const program = addKiwiOptions(addVmOptions(root))
     .description('Run a build inside a throwaway virtual machine: boxbuild --box NAME -- --description DIR --target-dir DIR [build args]')
     .version(VERSION)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boxbuild --box debian -- --description examples/hello --target-dir out
+  boxbuild --box debian-kiwi --type oem -- --description examples/debian-kiwi --target-dir out
+  boxbuild exec --box debian --share . -- make -j2
+  echo hi | boxbuild exec --box debian --aarch64 -- cat
+  boxbuild exec --image out/debian-bookworm.x86_64-12.0.0-0.qcow2 -- cat /etc/os-release
+  boxbuild box list; boxbuild doctor; boxbuild config`,
+    )
     .enablePositionalOptions()
     .exitOverride()
     .action(async (flags: VmFlags & KiwiFlags) => {
@@ -183,6 +194,14 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     .description('Run any command in a fresh VM of a box, or of a disk image a build made: boxbuild exec --box NAME|--image FILE [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
     .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', collect)
     .option('--image <file>', 'boot this raw or qcow2 disk image (its own kernel and initrd) on a throwaway overlay instead of a box')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boxbuild exec --box debian -- uname -a
+  boxbuild exec --box debian-system --share .:/src -e CC=gcc -- make -C /src
+  boxbuild exec --box debian --result run.json --timeout 10m -- ./nightly-test`,
+    )
     .exitOverride()
     .action(async (flags: VmFlags & { share?: string[]; image?: string }) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
@@ -220,13 +239,12 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
   }
 
   if (argv.length === 0) {
-    process.stderr.write(program.helpInformation());
+    program.outputHelp({ error: true });
     return ExitCode.usage;
   }
   const word = own[0];
   if (word === 'help') {
-    const about = program.commands.find((command) => command.name() === own[1]) ?? program;
-    process.stdout.write(about.helpInformation());
+    (program.commands.find((command) => command.name() === own[1]) ?? program).outputHelp();
     return 0;
   }
   const commands = program.commands.map((command) => command.name());
