@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { listStates } from '../box/states.js';
 import { formatBytes } from '../util/size.js';
@@ -5,15 +8,20 @@ import { CLI, type CliTiming, median, seconds, table, timeCli } from './measure.
 
 const RUNS = 5;
 
-/** The VMs measured: every box and architecture with the network on (the default), one without, one over SSH. */
-const SHAPES = [
-  ['debian', 'x86_64', []],
-  ['debian', 'x86_64', ['--no-network']],
-  ['debian', 'aarch64', []],
-  ['debian-system', 'x86_64', []],
-  ['debian-system', 'x86_64', ['--channel', 'ssh']],
-  ['debian-system', 'aarch64', []],
-] as const;
+/**
+ * The VMs measured: every box and architecture with the network on (the default), one without, one
+ * with a virtiofs share (plugged in after the restore), one over SSH.
+ */
+const shapes = (share: string) =>
+  [
+    ['debian', 'x86_64', []],
+    ['debian', 'x86_64', ['--no-network']],
+    ['debian', 'x86_64', ['--sharing', 'virtiofs', '--share', `${share}:/share`]],
+    ['debian', 'aarch64', []],
+    ['debian-system', 'x86_64', []],
+    ['debian-system', 'x86_64', ['--channel', 'ssh']],
+    ['debian-system', 'aarch64', []],
+  ] as const;
 
 const mib = (bytes: number) => (Number.isNaN(bytes) ? '-' : `${Math.round(bytes / 2 ** 20)} MiB`);
 const medianOf = (runs: CliTiming[], figure: keyof CliTiming) => median(runs.map((run) => run[figure]));
@@ -25,7 +33,8 @@ const medianOf = (runs: CliTiming[], figure: keyof CliTiming) => median(runs.map
  */
 export async function benchWarm(env: NodeJS.ProcessEnv): Promise<string> {
   const rows: string[][] = [];
-  for (const [box, arch, options] of SHAPES) {
+  const share = await mkdtemp(join(tmpdir(), 'boxbuild-bench-share-'));
+  for (const [box, arch, options] of shapes(share)) {
     await execa(process.execPath, [CLI, 'box', 'fetch', box, '--arch', arch, '-q'], { env });
     const exec = (extra: string[]) => timeCli(['exec', '--box', box, '--arch', arch, '--verbose', ...options, ...extra, '--', 'true'], env);
     await exec([]); // saves the state when there is none yet
@@ -39,7 +48,7 @@ export async function benchWarm(env: NodeJS.ProcessEnv): Promise<string> {
     const states = (await listStates(env.BOXBUILD_CACHE_DIR!)).filter((state) => state.box === box && state.arch === arch);
     const size = states.length ? formatBytes(Math.max(...states.map((state) => state.size))) : '-';
     rows.push([
-      [box, arch, ...options].join(' '),
+      [box, arch, ...options].join(' ').replace(share, 'DIR'),
       seconds(medianOf(cold, 'wallSeconds')),
       seconds(medianOf(warm, 'wallSeconds')),
       seconds(medianOf(warm, 'readySeconds')),
@@ -49,6 +58,7 @@ export async function benchWarm(env: NodeJS.ProcessEnv): Promise<string> {
       `${seconds(medianOf(together, 'wallSeconds'))} (${(medianOf(together, 'wallSeconds') / medianOf(warm, 'wallSeconds')).toFixed(2)}x)`,
     ]);
   }
+  await rm(share, { recursive: true, force: true });
   return table(
     ['exec -- true (TCG)', `cold wall, median of ${RUNS}`, 'warm wall', 'warm: QEMU start to READY', 'start to QEMU spawned', 'peak RSS cold / warm', 'state on disk', '4 warm at once, each'],
     rows,
