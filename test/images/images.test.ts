@@ -36,7 +36,7 @@ async function build(arch: string, type: string): Promise<string> {
 }
 
 describe('x86_64 images', () => {
-  test('the EFI oem disk boots with exec --image, as qcow2 and as raw', { timeout: 2 * HOUR }, async () => {
+  test('the EFI oem disk boots with exec --image, as qcow2, as raw, and its root in an MBR (BIOS) layout', { timeout: 2 * HOUR }, async () => {
     const target = await build('x86_64', 'oem');
     const qcow2 = join(target, readdirSync(target).find((name) => name.endsWith('.qcow2'))!);
     const run = (image: string) => runIsolated(['exec', '--image', image, '-q', '--', 'sh', '-c', 'cat /etc/os-release; ls /sys/firmware/efi >/dev/null 2>&1 || echo no-efi-runtime; uname -m'], { env });
@@ -49,6 +49,15 @@ describe('x86_64 images', () => {
     const again = await run(raw);
     expect(again.exitCode, again.stderr).toBe(0);
     expect(again.stdout).toContain('VERSION_CODENAME=bookworm');
+    // A BIOS disk's layout: the same root file system in the one partition of an MBR (dos) table.
+    const mbr = join(tempDir(), 'mbr.raw');
+    const root = (JSON.parse((await execa('sfdisk', ['--json', raw])).stdout) as { partitiontable: { partitions: { start: number; size: number; type: string }[] } }).partitiontable.partitions.at(-1)!;
+    await execa('truncate', ['-s', '4G', mbr]);
+    await execa('sfdisk', ['-q', mbr], { input: `label: dos\nstart=2048, size=${root.size}, type=83, bootable\n` });
+    await execa('dd', [`if=${raw}`, `of=${mbr}`, 'bs=512', `skip=${root.start}`, 'seek=2048', `count=${root.size}`, 'conv=sparse,notrunc', 'status=none']);
+    const bios = await run(mbr);
+    expect(bios.exitCode, bios.stderr).toBe(0);
+    expect(bios.stdout).toContain('VERSION_CODENAME=bookworm');
   });
 
   test('the Live ISO is a hybrid ISO 9660 image', { timeout: 2 * HOUR }, async () => {
