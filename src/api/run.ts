@@ -4,7 +4,7 @@ import type { Arch } from '../box/arch.js';
 import { cacheRoot } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import type { AccelRequest } from '../qemu/accel.js';
-import { checkGuestPath, existingDirectory } from '../runner/args.js';
+import { shareSpec } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import type { RunOptions } from '../runner/session.js';
 import type { SharingChoice } from '../sharing/index.js';
@@ -133,10 +133,7 @@ export function run(request: RunRequest): Promise<RunResult> {
   return runWith(request, request.input, async (options) => {
     const { runInBox } = await import('../runner/run.js');
     return runInBox(options, () => {
-      const shares = (request.shares ?? []).map((share) => {
-        const hostPath = existingDirectory(share.host, 'share');
-        return { hostPath, guestPath: checkGuestPath(share.guest ?? hostPath), readOnly: share.readOnly ?? false };
-      });
+      const shares = (request.shares ?? []).map((share) => shareSpec(share.host, share.guest, share.readOnly ?? false));
       if (request.cwd !== undefined && !isAbsolute(request.cwd)) throw usageError(`cwd "${request.cwd}" must be an absolute guest path`);
       const command = { ...execCommand(shares, request.argv, process.cwd()), env: request.env };
       return request.cwd === undefined ? command : { ...command, cwd: request.cwd };

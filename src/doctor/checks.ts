@@ -1,10 +1,11 @@
 import { constants } from 'node:fs';
-import { access, readFile, statfs } from 'node:fs/promises';
+import { access, statfs } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { hostArch } from '../box/arch.js';
 import { PROFILES } from '../qemu/profiles.js';
-import { namespacingFor } from '../sharing/confine.js';
+import { recordedKvmVerdict } from '../qemu/accel.js';
+import { namespacingFor, subordinateRange } from '../sharing/confine.js';
 import { findSftpServer } from '../sharing/sshfs.js';
 import { virtiofsUsability } from '../sharing/virtiofs.js';
 import { runChild } from '../util/child.js';
@@ -59,9 +60,7 @@ async function kvmCheck(cacheRoot: string): Promise<Check> {
   } catch (error) {
     return { name, verdict: 'note', detail: `cannot open /dev/kvm (${(error as NodeJS.ErrnoException).code}): runs use TCG, several times slower`, fix, required: false };
   }
-  const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
-  const verdicts = JSON.parse(await readFile(join(cacheRoot, 'kvm-probe.json'), 'utf8').catch(() => '{}')) as Record<string, { usable?: boolean; reason?: string }>;
-  const verdict = verdicts[`${boot} ${PROFILES[hostArch()].qemuBinary}`];
+  const verdict = await recordedKvmVerdict(cacheRoot, PROFILES[hostArch()]);
   if (!verdict) return { name, verdict: 'ok', detail: '/dev/kvm opens; the first run boots a kernel under KVM to check that it really works', required: false };
   return verdict.usable
     ? { name, verdict: 'ok', detail: 'a kernel booted under KVM (probed this boot)', required: false }
@@ -72,7 +71,7 @@ async function sharingChecks(): Promise<Check[]> {
   const { uid, username } = userInfo();
   const virtiofs = await virtiofsUsability();
   const namespaces = await namespacingFor(false);
-  const subids = uid === 0 || (await readFile('/etc/subuid', 'utf8').catch(() => '')).split('\n').some((line) => line.startsWith(`${username}:`) || line.startsWith(`${uid}:`));
+  const subids = uid === 0 || (await subordinateRange('/etc/subuid', username, uid)) !== undefined;
   return [
     { name: '9p sharing', verdict: 'ok', detail: 'built into QEMU', required: true },
     virtiofs.reason

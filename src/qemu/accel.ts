@@ -61,15 +61,21 @@ export async function probeKvm(profile: MachineProfile, kernel: string, timeoutM
 const isVerdict = (value: unknown): value is KvmVerdict => isObject(value) && typeof value.usable === 'boolean' && typeof value.reason === 'string';
 const isVerdicts = (value: unknown): value is Record<string, KvmVerdict> => isObject(value) && Object.values(value).every(isVerdict);
 
+/** The verdict a run recorded since the host booted, if any (`boxbuild doctor` reads it too). */
+export async function recordedKvmVerdict(cacheRoot: string, profile: MachineProfile): Promise<KvmVerdict | undefined> {
+  const cached = await readJsonFile(join(cacheRoot, 'kvm-probe.json'), isVerdicts);
+  return cached?.[`${await bootId()} ${profile.qemuBinary}`];
+}
+
 /**
  * Probes KVM once per host boot and QEMU binary; the verdict is kept in the cache (an unreadable one
  * is probed again). `probed`: this call made the verdict (the first run since the host booted).
  */
 async function cachedKvmVerdict(context: AccelContext): Promise<KvmVerdict & { probed: boolean }> {
+  const recorded = await recordedKvmVerdict(context.cacheRoot, context.profile);
+  if (recorded) return { ...recorded, probed: false };
   const file = join(context.cacheRoot, 'kvm-probe.json');
   const key = `${await bootId()} ${context.profile.qemuBinary}`;
-  const cached = await readJsonFile(file, isVerdicts);
-  if (cached?.[key]) return { ...cached[key], probed: false };
   const verdict = await probeKvm(context.profile, context.kernel, context.probeTimeoutMs ?? 4000);
   await writeFileAtomic(file, JSON.stringify({ [key]: verdict })).catch(() => {});
   return { ...verdict, probed: true };

@@ -96,8 +96,13 @@ export function parseShareSpec(spec: string): ShareSpec {
   let readOnly = false;
   if (parts.length > 1 && (parts.at(-1) === 'ro' || parts.at(-1) === 'rw')) readOnly = parts.pop() === 'ro';
   if (parts.length > 2 || !parts[0]) throw usageError(`--share "${spec}": expected HOST[:GUEST][:ro]`);
-  const hostPath = existingDirectory(parts[0], '--share: host directory');
-  return { hostPath, guestPath: checkGuestPath(parts[1] || hostPath), readOnly };
+  return shareSpec(parts[0], parts[1] || undefined, readOnly, '--share: host directory');
+}
+
+/** A share of an existing host directory (real path) at a guest path (default: the same path). */
+export function shareSpec(host: string, guest: string | undefined, readOnly: boolean, what = 'share'): ShareSpec {
+  const hostPath = existingDirectory(host, what);
+  return { hostPath, guestPath: checkGuestPath(guest ?? hostPath), readOnly };
 }
 
 /**

@@ -122,7 +122,7 @@ export function confinedCommand(options: ConfineOptions, command: string[]): str
   ];
 }
 
-async function subordinateRange(file: string, user: string, id: number): Promise<IdRange | undefined> {
+export async function subordinateRange(file: string, user: string, id: number): Promise<IdRange | undefined> {
   const text = await readFile(file, 'utf8').catch(() => '');
   for (const line of text.split('\n')) {
     const [owner, start, count] = line.trim().split(':');
