@@ -94,7 +94,7 @@ async function fetchAndKeep(url: URL, file: string, request: IncomingMessage, re
     await pipeline(upstream, response);
     return;
   }
-  response.writeHead(200, endToEnd(upstream.headers));
+  response.writeHead(200, endToEnd(upstream.headers)).flushHeaders();
   await mkdir(dirname(file), { recursive: true });
   const partial = `${file}.part-${randomBytes(6).toString('hex')}`;
   let bytes = 0;
@@ -102,23 +102,28 @@ async function fetchAndKeep(url: URL, file: string, request: IncomingMessage, re
   keep.on('error', () => {}); // reported to the write that failed
   const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => keep.write(chunk, (error) => (error ? reject(error) : resolve())));
   try {
-    // Each chunk goes to the file, then to the guest: a slow guest or a full disk slows the download down.
+    // Each chunk goes to the file, then to the guest: a slow guest or a full disk slows the download
+    // down. The last chunk waits until the file is in place, so a guest that has the whole package
+    // (its content-length) finds it in the cache.
     await pipeline(
       upstream,
       async function* (source: AsyncIterable<Buffer>) {
+        let held: Buffer | undefined;
         for await (const chunk of source) {
           bytes += chunk.length;
           await write(chunk);
-          yield chunk;
+          if (held) yield held;
+          held = chunk;
         }
+        if (Number.isFinite(length) && bytes !== length) throw new Error(`got ${bytes} of ${length} bytes`);
+        await new Promise<void>((resolve, reject) => keep.end((error?: Error | null) => (error ? reject(error) : resolve())));
+        await rename(partial, file);
+        stats.misses++;
+        stats.missBytes += bytes;
+        if (held) yield held;
       },
       response,
     );
-    if (Number.isFinite(length) && bytes !== length) throw new Error(`got ${bytes} of ${length} bytes`);
-    await new Promise<void>((resolve, reject) => keep.end((error?: Error | null) => (error ? reject(error) : resolve())));
-    await rename(partial, file);
-    stats.misses++;
-    stats.missBytes += bytes;
   } finally {
     keep.destroy();
     await rm(partial, { force: true });
