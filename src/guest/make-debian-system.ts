@@ -194,8 +194,7 @@ async function makeRootDisk(options: SystemBoxOptions, work: string, packages: s
   const output = new PassThrough();
   const lines = progressLines(output, log);
   const status = await options.runWithDisk(raw, installScript(bootstrap, guestProxyUrl(mirror), kernel.release), [{ tag: 'make', hostPath: make, guestPath: '/make', readOnly: true }], output);
-  const errors = lines.filter((line) => line.startsWith("E: "));
-  (await import("node:fs")).writeFileSync("/tmp/guest-debootstrap.log", lines.join("\n"));
+  const errors = lines.filter((line) => line.startsWith('E: '));
   if (status !== 0) throw fail(`debootstrap failed in the ${arch} VM (${status}): ${[...errors, ...lines.slice(-4)].join(' / ')}`);
   await rm(make, { recursive: true, force: true });
   return raw;
