@@ -18,6 +18,7 @@ import { addDoctorCommand } from './doctor.js';
 import { ResultFile } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, notice, registryFiles } from './common.js';
+import { hostTerminal } from '../runner/terminal.js';
 
 
 interface VmFlags {
@@ -48,6 +49,14 @@ interface VmFlags {
   network: boolean;
   env?: string[];
   result?: string;
+  debugShell?: boolean;
+}
+
+/** exec's and shell's own options. */
+interface ExecFlags extends VmFlags {
+  share?: string[];
+  image?: string;
+  tty?: boolean;
 }
 
 function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch | undefined {
@@ -77,6 +86,7 @@ function addVmOptions(command: Command): Command {
     .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
     .option('-e, --env <name[=value]>', "set a variable in the guest's environment; NAME alone passes the host's value (may be repeated)", collect)
     .option('--result <file>', 'write how the run ended (exit status or error, box, accelerator, times) to FILE as JSON')
+    .option('--debug-shell', 'when the command fails, open a shell in its VM, shares mounted, on this terminal; exit ends the run')
     .option('--no-network', 'give the guest no network at all (hermetic builds; default: QEMU user networking)')
     .option('--cold', 'boot the box even when a saved, booted state of it exists (warm start is the default)')
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
@@ -90,6 +100,20 @@ function addVmOptions(command: Command): Command {
 }
 
 const guestEnv = (flags: Pick<VmFlags, 'env'>) => parseEnvSpecs(flags.env ?? [], process.env);
+
+/**
+ * How the run uses the user's terminal: the command runs on a guest terminal (`tty`), a shell follows
+ * a failed command (--debug-shell). Both need boxbuild's stdin to be a terminal.
+ */
+function terminalUse(flags: Pick<VmFlags, 'debugShell'>, tty: boolean): RunOptions['terminal'] {
+  if (!tty && !flags.debugShell) return undefined;
+  const host = hostTerminal();
+  if (!host) throw usageError(`${tty ? '-t' : '--debug-shell'} needs a terminal: boxbuild's stdin is not one`);
+  return { host, tty, debugShell: flags.debugShell ?? false };
+}
+
+/** The guest's login shell: bash where the box has it, else sh (boxbuild shell). */
+const LOGIN_SHELL = ['/bin/sh', '-c', '[ -x /bin/bash ] && exec /bin/bash -l; exec /bin/sh -l'];
 
 /** The box to boot: --box, which every run but `exec --image` needs. */
 function chosenBox(flags: VmFlags): string {
@@ -133,6 +157,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
   const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
   if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
   if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
+  if (box.protocol === 'kiwi' && flags.debugShell) throw usageError(`--debug-shell: box "${box.name}" follows the KIWI box contract, whose build program has no shell to offer`);
   const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
   const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
   try {
@@ -142,7 +167,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
       code = await runKiwiBox(logged, box, arch, kiwiRequest(flags, build, options.notice));
     } else {
       const { runInBox } = await import('../runner/run.js');
-      code = await runInBox(logged, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
+      code = await runInBox({ ...logged, terminal: terminalUse(flags, false) }, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
       if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
     }
     await log.close(`exit status ${code}`);
@@ -190,39 +215,67 @@ Examples:
       });
     });
 
-  addVmOptions(program.command('exec'))
+  /** exec and shell: a command in a fresh VM of a box or of an image; stdin is forwarded, or a terminal lent (-t). */
+  const execute = async (flags: ExecFlags, command: string[], tty: boolean) => {
+    const guestCommand = () => ({ ...execCommand((flags.share ?? []).map(parseShareSpec), command, process.cwd()), env: guestEnv(flags) });
+    const result = new ResultFile(flags.result, argv);
+    try {
+      status = await result.record(async () => {
+        const terminal = terminalUse(flags, tty);
+        // The command reads boxbuild's stdin, as `ssh host CMD` does, unless the terminal is lent to it.
+        const io = { stdin: terminal?.tty ? undefined : process.stdin, terminal, onStarted: result.started };
+        if (flags.image === undefined) {
+          const { runInBox } = await import('../runner/run.js');
+          return runInBox({ ...runOptions(flags, signal), ...io }, guestCommand);
+        }
+        if (flags.box) throw usageError('--image and --box: give one of them');
+        if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
+        const { runInImage } = await import('../runner/image.js');
+        return runInImage({ ...runOptions(flags, signal, ''), ...io }, flags.image, guestCommand());
+      });
+    } finally {
+      process.stdin.destroy(); // released when the run is over
+    }
+  };
+  const addExecOptions = (command: Command) =>
+    addVmOptions(command)
+      .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', collect)
+      .option('--image <file>', 'boot this raw or qcow2 disk image (its own kernel and initrd) on a throwaway overlay instead of a box');
+
+  addExecOptions(program.command('exec'))
     .description('Run any command in a fresh VM of a box, or of a disk image a build made: boxbuild exec --box NAME|--image FILE [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
-    .option('--share <spec>', 'share HOST[:GUEST][:ro] into the guest (may be repeated)', collect)
-    .option('--image <file>', 'boot this raw or qcow2 disk image (its own kernel and initrd) on a throwaway overlay instead of a box')
+    .option('-t, --tty', 'run the command on a terminal in the guest, connected to this one (resizes follow; Enter ~ . ends the run)')
     .addHelpText(
       'after',
       `
 Examples:
   boxbuild exec --box debian -- uname -a
   boxbuild exec --box debian-system --share .:/src -e CC=gcc -- make -C /src
+  boxbuild exec --box debian-system -t -- top
   boxbuild exec --box debian --result run.json --timeout 10m -- ./nightly-test`,
     )
     .exitOverride()
-    .action(async (flags: VmFlags & { share?: string[]; image?: string }) => {
+    .action(async (flags: ExecFlags) => {
       if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
-      const command = () => ({ ...execCommand((flags.share ?? []).map(parseShareSpec), build, process.cwd()), env: guestEnv(flags) });
-      const result = new ResultFile(flags.result, argv);
-      // The command reads boxbuild's stdin, as `ssh host CMD` does; released when the run is over.
-      const io = { stdin: process.stdin, onStarted: result.started };
-      try {
-        status = await result.record(async () => {
-          if (flags.image === undefined) {
-            const { runInBox } = await import('../runner/run.js');
-            return runInBox({ ...runOptions(flags, signal), ...io }, command);
-          }
-          if (flags.box) throw usageError('--image and --box: give one of them');
-          if (flags.snapshot === false) throw usageError('--image boots the image on a throwaway overlay: --no-snapshot cannot go with it');
-          const { runInImage } = await import('../runner/image.js');
-          return runInImage({ ...runOptions(flags, signal, ''), ...io }, flags.image, command());
-        });
-      } finally {
-        process.stdin.destroy();
-      }
+      await execute(flags, build, flags.tty ?? false);
+    });
+
+  addExecOptions(program.command('shell'))
+    .description('Open a shell in a fresh VM of a box or image, on this terminal (or reading commands from stdin): boxbuild shell --box NAME|--image FILE [--share HOST[:GUEST][:ro]]...')
+    .addHelpText(
+      'after',
+      `
+The VM is thrown away when the shell exits; its status is boxbuild's. Enter ~ . ends it at once.
+
+Examples:
+  boxbuild shell --box debian-system --share .:/src
+  boxbuild shell --image out/debian-bookworm.x86_64-12.0.0-0.qcow2
+  echo 'uname -m' | boxbuild shell --box debian --aarch64`,
+    )
+    .exitOverride()
+    .action(async (flags: ExecFlags) => {
+      if (build) throw usageError('shell takes no command: use boxbuild exec -- CMD [ARGS...]');
+      await execute(flags, LOGIN_SHELL, hostTerminal() !== undefined);
     });
 
   addBoxCommands(program, signal);

@@ -5,9 +5,10 @@ import type { Readable, Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import type { SerialPort } from '../qemu/argv.js';
 import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
-import { type GuestMessage, type OutputCounts, PORT_NAMES, parseGuestMessage } from './protocol.js';
+import { type GuestMessage, type OutputCounts, PORT_NAMES, type WindowSize, encodeWindowSize, parseGuestMessage } from './protocol.js';
+import { type HostTerminal, lendTerminal } from './terminal.js';
 
-/** The host end of the guest agent's four ports: control, stdin, stdout, stderr. */
+/** The host end of the guest agent's four ports (control, stdin, stdout, stderr) and its terminal. */
 export class GuestChannel {
   private readonly messages: GuestMessage[] = [];
   private readonly waiters: Array<() => void> = [];
@@ -19,6 +20,7 @@ export class GuestChannel {
     private readonly stdin: SocketEndpoint,
     private readonly stdout: SocketEndpoint,
     private readonly stderr: SocketEndpoint,
+    private readonly terminal: SocketEndpoint,
   ) {
     void control.connection.then((socket) => {
       socket.on('error', () => {});
@@ -32,10 +34,10 @@ export class GuestChannel {
   }
 
   static async listen(runDir: string): Promise<GuestChannel> {
-    const [control, stdin, stdout, stderr] = await Promise.all(
-      ['ctl', 'in', 'out', 'err'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
+    const [control, stdin, stdout, stderr, terminal] = await Promise.all(
+      ['ctl', 'in', 'out', 'err', 'tty'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
     );
-    return new GuestChannel(control!, stdin!, stdout!, stderr!);
+    return new GuestChannel(control!, stdin!, stdout!, stderr!, terminal!);
   }
 
   get ports(): SerialPort[] {
@@ -44,6 +46,7 @@ export class GuestChannel {
       { name: PORT_NAMES.stdin, socket: this.stdin.path },
       { name: PORT_NAMES.stdout, socket: this.stdout.path },
       { name: PORT_NAMES.stderr, socket: this.stderr.path },
+      { name: PORT_NAMES.terminal, socket: this.terminal.path, console: true },
     ];
   }
 
@@ -86,6 +89,20 @@ export class GuestChannel {
     });
   }
 
+  /**
+   * Lends the host terminal to the guest terminal (see lendTerminal) until the returned function is
+   * called; what the guest shows on it counts as stdout, as the agent counts it.
+   */
+  async lendTerminal(terminal: HostTerminal, escaped: () => void): Promise<() => void> {
+    const socket = await this.terminal.connection;
+    socket.on('error', () => {});
+    socket.on('data', (chunk: Buffer) => {
+      this.passedOn.stdout += chunk.length;
+      this.wake();
+    });
+    return lendTerminal(terminal, socket, { resized: (size: WindowSize) => void this.send(encodeWindowSize(size)), escaped });
+  }
+
   /** Streams the guest command's stdout and stderr to the given streams. */
   pipeOutput(stdout: Writable, stderr: Writable): void {
     const pipe = (endpoint: SocketEndpoint, target: Writable, stream: keyof OutputCounts) =>
@@ -117,6 +134,7 @@ export class GuestChannel {
     await Promise.all([ended(this.stdout), ended(this.stderr)]);
     this.control.close();
     this.stdin.close();
+    this.terminal.close();
     const input = await Promise.race([this.stdin.connection, Promise.resolve(undefined)]);
     input?.destroy(); // unpipes what fed it
   }

@@ -2,7 +2,29 @@ import { randomBytes } from 'node:crypto';
 import type { GuestMount } from '../sharing/types.js';
 
 /** Names of the virtio-serial ports the guest agent opens (see src/guest/files/agent). */
-export const PORT_NAMES = { control: 'org.boxbuild.ctl', stdin: 'org.boxbuild.in', stdout: 'org.boxbuild.out', stderr: 'org.boxbuild.err' } as const;
+export const PORT_NAMES = {
+  control: 'org.boxbuild.ctl',
+  stdin: 'org.boxbuild.in',
+  stdout: 'org.boxbuild.out',
+  stderr: 'org.boxbuild.err',
+  /** A console port: the guest's terminal (-t, --debug-shell). */
+  terminal: 'org.boxbuild.tty',
+} as const;
+
+/** A terminal's size in character cells. */
+export interface WindowSize {
+  rows: number;
+  cols: number;
+}
+
+/** The guest terminal a run uses: its device (hvcN) and starting size, and what runs on it. */
+export interface TerminalRequest extends WindowSize {
+  device: string;
+  /** The command runs on the terminal (-t) instead of the stdin, stdout and stderr ports. */
+  command: boolean;
+  /** A failed command is followed by a shell on the terminal, in the same VM (--debug-shell). */
+  debugShell: boolean;
+}
 
 /** What the guest should do: mount the shares, then run argv in cwd with env. */
 export interface GuestRequest {
@@ -12,6 +34,7 @@ export interface GuestRequest {
   argv: string[];
   /** The command reads what the host sends on the stdin port (or after the request, over SSH); else /dev/null. */
   stdin?: boolean;
+  terminal?: TerminalRequest;
 }
 
 export interface OutputCounts {
@@ -25,6 +48,8 @@ export type GuestMessage =
   /** The command's status, and how many bytes it wrote to the stdout and stderr ports. */
   | { type: 'exit'; status: number; output: OutputCounts }
   | { type: 'hostkey'; key: string }
+  /** The command failed with this status; a debug shell now runs on the guest terminal. */
+  | { type: 'shell'; status: number }
   | { type: 'unknown'; line: string };
 
 /** base64, with "-" (not in the base64 alphabet) for the empty string so no field is ever blank. */
@@ -55,14 +80,29 @@ function argvBlock(argv: string[]): string {
   return `ARGV ${Buffer.byteLength(words)}\n${words}`;
 }
 
-/** The command part of a request (what the SSH channel sends over the SSH session). */
-export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
-  const lines = [
+/** The guest terminal's device, size and uses. */
+function terminalLines(terminal?: TerminalRequest): string[] {
+  if (!terminal) return [];
+  const { device, rows, cols } = terminal;
+  return [`TERMINAL ${device} ${rows} ${cols}`, ...(terminal.command ? ['TTY'] : []), ...(terminal.debugShell ? ['DEBUGSHELL'] : [])];
+}
+
+/** A new size of the host terminal, for the guest's (sent while the command runs). */
+export const encodeWindowSize = ({ rows, cols }: WindowSize) => `WINSZ ${rows} ${cols}\n`;
+
+/** How the command runs: environment, directory, stdin and terminal. */
+function settingLines(command: Omit<GuestRequest, 'mounts' | 'argv'>): string[] {
+  return [
     ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
     textOr64('CWD', command.cwd),
     ...(command.stdin ? ['STDIN'] : []),
+    ...terminalLines(command.terminal),
   ];
-  return `${lines.join('\n')}\n${argvBlock(command.argv)}RUN\n`;
+}
+
+/** The command part of a request (what the SSH channel sends over the SSH session). */
+export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
+  return `${settingLines(command).join('\n')}\n${argvBlock(command.argv)}RUN\n`;
 }
 
 /**
@@ -73,9 +113,14 @@ export function encodeRequest(request: GuestRequest, restored = false): string {
   return [...freshnessLines(restored), ...mountLines(request.mounts), encodeCommand(request)].join('\n');
 }
 
-/** For the SSH channel: the mounts, then sshd with the run's key instead of a command. */
-export function encodeSshdRequest(mounts: GuestMount[], authorizedKey: string, restored = false): string {
-  return `${[...freshnessLines(restored), ...mountLines(mounts), `SSHD ${b64(authorizedKey.trim())}`].join('\n')}\n`;
+/**
+ * For the SSH channel: the mounts and the command's settings, then sshd with the run's key instead
+ * of a command. The agent that started sshd forwards terminal sizes and runs the debug shell (in the
+ * command's directory and environment); the SSH session runs the command.
+ */
+export function encodeSshdRequest(request: Omit<GuestRequest, 'argv'>, authorizedKey: string, restored = false): string {
+  const lines = [...freshnessLines(restored), ...mountLines(request.mounts), ...settingLines({ ...request, stdin: false }), `SSHD ${b64(authorizedKey.trim())}`];
+  return `${lines.join('\n')}\n`;
 }
 
 export function parseGuestMessage(line: string): GuestMessage {
@@ -83,6 +128,8 @@ export function parseGuestMessage(line: string): GuestMessage {
   if (verb === 'READY') return { type: 'ready', version: Number(field) };
   const exit = /^EXIT (\d+) (\d+) (\d+)$/.exec(line.trim());
   if (exit) return { type: 'exit', status: Number(exit[1]), output: { stdout: Number(exit[2]), stderr: Number(exit[3]) } };
+  const shell = /^SHELL (\d+)$/.exec(line.trim());
+  if (shell) return { type: 'shell', status: Number(shell[1]) };
   if (verb === 'HOSTKEY') return { type: 'hostkey', key: Buffer.from(field ?? '', 'base64').toString('utf8') };
   if (verb === 'ERROR') return { type: 'error', message: Buffer.from(field ?? '', 'base64').toString('utf8') };
   return { type: 'unknown', line };

@@ -6,10 +6,12 @@ import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { abortable, deadline, whenAborted } from './deadline.js';
 import { guestProxyEnvironment } from './network.js';
-import { encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
+import { terminalDevice } from '../qemu/argv.js';
+import { PORT_NAMES, type TerminalRequest, encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
-import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, reportStarted, runSignal, sharingLost, teardown } from './session.js';
+import { type GuestCommand, type RunOptions, type Session, consoleDevice, fetchBox, lookupBox, reportStarted, runSignal, sharingLost, teardown } from './session.js';
 import { RestoreFailed, startGuest } from './start.js';
+import { windowSize } from './terminal.js';
 
 /** How long a guest that reported its result may take to power off before it is stopped. */
 const POWEROFF_GRACE_MS = 10_000;
@@ -31,8 +33,11 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
   const startedAt = new Date();
   let session: Session = {};
   // Every wait below gives up when the run's signal aborts; the finally block then stops whatever was started.
-  const ending = runSignal(options);
+  // Enter ~ . on a lent terminal ends the run as Ctrl-C would (the terminal is raw: Ctrl-C is the guest's).
+  const escape = new AbortController();
+  const ending = runSignal({ ...options, signal: AbortSignal.any([escape.signal, ...(options.signal ? [options.signal] : [])]) });
   const { signal } = ending;
+  let giveTerminalBack: (() => void) | undefined;
   try {
     const start = { options, box, installed, command, profile: PROFILES[arch], signal };
     let started: { vm: RunningVm; warm: boolean };
@@ -53,13 +58,35 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       throw vmError('guestLost', `the guest stopped without reporting the build's exit status (${describeExit(exit)})`, vm);
     });
     lost.catch(() => {});
-    const env = { LANG: 'C.UTF-8', ...(options.network === false ? {} : guestProxyEnvironment(process.env)), ...command.env };
-    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv, stdin: options.stdin !== undefined };
+    const env = {
+      LANG: 'C.UTF-8',
+      ...(options.network === false ? {} : guestProxyEnvironment(process.env)),
+      ...(options.terminal && process.env.TERM ? { TERM: process.env.TERM } : {}), // what the lent terminal is
+      ...command.env,
+    };
+    const terminal: TerminalRequest | undefined = options.terminal && {
+      device: terminalDevice({ console: consoleDevice(options, box), ports: channel.ports }, PORT_NAMES.terminal),
+      ...windowSize(options.terminal.host),
+      command: options.terminal.tty,
+      debugShell: options.terminal.debugShell,
+    };
+    const lendTerminal = async () => {
+      giveTerminalBack ??= await channel.lendTerminal(options.terminal!.host, () => escape.abort('SIGINT'));
+    };
+    if (terminal?.debugShell) {
+      void channel.next('shell').then(async ({ status }) => {
+        // Shown even with --quiet: the terminal now belongs to a shell in the guest.
+        options.stderr.write(`boxbuild: the command failed with exit status ${status}; here is a shell in its VM, with the shares mounted (exit ends the run)\n`);
+        await lendTerminal();
+      });
+    }
+    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv, stdin: options.stdin !== undefined, terminal };
+    if (terminal?.command) await lendTerminal();
     let sshSession: Promise<unknown> | undefined;
     let sshGone: Promise<never> = new Promise(() => {});
     if (session.ssh) {
       // SSH channel: mounts and sshd over the control port, the command over SSH, the status back on the control port.
-      await channel.send(encodeSshdRequest(guestRequest.mounts, session.ssh.authorizedKey));
+      await channel.send(encodeSshdRequest(guestRequest, session.ssh.authorizedKey, started.warm));
       const hello = await abortable(Promise.race([channel.next('hostkey', 'error'), lost]), signal);
       if (hello.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${hello.message}`);
       const { ended } = await startSshSession(session.ssh, session.runDir!, hello.key, encodeCommand(guestRequest), options);
@@ -92,6 +119,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
     if (command.targetDir) await writeProvenance(command.targetDir, session.provenance!, facts);
     return result.status;
   } finally {
+    giveTerminalBack?.();
     ending.clear();
     await teardown(session);
   }

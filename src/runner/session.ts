@@ -19,6 +19,7 @@ import { type ActiveSharing, type Share, type SharingChoice, type SharingName, c
 import { GuestChannel } from './channel.js';
 import { runEnding, whenAborted } from './deadline.js';
 import { type SshSetup } from './ssh-channel.js';
+import { type HostTerminal } from './terminal.js';
 
 /*
  * What a run is asked for, and the parts every run shares whatever the guest protocol (boxbuild's
@@ -53,6 +54,11 @@ export interface RunOptions {
   verbose?: boolean;
   /** What the command reads on its stdin (`exec`); without it, /dev/null. */
   stdin?: Readable;
+  /**
+   * The user's terminal, lent to a terminal in the guest: the command runs on it (`tty`: -t, shell),
+   * and/or a shell runs on it after a failed command, in the same VM (`debugShell`: --debug-shell).
+   */
+  terminal?: { host: HostTerminal; tty: boolean; debugShell: boolean };
   stdout: Writable;
   stderr: Writable;
   notice: (line: string) => void;

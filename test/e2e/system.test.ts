@@ -6,6 +6,7 @@ import { fetchTestBox } from '../helpers/boxes.js';
 import { expectNoLeftovers, runIsolated, startIsolated, untilOutput, untilProcesses } from '../helpers/box-cli.js';
 import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
+import { onTerminal } from '../helpers/terminal.js';
 
 const ELF_MACHINE = { x86_64: 0x3e, aarch64: 0xb7 } as const;
 const baseDisk = (arch: string, cache = TEST_CACHE) => join(cache, 'boxes/debian-system', arch, 'current/system.qcow2');
@@ -102,6 +103,20 @@ describe('SSH channel (debian-system, x86_64)', () => {
     const warm = await run();
     expect([warm.exitCode, warm.stdout]).toEqual([0, 'over-ssh']);
     expect(warm.stderr).toContain('guest agent ready (restored)');
+  });
+
+  test('-t over SSH: the session runs the command on the guest terminal; --debug-shell opens the shell in the command\'s directory', async () => {
+    const share = tempDir();
+    const run = onTerminal(['exec', '--box', 'debian-system', '-q', '--channel', 'ssh', '-t', '--debug-shell', '--share', `${share}:/work`, '--', 'sh', '-c', 'test -t 0 && stty size; echo made >file; exit 3'], `cd ${share};`);
+    await run.until('a shell in its VM');
+    run.type('echo "shell in $(pwd) with $(cat file) on $(tty)"; exit\r');
+    run.child.stdin!.end();
+    const result = await run.child;
+    expectNoLeftovers(run.tmp);
+    expect(result.exitCode).toBe(3);
+    expect(run.shown()).toContain('33 77\n');
+    expect(run.shown()).toContain('shell in /work with made on /dev/hvc0');
+    expect(run.shown()).toContain('MODE-KEPT');
   });
 
   test('a box without sshd says so', async () => {

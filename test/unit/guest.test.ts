@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { writeCpio } from '../../src/guest/cpio.js';
 import { moduleClosure } from '../../src/guest/kernel.js';
 import { trimPackages } from '../../src/guest/make-debian-system.js';
-import { encodeRequest, parseGuestMessage } from '../../src/runner/protocol.js';
+import { encodeRequest, encodeSshdRequest, encodeWindowSize, parseGuestMessage } from '../../src/runner/protocol.js';
 
 describe('cpio writer', () => {
   test('writes a newc archive that cpio(1) lists, with modes and symlinks', () => {
@@ -84,8 +84,23 @@ describe('guest protocol', () => {
     expect(Number(warm[0]!.replace('CLOCK ', ''))).toBeCloseTo(Date.now() / 1000, -1);
   });
 
+  test('the terminal: its device and size, what runs on it; the SSH request carries it, the directory and environment too', () => {
+    const terminal = { device: 'hvc1', rows: 33, cols: 77, command: true, debugShell: true };
+    const lines = encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['top'], terminal }).split('\n');
+    expect(lines.slice(lines.indexOf('TERMINAL hvc1 33 77'), lines.indexOf('TERMINAL hvc1 33 77') + 3)).toEqual(['TERMINAL hvc1 33 77', 'TTY', 'DEBUGSHELL']);
+    const shellOnly = encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['make'], terminal: { ...terminal, command: false } });
+    expect(shellOnly).not.toMatch(/^TTY$/m);
+    expect(encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['make'] })).not.toMatch(/TERMINAL|TTY|DEBUGSHELL/);
+    const sshd = encodeSshdRequest({ mounts: [], env: { A: 'b' }, cwd: '/work', stdin: true, terminal }, 'ssh-ed25519 KEY').split('\n');
+    expect(sshd).toEqual(expect.arrayContaining([`ENV ${Buffer.from('A=b').toString('base64')}`, 'CWDTEXT /work', 'TERMINAL hvc1 33 77', 'DEBUGSHELL']));
+    expect(sshd).not.toContain('STDIN'); // the session's stdin is the command's, not the agent's
+    expect(sshd.at(-2)).toMatch(/^SSHD /);
+    expect(encodeWindowSize({ rows: 50, cols: 132 })).toBe('WINSZ 50 132\n');
+  });
+
   test('parses the guest messages', () => {
     expect(parseGuestMessage('READY 1')).toEqual({ type: 'ready', version: 1 });
+    expect(parseGuestMessage('SHELL 9')).toEqual({ type: 'shell', status: 9 });
     expect(parseGuestMessage('EXIT 7 2000000 12')).toEqual({ type: 'exit', status: 7, output: { stdout: 2000000, stderr: 12 } });
     expect(parseGuestMessage(`ERROR ${Buffer.from('mount failed').toString('base64')}`)).toEqual({ type: 'error', message: 'mount failed' });
     expect(parseGuestMessage('EXIT x')).toEqual({ type: 'unknown', line: 'EXIT x' });

@@ -1,0 +1,68 @@
+import { spawnSync } from 'node:child_process';
+import type { Socket } from 'node:net';
+import type { ReadStream, WriteStream } from 'node:tty';
+import type { WindowSize } from './protocol.js';
+
+/*
+ * The user's terminal, lent to a guest terminal (-t, shell, --debug-shell): raw while lent, so
+ * that every key (Ctrl-C too) reaches the guest, with its size followed. As in ssh, Enter ~ .
+ * ends the run.
+ */
+
+/** boxbuild's stdin when it is a terminal, and the output the guest terminal is shown on. */
+export interface HostTerminal {
+  input: ReadStream;
+  output: NodeJS.WritableStream & Partial<Pick<WriteStream, 'isTTY' | 'rows' | 'columns' | 'on' | 'off'>>;
+}
+
+/** The terminal boxbuild runs in, or undefined when its stdin is not one. */
+export function hostTerminal(): HostTerminal | undefined {
+  return process.stdin.isTTY ? { input: process.stdin, output: process.stdout } : undefined;
+}
+
+/** The terminal's size; 24 x 80 when the output is not a terminal (its size is unknown then). */
+export function windowSize({ output }: HostTerminal): WindowSize {
+  return output.isTTY && output.rows && output.columns ? { rows: output.rows, cols: output.columns } : { rows: 24, cols: 80 };
+}
+
+/** Watches typed bytes for Enter ~ . (ssh's escape): true once it has been typed. */
+export function escapeWatcher(): (chunk: Buffer) => boolean {
+  // 0: at a line's start; 1: after ~ at a line's start; 2: elsewhere in a line.
+  let state = 0;
+  return (chunk) => {
+    for (const byte of chunk) {
+      if (state === 1 && byte === 0x2e) return true;
+      state = byte === 0x0d || byte === 0x0a ? 0 : state === 0 && byte === 0x7e ? 1 : 2;
+    }
+    return false;
+  };
+}
+
+/**
+ * Lends the terminal to the guest terminal behind `guest`: raw mode, its keys to the guest, the
+ * guest's output to it, each new size to `resized`, and `escaped` called on Enter ~ . The returned
+ * function gives it back as it was (Node resets the mode on any other way out).
+ */
+export function lendTerminal(terminal: HostTerminal, guest: Socket, on: { resized: (size: WindowSize) => void; escaped: () => void }): () => void {
+  const { input, output } = terminal;
+  const wasRaw = input.isRaw;
+  const escape = escapeWatcher();
+  const typed = (chunk: Buffer) => {
+    if (escape(chunk)) on.escaped();
+    else guest.write(chunk);
+  };
+  const resize = () => on.resized(windowSize(terminal));
+  input.setRawMode(true);
+  // Node's raw mode keeps output processing (\n becomes \r\n); the guest terminal does that itself.
+  spawnSync('stty', ['-opost'], { stdio: [input, 'ignore', 'ignore'] });
+  input.on('data', typed);
+  input.resume();
+  guest.pipe(output, { end: false });
+  output.on?.('resize', resize);
+  return () => {
+    output.off?.('resize', resize);
+    input.off('data', typed);
+    input.pause();
+    input.setRawMode(wasRaw);
+  };
+}
