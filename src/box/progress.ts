@@ -43,11 +43,13 @@ export function startProgress(output: ProgressOutput, label: string, total: numb
   };
   const bar = (bytes: number) => {
     const { rate, eta, amount } = describe(bytes);
-    const width = 20;
+    const columns = (tty!.columns ?? 100) - 1;
+    const figures = `${amount}  ${formatBytes(rate)}/s  ETA ${eta}`;
+    // The bar shrinks on a narrow terminal (down to 5, then none); the file name comes last and is what gets cut.
+    const width = Math.min(20, columns - figures.length - 3);
     const filled = total ? Math.min(width, Math.floor((bytes / total) * width)) : 0;
-    // The file name comes last: on a narrow terminal, it is what gets cut.
-    const line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${amount}  ${formatBytes(rate)}/s  ETA ${eta}  ${label}`;
-    tty!.write(`\r${line.slice(0, (tty!.columns ?? 100) - 1)}\u001b[K`);
+    const line = `${width >= 5 ? `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ` : ''}${figures}  ${label}`;
+    tty!.write(`\r${line.slice(0, columns)}\u001b[K`);
   };
   if (!tty) output.log(`downloading ${label}${total !== undefined ? ` (${formatBytes(total)})` : ''}${start > 0 ? `, resuming at ${formatBytes(start)}` : ''}`);
   return {
