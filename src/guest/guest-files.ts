@@ -13,8 +13,11 @@ const GUEST_FILES = fileURLToPath(new URL('../../src/guest/files/', import.meta.
  */
 export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_blk', 'virtio_net', 'crc32c_generic', 'ext4', '9pnet_virtio', '9p', 'fuse', 'virtiofs'];
 
-/** Packages whose files go into the box: busybox for everything, sshfs (and its libraries) for the sshfs backend. */
-export const USERLAND_PACKAGES = ['busybox-static', 'sshfs', 'libfuse3-3', 'libglib2.0-0', 'libpcre2-8-0', 'libc6'];
+/**
+ * Packages whose files go into the box: busybox for everything, sshfs (and its libraries) for the
+ * sshfs backend, util-linux's script (bsdutils) for commands on a terminal (busybox has none).
+ */
+export const USERLAND_PACKAGES = ['busybox-static', 'sshfs', 'bsdutils', 'libfuse3-3', 'libglib2.0-0', 'libpcre2-8-0', 'libc6'];
 
 /** Files boxbuild puts into the guest; a box made from other versions of them is outdated. */
 export const GUEST_FILE_NAMES = ['init', 'agent', 'build', 'kiwi-box'] as const;

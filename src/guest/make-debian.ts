@@ -65,12 +65,12 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     step('unpacking them');
     const root = join(work, 'root');
     for (const pkg of packages) await unpackPackage(pkg, root, signal);
-    step('building the initramfs: busybox, sshfs, kernel modules, the agent');
+    step('building the initramfs: busybox, sshfs, script, kernel modules, the agent');
 
     const builder = new InitramfsBuilder();
     for (const dir of ['proc', 'sys', 'dev', 'root', 'tmp', 'run', 'bin', 'sbin', 'usr/bin', 'usr/sbin']) builder.dir(dir);
     builder.file('bin/busybox', await readFile(join(root, 'bin/busybox')), 0o755).symlink('bin/sh', 'busybox');
-    await addDynamicProgram(builder, root, '/usr/bin/sshfs', debianTriplet(arch));
+    for (const program of ['/usr/bin/sshfs', '/usr/bin/script']) await addDynamicProgram(builder, root, program, debianTriplet(arch));
     await addModules(builder, root, work, signal);
     builder.file('etc/passwd', Buffer.from('root:x:0:0:root:/root:/bin/sh\n')).file('etc/group', Buffer.from('root:x:0:\n'));
     builder.file('init', await guestFile('init'), 0o755);

@@ -4,8 +4,6 @@ import { type Accel, type MachineProfile, virtioDevice } from './profiles.js';
 export interface SerialPort {
   name: string;
   socket: string;
-  /** A console port (virtconsole): a terminal in the guest, /dev/hvcN (see terminalDevice), not /dev/vportNpM. */
-  console?: boolean;
 }
 
 /** A virtio block device. Throwaway overlays use cache=unsafe (flushes are pointless there). */
@@ -144,7 +142,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   else args.push('-device', 'virtconsole,bus=vser.0,chardev=console');
   spec.ports.forEach((port, index) => {
     args.push('-chardev', `socket,id=port${index},path=${qemuOptionValue(port.socket)}`);
-    args.push('-device', `${port.console ? 'virtconsole' : 'virtserialport'},bus=vser.0,chardev=port${index},name=${port.name}`);
+    args.push('-device', `virtserialport,bus=vser.0,chardev=port${index},name=${port.name}`);
   });
   args.push('-device', virtioDevice(profile, 'rng'));
   if (profile.vmGenerationId) args.push('-device', 'vmgenid');
@@ -162,12 +160,3 @@ export function consoleName(spec: Pick<VmSpec, 'profile' | 'console'>): string {
   return spec.console === 'serial' ? spec.profile.serialConsole : 'hvc0';
 }
 
-/**
- * The guest terminal a console port becomes: console ports are numbered hvc0, hvc1, … in the order
- * they are declared, and the kernel console comes first when it is one (hvc0).
- */
-export function terminalDevice(spec: Pick<VmSpec, 'console' | 'ports'>, name: string): string {
-  const consoles = spec.ports.filter((port) => port.console).map((port) => port.name);
-  if (!consoles.includes(name)) throw new Error(`no console port ${name}`);
-  return `hvc${consoles.indexOf(name) + (spec.console === 'hvc0' ? 1 : 0)}`;
-}

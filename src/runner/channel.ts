@@ -5,10 +5,9 @@ import type { Readable, Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import type { SerialPort } from '../qemu/argv.js';
 import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
-import { type GuestMessage, type OutputCounts, PORT_NAMES, type WindowSize, encodeWindowSize, parseGuestMessage } from './protocol.js';
-import { type HostTerminal, lendTerminal } from './terminal.js';
+import { type GuestMessage, type OutputCounts, PORT_NAMES, parseGuestMessage } from './protocol.js';
 
-/** The host end of the guest agent's four ports (control, stdin, stdout, stderr) and its terminal. */
+/** The host end of the guest agent's four ports: control, stdin, stdout, stderr. */
 export class GuestChannel {
   private readonly messages: GuestMessage[] = [];
   private readonly waiters: Array<() => void> = [];
@@ -20,7 +19,6 @@ export class GuestChannel {
     private readonly stdin: SocketEndpoint,
     private readonly stdout: SocketEndpoint,
     private readonly stderr: SocketEndpoint,
-    private readonly terminal: SocketEndpoint,
   ) {
     void control.connection.then((socket) => {
       socket.on('error', () => {});
@@ -34,10 +32,10 @@ export class GuestChannel {
   }
 
   static async listen(runDir: string): Promise<GuestChannel> {
-    const [control, stdin, stdout, stderr, terminal] = await Promise.all(
-      ['ctl', 'in', 'out', 'err', 'tty'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
+    const [control, stdin, stdout, stderr] = await Promise.all(
+      ['ctl', 'in', 'out', 'err'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
     );
-    return new GuestChannel(control!, stdin!, stdout!, stderr!, terminal!);
+    return new GuestChannel(control!, stdin!, stdout!, stderr!);
   }
 
   get ports(): SerialPort[] {
@@ -46,7 +44,6 @@ export class GuestChannel {
       { name: PORT_NAMES.stdin, socket: this.stdin.path },
       { name: PORT_NAMES.stdout, socket: this.stdout.path },
       { name: PORT_NAMES.stderr, socket: this.stderr.path },
-      { name: PORT_NAMES.terminal, socket: this.terminal.path, console: true },
     ];
   }
 
@@ -78,29 +75,18 @@ export class GuestChannel {
     socket.write(text);
   }
 
+  /** The stdin port's host end (what a lent terminal types goes there). */
+  async input(): Promise<Writable> {
+    const socket = await this.stdin.connection;
+    return socket.on('error', () => {});
+  }
+
   /**
    * Streams `input` to the guest command's stdin, as fast as the guest takes it; its end closes the
    * port, which the command reads as end-of-file.
    */
   pipeInput(input: Readable): void {
-    void this.stdin.connection.then((socket) => {
-      socket.on('error', () => {});
-      input.pipe(socket);
-    });
-  }
-
-  /**
-   * Lends the host terminal to the guest terminal (see lendTerminal) until the returned function is
-   * called; what the guest shows on it counts as stdout, as the agent counts it.
-   */
-  async lendTerminal(terminal: HostTerminal, escaped: () => void): Promise<() => void> {
-    const socket = await this.terminal.connection;
-    socket.on('error', () => {});
-    socket.on('data', (chunk: Buffer) => {
-      this.passedOn.stdout += chunk.length;
-      this.wake();
-    });
-    return lendTerminal(terminal, socket, { resized: (size: WindowSize) => void this.send(encodeWindowSize(size)), escaped });
+    void this.input().then((socket) => input.pipe(socket));
   }
 
   /** Streams the guest command's stdout and stderr to the given streams. */
@@ -134,7 +120,6 @@ export class GuestChannel {
     await Promise.all([ended(this.stdout), ended(this.stderr)]);
     this.control.close();
     this.stdin.close();
-    this.terminal.close();
     const input = await Promise.race([this.stdin.connection, Promise.resolve(undefined)]);
     input?.destroy(); // unpipes what fed it
   }

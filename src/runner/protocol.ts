@@ -7,8 +7,6 @@ export const PORT_NAMES = {
   stdin: 'org.boxbuild.in',
   stdout: 'org.boxbuild.out',
   stderr: 'org.boxbuild.err',
-  /** A console port: the guest's terminal (-t, --debug-shell). */
-  terminal: 'org.boxbuild.tty',
 } as const;
 
 /** A terminal's size in character cells. */
@@ -17,10 +15,12 @@ export interface WindowSize {
   cols: number;
 }
 
-/** The guest terminal a run uses: its device (hvcN) and starting size, and what runs on it. */
+/**
+ * A terminal in the guest (a pseudo-terminal over the stdin and stdout ports): its starting size,
+ * and what runs on it.
+ */
 export interface TerminalRequest extends WindowSize {
-  device: string;
-  /** The command runs on the terminal (-t) instead of the stdin, stdout and stderr ports. */
+  /** The command runs on the terminal (-t). */
   command: boolean;
   /** A failed command is followed by a shell on the terminal, in the same VM (--debug-shell). */
   debugShell: boolean;
@@ -80,11 +80,10 @@ function argvBlock(argv: string[]): string {
   return `ARGV ${Buffer.byteLength(words)}\n${words}`;
 }
 
-/** The guest terminal's device, size and uses. */
+/** The guest terminal's size and uses. */
 function terminalLines(terminal?: TerminalRequest): string[] {
   if (!terminal) return [];
-  const { device, rows, cols } = terminal;
-  return [`TERMINAL ${device} ${rows} ${cols}`, ...(terminal.command ? ['TTY'] : []), ...(terminal.debugShell ? ['DEBUGSHELL'] : [])];
+  return [`TERMINAL ${terminal.rows} ${terminal.cols}`, ...(terminal.command ? ['TTY'] : []), ...(terminal.debugShell ? ['DEBUGSHELL'] : [])];
 }
 
 /** A new size of the host terminal, for the guest's (sent while the command runs). */

@@ -6,15 +6,51 @@ import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { abortable, deadline, whenAborted } from './deadline.js';
 import { guestProxyEnvironment } from './network.js';
-import { terminalDevice } from '../qemu/argv.js';
-import { PORT_NAMES, type TerminalRequest, encodeCommand, encodeRequest, encodeSshdRequest } from './protocol.js';
+import { PassThrough, type Writable } from 'node:stream';
+import { type TerminalRequest, encodeCommand, encodeRequest, encodeSshdRequest, encodeWindowSize } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
-import { type GuestCommand, type RunOptions, type Session, consoleDevice, fetchBox, lookupBox, reportStarted, runSignal, sharingLost, teardown } from './session.js';
+import { type GuestChannel } from './channel.js';
+import { type GuestCommand, type RunOptions, type Session, fetchBox, lookupBox, reportStarted, runSignal, sharingLost, teardown } from './session.js';
 import { RestoreFailed, startGuest } from './start.js';
-import { windowSize } from './terminal.js';
+import { type LentTerminal, lendTerminal, windowSize } from './terminal.js';
 
 /** How long a guest that reported its result may take to power off before it is stopped. */
 const POWEROFF_GRACE_MS = 10_000;
+
+/** How a run uses the user's terminal (options.terminal). */
+interface RunTerminal {
+  /** What the guest is told about it. */
+  request?: TerminalRequest;
+  /** Lends the terminal (once), its keys typed into `keys`. */
+  typeInto(keys: Writable): void;
+  giveBack(): void;
+}
+
+/**
+ * The user's terminal in a run: lent to the command at once (-t), or to a debug shell when the
+ * agent says the command failed (--debug-shell); sizes go to the guest as WINSZ lines.
+ */
+function useTerminal(options: RunOptions, channel: GuestChannel, escaped: () => void): RunTerminal {
+  const use = options.terminal;
+  if (!use) return { typeInto: () => {}, giveBack: () => {} };
+  let lent: LentTerminal | undefined;
+  const typeInto = (keys: Writable) => {
+    lent ??= lendTerminal(use.host, { resized: (size) => void channel.send(encodeWindowSize(size)), escaped });
+    lent.typeInto(keys);
+  };
+  if (use.debugShell) {
+    void channel.next('shell').then(async ({ status }) => {
+      // Shown even with --quiet: the terminal now belongs to a shell in the guest.
+      options.stderr.write(`boxbuild: the command failed with exit status ${status}; here is a shell in its VM, with the shares mounted (exit ends the run)\n`);
+      typeInto(await channel.input());
+    });
+  }
+  return {
+    request: { ...windowSize(use.host), command: use.tty, debugShell: use.debugShell },
+    typeInto,
+    giveBack: () => lent?.giveBack(),
+  };
+}
 
 /**
  * Boots a fresh VM of the box, mounts the shares, runs the command with its output streamed,
@@ -37,7 +73,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
   const escape = new AbortController();
   const ending = runSignal({ ...options, signal: AbortSignal.any([escape.signal, ...(options.signal ? [options.signal] : [])]) });
   const { signal } = ending;
-  let giveTerminalBack: (() => void) | undefined;
+  let terminal: RunTerminal | undefined;
   try {
     const start = { options, box, installed, command, profile: PROFILES[arch], signal };
     let started: { vm: RunningVm; warm: boolean };
@@ -64,24 +100,11 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       ...(options.terminal && process.env.TERM ? { TERM: process.env.TERM } : {}), // what the lent terminal is
       ...command.env,
     };
-    const terminal: TerminalRequest | undefined = options.terminal && {
-      device: terminalDevice({ console: consoleDevice(options, box), ports: channel.ports }, PORT_NAMES.terminal),
-      ...windowSize(options.terminal.host),
-      command: options.terminal.tty,
-      debugShell: options.terminal.debugShell,
-    };
-    const lendTerminal = async () => {
-      giveTerminalBack ??= await channel.lendTerminal(options.terminal!.host, () => escape.abort('SIGINT'));
-    };
-    if (terminal?.debugShell) {
-      void channel.next('shell').then(async ({ status }) => {
-        // Shown even with --quiet: the terminal now belongs to a shell in the guest.
-        options.stderr.write(`boxbuild: the command failed with exit status ${status}; here is a shell in its VM, with the shares mounted (exit ends the run)\n`);
-        await lendTerminal();
-      });
-    }
-    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv, stdin: options.stdin !== undefined, terminal };
-    if (terminal?.command) await lendTerminal();
+    terminal = useTerminal(options, channel, () => escape.abort('SIGINT'));
+    const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv, stdin: options.stdin !== undefined, terminal: terminal.request };
+    const onTerminal = terminal.request?.command;
+    // The ports carry a debug shell's input and output on the SSH channel too.
+    channel.pipeOutput(options.stdout, options.stderr);
     let sshSession: Promise<unknown> | undefined;
     let sshGone: Promise<never> = new Promise(() => {});
     if (session.ssh) {
@@ -89,7 +112,10 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       await channel.send(encodeSshdRequest(guestRequest, session.ssh.authorizedKey, started.warm));
       const hello = await abortable(Promise.race([channel.next('hostkey', 'error'), lost]), signal);
       if (hello.type === 'error') throw new BoxbuildError('vmFailed', `in the guest: ${hello.message}`);
-      const { ended } = await startSshSession(session.ssh, session.runDir!, hello.key, encodeCommand(guestRequest), options);
+      const keys = onTerminal ? new PassThrough() : undefined;
+      if (keys) terminal.typeInto(keys);
+      const io = { stdin: keys ?? options.stdin, stdout: options.stdout, stderr: options.stderr };
+      const { ended } = await startSshSession(session.ssh, session.runDir!, hello.key, encodeCommand(guestRequest), io);
       sshSession = ended;
       sshGone = ended.then(async (done) => {
         await new Promise((resolve) => setTimeout(resolve, 5000).unref()); // the status may still be on its way
@@ -97,8 +123,8 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       });
       sshGone.catch(() => {});
     } else {
-      channel.pipeOutput(options.stdout, options.stderr);
-      if (options.stdin) channel.pipeInput(options.stdin);
+      if (onTerminal) terminal.typeInto(await channel.input());
+      else if (options.stdin) channel.pipeInput(options.stdin);
       await channel.send(encodeRequest(guestRequest, started.warm));
     }
     const result = await abortable(Promise.race([channel.next('exit', 'error'), lost, sshGone, sharingLost(session.sharing!, vm)]), signal);
@@ -119,7 +145,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
     if (command.targetDir) await writeProvenance(command.targetDir, session.provenance!, facts);
     return result.status;
   } finally {
-    giveTerminalBack?.();
+    terminal?.giveBack();
     ending.clear();
     await teardown(session);
   }

@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { WindowSize } from './protocol.js';
 
 /*
- * The user's terminal, lent to a guest terminal (-t, shell, --debug-shell): raw while lent, so
- * that every key (Ctrl-C too) reaches the guest, with its size followed. As in ssh, Enter ~ .
- * ends the run.
+ * The user's terminal, lent to a pseudo-terminal in the guest (-t, shell, --debug-shell): raw while
+ * lent, so that every key (Ctrl-C too) reaches the guest, with its size followed. As in ssh,
+ * Enter ~ . ends the run.
  */
 
 /** boxbuild's stdin when it is a terminal, and the output the guest terminal is shown on. */
@@ -38,31 +38,39 @@ export function escapeWatcher(): (chunk: Buffer) => boolean {
   };
 }
 
+/** A terminal lent to the guest: what is typed goes to `typeInto`'s stream; `giveBack` ends the loan. */
+export interface LentTerminal {
+  typeInto(keys: Writable): void;
+  giveBack(): void;
+}
+
 /**
- * Lends the terminal to the guest terminal behind `guest`: raw mode, its keys to the guest, the
- * guest's output to it, each new size to `resized`, and `escaped` called on Enter ~ . The returned
- * function gives it back as it was (Node resets the mode on any other way out).
+ * Lends the terminal: raw mode, each new size to `resized`, `escaped` called on Enter ~ . The
+ * returned loan's giveBack() restores it as it was (Node resets the mode on any other way out).
  */
-export function lendTerminal(terminal: HostTerminal, guest: Socket, on: { resized: (size: WindowSize) => void; escaped: () => void }): () => void {
+export function lendTerminal(terminal: HostTerminal, on: { resized: (size: WindowSize) => void; escaped: () => void }): LentTerminal {
   const { input, output } = terminal;
   const wasRaw = input.isRaw;
   const escape = escapeWatcher();
+  let keys: Writable | undefined;
   const typed = (chunk: Buffer) => {
     if (escape(chunk)) on.escaped();
-    else guest.write(chunk);
+    else keys?.write(chunk);
   };
   const resize = () => on.resized(windowSize(terminal));
   input.setRawMode(true);
-  // Node's raw mode keeps output processing (\n becomes \r\n); the guest terminal does that itself.
+  // Node's raw mode keeps output processing (\n becomes \r\n); the guest's pseudo-terminal does that itself.
   spawnSync('stty', ['-opost'], { stdio: [input, 'ignore', 'ignore'] });
   input.on('data', typed);
   input.resume();
-  guest.pipe(output, { end: false });
   output.on?.('resize', resize);
-  return () => {
-    output.off?.('resize', resize);
-    input.off('data', typed);
-    input.pause();
-    input.setRawMode(wasRaw);
+  return {
+    typeInto: (stream) => (keys = stream),
+    giveBack: () => {
+      output.off?.('resize', resize);
+      input.off('data', typed);
+      input.pause();
+      input.setRawMode(wasRaw);
+    },
   };
 }

@@ -57,10 +57,21 @@ describe('exec -t', () => {
     expect(shown).toContain('MODE-KEPT');
   });
 
-  test('with the kernel console on hvc0, the guest terminal is the next console (hvc1)', async () => {
-    const { status, shown } = await ended(onTerminal(['exec', ...VM, '--box-console', 'hvc0', '-t', '--', 'sh', '-c', 'tty; stty size']));
+  test('a terminal that reads slowly holds the command back; nothing is lost', async () => {
+    const run = onTerminal(['exec', ...VM, '-t', '--', 'sh', '-c', 'seq 1 120000; echo END']);
+    run.child.stdout!.pause(); // the terminal shows nothing for 5 s while the command writes 750 kB
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    run.child.stdout!.resume();
+    const { status, shown } = await ended(run);
     expect(status).toBe(0);
-    expect(shown).toContain('/dev/hvc1\n33 77\n');
+    const lines = shown.split('\n');
+    expect(lines.slice(0, 120001)).toEqual([...Array.from({ length: 120000 }, (_, i) => String(i + 1)), 'END']);
+  });
+
+  test('in an aarch64 guest too', async () => {
+    const { status, shown } = await ended(onTerminal(['exec', ...VM, '--arch', 'aarch64', '-t', '--', 'sh', '-c', 'uname -m; tty; stty size']));
+    expect(status).toBe(0);
+    expect(shown).toMatch(/aarch64\n\/dev\/pts\/0\n33 77\n/);
   });
 
   test('-t without a terminal on stdin is refused before any VM starts', async () => {
@@ -81,7 +92,7 @@ describe('boxbuild shell', () => {
     const { status, shown } = await ended(run);
     expect(status).toBe(4);
     expect(shown).toContain('shared file\n');
-    expect(shown).toContain('TERMINAL /dev/hvc0');
+    expect(shown).toContain('TERMINAL /dev/pts/0');
     expect(shown).toContain('MODE-KEPT');
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { type VmSpec, buildQemuArgs, consoleName, deviceArgs, terminalDevice } from '../../src/qemu/argv.js';
+import { type VmSpec, buildQemuArgs, consoleName, deviceArgs } from '../../src/qemu/argv.js';
 import { PROFILES } from '../../src/qemu/profiles.js';
 import { confinedCommand, unshareOptions } from '../../src/sharing/confine.js';
 import { ninePGuestMount, ninePQemuArgs } from '../../src/sharing/ninep.js';
@@ -55,17 +55,6 @@ describe('buildQemuArgs', () => {
     expect(valuesOf(hvc, '-device')).toContain('virtconsole,bus=vser.0,chardev=console');
     expect(consoleName({ profile: PROFILES.x86_64, console: 'serial' })).toBe('ttyS0');
     expect(consoleName({ profile: PROFILES.aarch64, console: 'serial' })).toBe('ttyAMA0');
-  });
-
-  test('a console port is a virtconsole, numbered after the kernel console when that is hvc0', () => {
-    const ports = [
-      { name: 'org.boxbuild.ctl', socket: '/run/x/ctl.sock' },
-      { name: 'org.boxbuild.tty', socket: '/run/x/tty.sock', console: true },
-    ];
-    expect(valuesOf(buildQemuArgs(spec({ ports })), '-device')).toContain('virtconsole,bus=vser.0,chardev=port1,name=org.boxbuild.tty');
-    expect(terminalDevice({ console: 'serial', ports }, 'org.boxbuild.tty')).toBe('hvc0');
-    expect(terminalDevice({ console: 'hvc0', ports }, 'org.boxbuild.tty')).toBe('hvc1');
-    expect(() => terminalDevice({ console: 'serial', ports }, 'org.boxbuild.ctl')).toThrow(/no console port/);
   });
 
   test('commas in paths are escaped for QEMU', () => {

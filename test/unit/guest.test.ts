@@ -84,15 +84,15 @@ describe('guest protocol', () => {
     expect(Number(warm[0]!.replace('CLOCK ', ''))).toBeCloseTo(Date.now() / 1000, -1);
   });
 
-  test('the terminal: its device and size, what runs on it; the SSH request carries it, the directory and environment too', () => {
-    const terminal = { device: 'hvc1', rows: 33, cols: 77, command: true, debugShell: true };
+  test('the terminal: its size, what runs on it; the SSH request carries it, the directory and environment too', () => {
+    const terminal = { rows: 33, cols: 77, command: true, debugShell: true };
     const lines = encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['top'], terminal }).split('\n');
-    expect(lines.slice(lines.indexOf('TERMINAL hvc1 33 77'), lines.indexOf('TERMINAL hvc1 33 77') + 3)).toEqual(['TERMINAL hvc1 33 77', 'TTY', 'DEBUGSHELL']);
+    expect(lines.slice(lines.indexOf('TERMINAL 33 77'), lines.indexOf('TERMINAL 33 77') + 3)).toEqual(['TERMINAL 33 77', 'TTY', 'DEBUGSHELL']);
     const shellOnly = encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['make'], terminal: { ...terminal, command: false } });
     expect(shellOnly).not.toMatch(/^TTY$/m);
     expect(encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['make'] })).not.toMatch(/TERMINAL|TTY|DEBUGSHELL/);
     const sshd = encodeSshdRequest({ mounts: [], env: { A: 'b' }, cwd: '/work', stdin: true, terminal }, 'ssh-ed25519 KEY').split('\n');
-    expect(sshd).toEqual(expect.arrayContaining([`ENV ${Buffer.from('A=b').toString('base64')}`, 'CWDTEXT /work', 'TERMINAL hvc1 33 77', 'DEBUGSHELL']));
+    expect(sshd).toEqual(expect.arrayContaining([`ENV ${Buffer.from('A=b').toString('base64')}`, 'CWDTEXT /work', 'TERMINAL 33 77', 'DEBUGSHELL']));
     expect(sshd).not.toContain('STDIN'); // the session's stdin is the command's, not the agent's
     expect(sshd.at(-2)).toMatch(/^SSHD /);
     expect(encodeWindowSize({ rows: 50, cols: 132 })).toBe('WINSZ 50 132\n');
