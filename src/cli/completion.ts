@@ -40,7 +40,7 @@ function bash(nodes: Node[]): string {
   const cases = nodes
     .map((node) => {
       const words = [...node.commands, ...node.options.map((option) => option.long!)].join(' ');
-      return `    '${node.path}') words='${words}'; takes_box=${node.takesBox ? 1 : 0} ;;`;
+      return `    '${node.path}') offers='${words}'; takes_box=${node.takesBox ? 1 : 0} ;;`;
     })
     .join('\n');
   const valued = nodes.flatMap((node) => node.options).filter((option) => option.required || option.optional);
@@ -50,7 +50,8 @@ function bash(nodes: Node[]): string {
   const free = [...new Set(valued.filter((option) => !valuesOf(option) && !PATH_OPTIONS.includes(option.long!) && option.long !== '--box').map((option) => option.long!))];
   return `# boxbuild completion for bash (and zsh through bashcompinit): source <(boxbuild completion bash)
 _boxbuild() {
-  local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} path='' word i words takes_box
+  # No variable named path or words: zsh ties path to PATH, and words is its completion's own.
+  local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} at='' word i offers takes_box
   # Build arguments after -- are the build's own.
   for ((i = 1; i < COMP_CWORD; i++)); do [[ \${COMP_WORDS[i]} == -- ]] && { COMPREPLY=($(compgen -f -- "$cur")); return; }; done
   case "$prev" in
@@ -63,17 +64,17 @@ ${choices}
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=\${COMP_WORDS[i]}
     [[ $word == -* ]] && continue
-    case "\${path:+$path }$word" in
-${nodes.filter((node) => node.path).map((node) => `      '${node.path}') path='${node.path}' ;;`).join('\n')}
+    case "\${at:+$at }$word" in
+${nodes.filter((node) => node.path).map((node) => `      '${node.path}') at='${node.path}' ;;`).join('\n')}
     esac
   done
-  case "$path" in
+  case "$at" in
 ${cases}
   esac
   if [[ $cur != -* && $takes_box == 1 ]]; then
     COMPREPLY=($(compgen -W "$(boxbuild box list --names 2>/dev/null)" -- "$cur"))
   else
-    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    COMPREPLY=($(compgen -W "$offers" -- "$cur"))
   fi
 }
 complete -o default -F _boxbuild boxbuild
@@ -90,7 +91,8 @@ function fish(nodes: Node[]): string {
     for (const option of node.options) {
       const values = option.long === '--box' ? "'(boxbuild box list --names 2>/dev/null)'" : valuesOf(option) ? `'${valuesOf(option)}'` : undefined;
       const takes = option.required || option.optional ? (values ? ` -x -a ${values}` : PATH_OPTIONS.includes(option.long!) ? ' -r -F' : ' -x') : '';
-      const scope = words.length === 0 ? '' : ` -n '__fish_seen_subcommand_from ${words.at(-1)}'`;
+      // The main command's options only before a command word: `exec` has options of its own.
+      const scope = words.length === 0 ? ` -n 'not __fish_seen_subcommand_from ${node.commands.join(' ')}'` : ` -n '__fish_seen_subcommand_from ${words.at(-1)}'`;
       lines.push(`complete -c boxbuild${scope} -l ${option.long!.slice(2)}${option.short ? ` -s ${option.short.slice(1)}` : ''}${takes} -d '${option.description.replaceAll("'", "\\'")}'`);
     }
     if (node.takesBox) lines.push(`complete -c boxbuild -n '__fish_seen_subcommand_from ${words.at(-1)}' -a '(boxbuild box list --names 2>/dev/null)'`);
