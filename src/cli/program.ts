@@ -222,8 +222,8 @@ Examples:
     try {
       status = await result.record(async () => {
         const terminal = terminalUse(flags, tty);
-        // The command reads boxbuild's stdin, as `ssh host CMD` does, unless the terminal is lent to it.
-        const io = { stdin: terminal?.tty ? undefined : process.stdin, terminal, onStarted: result.started };
+        // The command reads boxbuild's stdin, as `ssh host CMD` does, unless the terminal is lent (to it, or to a debug shell).
+        const io = { stdin: terminal ? undefined : process.stdin, terminal, onStarted: result.started };
         if (flags.image === undefined) {
           const { runInBox } = await import('../runner/run.js');
           return runInBox({ ...runOptions(flags, signal), ...io }, guestCommand);

@@ -1,3 +1,4 @@
+import { PassThrough, type Writable } from 'node:stream';
 import { writeProvenance } from '../box/provenance.js';
 import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
@@ -6,7 +7,6 @@ import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { abortable, deadline, whenAborted } from './deadline.js';
 import { guestProxyEnvironment } from './network.js';
-import { PassThrough, type Writable } from 'node:stream';
 import { type TerminalRequest, encodeCommand, encodeRequest, encodeSshdRequest, encodeWindowSize } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
 import { type GuestChannel } from './channel.js';

@@ -114,9 +114,10 @@ describe('--debug-shell', () => {
     mkdirSync(join(share, 'src'));
     const run = onTerminal(['exec', ...VM, '--debug-shell', '--share', `${share}:/work`, '-e', 'MARK=set', '--', 'sh', '-c', 'echo built >partial; echo FAILING; exit 9'], `cd ${share}/src;`);
     await run.until('a shell in its VM');
-    run.type('echo "in $(pwd): $(cat partial) MARK=$MARK"; exit 0\r');
+    run.type('echo "in $(pwd): $(cat partial) MARK=$MARK" ONCE-$((1 + 1)); exit 0\r');
     const { status, shown } = await ended(run);
     expect(status).toBe(9);
+    expect(shown.match(/ONCE-2/g)).toHaveLength(1); // what is typed reaches the shell once
     expect(shown).toContain('FAILING\n');
     expect(shown).toMatch(/^boxbuild: the command failed with exit status 9; here is a shell in its VM/m);
     expect(shown).toContain('in /work/src: built MARK=set');
