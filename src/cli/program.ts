@@ -157,14 +157,13 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
   const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
   if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
   if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
-  if (box.protocol === 'kiwi' && flags.debugShell) throw usageError(`--debug-shell: box "${box.name}" follows the KIWI box contract, whose build program has no shell to offer`);
   const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
   const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
   try {
     let code: number;
     if (box.protocol === 'kiwi') {
       const { runKiwiBox } = await import('../runner/kiwi.js');
-      code = await runKiwiBox(logged, box, arch, kiwiRequest(flags, build, options.notice));
+      code = await runKiwiBox({ ...logged, terminal: terminalUse(flags, false) }, box, arch, kiwiRequest(flags, build, options.notice));
     } else {
       const { runInBox } = await import('../runner/run.js');
       code = await runInBox({ ...logged, terminal: terminalUse(flags, false) }, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));

@@ -7,6 +7,9 @@ export class ConsoleLog {
   private readonly file: WriteStream;
   private recent = '';
   private sawOutput = false;
+  private socket?: Socket;
+  /** Patterns waited for, each with the console text since it was asked for. */
+  private readonly watchers: Array<{ pattern: RegExp; text: string; found: (match: RegExpExecArray) => void }> = [];
 
   constructor(
     readonly path: string,
@@ -16,13 +19,33 @@ export class ConsoleLog {
   }
 
   attach(socket: Socket): void {
+    this.socket = socket;
     socket.on('data', (chunk: Buffer) => {
       this.sawOutput = true;
       this.file.write(chunk);
       this.echo?.write(chunk);
-      this.recent = (this.recent + chunk.toString('utf8')).slice(-8192);
+      const text = chunk.toString('utf8');
+      this.recent = (this.recent + text).slice(-8192);
+      for (const watcher of [...this.watchers]) {
+        watcher.text = (watcher.text + text).slice(-4096);
+        const match = watcher.pattern.exec(watcher.text);
+        if (match) {
+          this.watchers.splice(this.watchers.indexOf(watcher), 1);
+          watcher.found(match);
+        }
+      }
     });
     socket.on('error', () => {});
+  }
+
+  /** Resolves once the console shows a line matching `pattern` (printed from now on). */
+  whenShown(pattern: RegExp): Promise<RegExpExecArray> {
+    return new Promise((found) => this.watchers.push({ pattern, text: '', found }));
+  }
+
+  /** What is written here is typed on the guest's console (a debug shell reads it). */
+  get input(): Socket | undefined {
+    return this.socket;
   }
 
   get hasOutput(): boolean {

@@ -18,6 +18,7 @@ import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKi
 import { attachSystemDisk } from './system-disk.js';
 import { HOST_FROM_GUEST, guestProxyEnvironment } from './network.js';
 import { bootKernel } from './vmlinux.js';
+import { type LentTerminal, lendTerminal, windowSize } from './terminal.js';
 import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, reportStarted, runSignal, sharingLost, teardown } from './session.js';
 
 /** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
@@ -106,10 +107,14 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const plan = planKiwiBuild(request);
   const profile = PROFILES[arch];
   const console = consoleDevice(options, box);
+  // --debug-shell: boxbuild's KIWI box opens a shell of this size on its console when the build fails.
+  const host = options.terminal?.debugShell ? options.terminal.host : undefined;
+  const size = host && windowSize(host);
+  const debugShell = size ? [`boxbuild.debugshell=${size.rows}x${size.cols}`] : [];
   const cmdline = (sharing: SharingName, environment: Record<string, string>) =>
     kiwiCmdline({
       arch,
-      base: kernelCmdline(box, arch, { profile, console }, options.boxDebug),
+      base: [kernelCmdline(box, arch, { profile, console }, options.boxDebug), ...debugShell].join(' '),
       words: plan.words,
       noHalt: options.boxDebug,
       kiwiVersion: request.kiwiVersion,
@@ -126,6 +131,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const startedAt = new Date();
   const ending = runSignal(options);
   const { signal } = ending;
+  let lent: LentTerminal | undefined;
   try {
     // A result.code left by an earlier build must not pass for this one's.
     await rm(join(plan.targetDir, RESULT_CODE), { force: true });
@@ -148,6 +154,13 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     signal.throwIfAborted();
     // The box's console is the build's output: kiwi's log as it goes (the kernel is quiet).
     const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.stdout }));
+    if (host) {
+      // The box says so on its console (the build's output), then the shell reads what is typed there.
+      void vm.console.whenShown(/kiwi-box: the build failed with exit status \d+; here is a shell/).then(() => {
+        lent = lendTerminal(host, { resized: () => {}, escaped: ending.escape });
+        if (vm.console.input) lent.typeInto(vm.console.input);
+      });
+    }
     const provenance = { installed, accelerator: accel, sharing };
     reportStarted(options, provenance, false);
     const started = Date.now();
@@ -162,6 +175,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;
   } finally {
+    lent?.giveBack();
     ending.clear();
     await teardown(session);
   }

@@ -69,9 +69,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
   const startedAt = new Date();
   let session: Session = {};
   // Every wait below gives up when the run's signal aborts; the finally block then stops whatever was started.
-  // Enter ~ . on a lent terminal ends the run as Ctrl-C would (the terminal is raw: Ctrl-C is the guest's).
-  const escape = new AbortController();
-  const ending = runSignal({ ...options, signal: AbortSignal.any([escape.signal, ...(options.signal ? [options.signal] : [])]) });
+  const ending = runSignal(options);
   const { signal } = ending;
   let terminal: RunTerminal | undefined;
   try {
@@ -100,7 +98,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
       ...(options.terminal && process.env.TERM ? { TERM: process.env.TERM } : {}), // what the lent terminal is
       ...command.env,
     };
-    terminal = useTerminal(options, channel, () => escape.abort('SIGINT'));
+    terminal = useTerminal(options, channel, ending.escape);
     const guestRequest = { mounts: session.sharing!.mounts, cwd: command.cwd, env, argv: command.argv, stdin: options.stdin !== undefined, terminal: terminal.request };
     const onTerminal = terminal.request?.command;
     // The ports carry a debug shell's input and output on the SSH channel too.

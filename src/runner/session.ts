@@ -203,9 +203,16 @@ export async function prepareRun(
   return { runDir, accel, sharing: sharing.name };
 }
 
-/** The run's signal: aborts on Ctrl-C, SIGTERM and --timeout (the caller then tears the VM down). */
-export const runSignal = (options: Pick<RunOptions, 'signal' | 'timeoutMs'>) =>
-  runEnding(options.signal, options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
+/**
+ * The run's signal: aborts on Ctrl-C, SIGTERM, --timeout, and Enter ~ . on a lent terminal (the
+ * terminal is raw then: Ctrl-C is the guest's); the caller then tears the VM down.
+ */
+export function runSignal(options: Pick<RunOptions, 'signal' | 'timeoutMs'>): ReturnType<typeof runEnding> & { escape: () => void } {
+  const escape = new AbortController();
+  const interrupt = AbortSignal.any([escape.signal, ...(options.signal ? [options.signal] : [])]);
+  const ending = runEnding(interrupt, options.timeoutMs, () => new BoxbuildError('timeout', `the build did not finish within --timeout ${options.timeoutMs! / 1000} s; the VM was killed`));
+  return { ...ending, escape: () => escape.abort('SIGINT') };
+}
 
 /** The box entry a run asks for, and the architecture. */
 export function lookupBox(options: Pick<RunOptions, 'box' | 'arch' | 'registryFiles'>): { box: BoxEntry; arch: Arch } {

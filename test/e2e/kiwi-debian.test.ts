@@ -1,11 +1,12 @@
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { fetchTestBox } from '../helpers/boxes.js';
-import { runIsolated } from '../helpers/box-cli.js';
+import { expectNoLeftovers, runIsolated } from '../helpers/box-cli.js';
 import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { tempDir } from '../helpers/temp.js';
+import { onTerminal } from '../helpers/terminal.js';
 
 const EXAMPLE = join(REPO, 'examples/debian-kiwi');
 
@@ -30,5 +31,25 @@ describe('debian-kiwi box, x86_64', () => {
     expect(listing).toMatch(/^usr\/bin\/systemctl$/m);
     const { stdout: osRelease } = await execa('tar', ['-xJOf', join(target, tarball!), 'usr/lib/os-release']);
     expect(osRelease).toContain('VERSION_CODENAME=bookworm');
+  });
+
+  test('--debug-shell: a failed kiwi build is followed by a shell in the box on the terminal; the run ends with the build\'s status', { timeout: 600_000 }, async () => {
+    const description = tempDir();
+    cpSync(EXAMPLE, description, { recursive: true });
+    writeFileSync(join(description, 'config.xml'), '<?xml version="1.0"?>\n<image schemaversion="7.4" name="broken"><no-such-element/></image>\n');
+    const run = onTerminal(['--box', 'debian-kiwi', '-q', '--debug-shell', '--', '--description', description, '--target-dir', join(tempDir(), 'out')]);
+    await run.until('here is a shell in the box');
+    run.type('echo "code $(cat /bundle/result.code) in $(pwd) on $(tty)"; ls /description\r');
+    await run.until('code ');
+    run.type('exit\r');
+    run.child.stdin!.end();
+    const result = await run.child;
+    expectNoLeftovers(run.tmp);
+    const code = /code (\d+) in \/description on \/dev\/ttyS0/.exec(run.shown());
+    expect(code, run.shown()).not.toBeNull();
+    expect(Number(code![1])).toBeGreaterThan(0);
+    expect(result.exitCode).toBe(Number(code![1]));
+    expect(run.shown()).toContain('config.xml');
+    expect(run.shown()).toContain('MODE-KEPT');
   });
 });
