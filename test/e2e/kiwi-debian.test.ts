@@ -42,8 +42,7 @@ describe('debian-kiwi box, x86_64', () => {
     run.type('echo "code $(cat /bundle/result.code) in $(pwd) on $(tty)"; ls /description\r');
     await run.until('code ');
     run.type('exit\r');
-    run.child.stdin!.end();
-    const result = await run.child;
+      const result = await run.child;
     expectNoLeftovers(run.tmp);
     const code = /code (\d+) in \/description on \/dev\/ttyS0/.exec(run.shown());
     expect(code, run.shown()).not.toBeNull();

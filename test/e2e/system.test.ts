@@ -110,8 +110,7 @@ describe('SSH channel (debian-system, x86_64)', () => {
     const run = onTerminal(['exec', '--box', 'debian-system', '-q', '--channel', 'ssh', '-t', '--debug-shell', '--share', `${share}:/work`, '--', 'sh', '-c', 'test -t 0 && stty size; echo made >file; exit 3'], `cd ${share};`);
     await run.until('a shell in its VM');
     run.type('echo "shell in $(pwd) with $(cat file) on $(tty)"; exit\r');
-    run.child.stdin!.end();
-    const result = await run.child;
+      const result = await run.child;
     expectNoLeftovers(run.tmp);
     expect(result.exitCode).toBe(3);
     expect(run.shown()).toContain('33 77\n');

@@ -23,12 +23,15 @@ export function onTerminal(args: string[], before = '') {
     reject: false,
     env: { TMPDIR: tmp, BOXBUILD_CACHE_DIR: TEST_CACHE, TERM: 'xterm-256color' },
   });
-  let shown = '';
-  child.stdout!.on('data', (chunk: Buffer) => (shown += chunk.toString().replaceAll('\r\n', '\n')));
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  // The typing side stays open until the end: script(1) types a byte of its own into the terminal when its input ends.
+  void child.finally(() => child.stdin!.destroy());
+  const shown = () => output.replaceAll('\r\n', '\n');
   return {
     tmp,
     child,
-    shown: () => shown,
+    shown,
     type: (keys: string) => child.stdin!.write(keys),
     /** The pseudo-terminal's device (its shell's stdin): \`stty -F\` on it resizes the terminal. */
     device: () => {
@@ -39,7 +42,7 @@ export function onTerminal(args: string[], before = '') {
     until: (text: string) =>
       vi.waitFor(
         () => {
-          if (!shown.includes(text)) throw new Error(`the terminal has not shown ${JSON.stringify(text)}; it shows:\n${shown}`);
+          if (!shown().includes(text)) throw new Error(`the terminal has not shown ${JSON.stringify(text)}; it shows:\n${shown()}`);
         },
         { timeout: 120_000, interval: 50 },
       ),
