@@ -1,9 +1,17 @@
 /*
  * The seccomp filter every host-side process that touches a share runs under (QEMU with its 9p
  * server, virtiofsd, sftp-server). Whatever the guest asks of them, no file they create or change
- * can be setuid/setgid, a device node, a FIFO or a socket, owned by another user, or carry extended
- * attributes (file capabilities): those system calls fail with EPERM. A pure function of the host
- * architecture; src/sandbox/exec.ts loads it.
+ * can be setuid/setgid, a device node, a FIFO, a socket or a whiteout, owned by another user, or
+ * carry extended attributes (file capabilities): those system calls fail with EPERM.
+ *
+ * Every rule refuses up front, on the call's own arguments. None relies on a step after it: a daemon
+ * that creates a file and then fixes its owner or mode (QEMU's 9p server: mknod, chown, chmod, and
+ * an unlink when one fails) leaves a window in which guest threads hard-link the file elsewhere in
+ * the share and write into it. The mode is inspected wherever it enters the kernel, so a new call
+ * that takes a mode must get a rule here (and a case in test/unit/seccomp.test.ts).
+ *
+ * Hand-built classic BPF: the filter is loaded by perl (src/sandbox/exec.ts), which cannot reach
+ * libseccomp without a native module. A pure function of the host architecture.
  */
 
 import { usageError } from '../errors.js';
@@ -20,7 +28,7 @@ const SYSCALLS = {
     chown: 92, fchown: 93, lchown: 94, fchownat: 260,
     setuid: 105, setgid: 106, setreuid: 113, setregid: 114, setresuid: 117, setresgid: 119, setfsuid: 122, setfsgid: 123,
     setxattr: 188, lsetxattr: 189, fsetxattr: 190, setxattrat: 463,
-    io_uring_setup: 425,
+    renameat2: 316, io_uring_setup: 425,
   },
   aarch64: {
     auditArch: 0xc00000b7,
@@ -30,7 +38,7 @@ const SYSCALLS = {
     fchown: 55, fchownat: 54,
     setuid: 146, setgid: 144, setreuid: 145, setregid: 143, setresuid: 147, setresgid: 149, setfsuid: 151, setfsgid: 152,
     setxattr: 5, lsetxattr: 6, fsetxattr: 7, setxattrat: 463,
-    io_uring_setup: 425,
+    renameat2: 276, io_uring_setup: 425,
   },
 } as const;
 
@@ -45,37 +53,49 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const SET_ID_BITS = 0o6000;
 const O_CREAT = 0o100;
+/** __O_TMPFILE alone: O_TMPFILE adds O_DIRECTORY, whose value differs between architectures. */
 const O_TMPFILE = 0o20000000;
+const RENAME_WHITEOUT = 4;
 /** A uid/gid argument of -1 ("leave unchanged"), as the filter sees its low 32 bits. */
 const UNCHANGED_ID = 0xffffffff;
 
 /** What a rule checks before letting a call through. */
 type Check =
   | { kind: 'deny'; errno: number }
-  /** Fails when argument `arg` (a mode) has the setuid or setgid bit. */
-  | { kind: 'noSetId'; arg: number }
+  /** Fails when argument `arg` has any of `bits` (a mode's setuid and setgid bits, a flag). */
+  | { kind: 'noBits'; arg: number; bits: number }
   /** open-like calls: with O_CREAT or O_TMPFILE in `flags`, the mode `arg` must have no set-id bit. */
   | { kind: 'createMode'; flags: number; arg: number }
-  /** mknod: only regular files (type 0 or S_IFREG), nothing special. */
+  /** mknod: a regular file (type 0 or S_IFREG) without set-id bits, nothing special. */
   | { kind: 'regularNode'; arg: number }
   /** Every id argument must be 0 (the user the process runs as) or -1. */
   | { kind: 'ownIds'; args: number[] };
 
+const noSetId = (arg: number): Check => ({ kind: 'noBits', arg, bits: SET_ID_BITS });
+
 /** The policy, by system call (calls a table lacks, e.g. open on aarch64, are left out). */
 const POLICY: Array<[SyscallName, Check]> = [
+  // Creating a file: its mode is used with O_CREAT, and with O_TMPFILE, whose file a link makes
+  // visible later (linkat with AT_EMPTY_PATH or through /proc/self/fd).
   ['open', { kind: 'createMode', flags: 1, arg: 2 }],
   ['openat', { kind: 'createMode', flags: 2, arg: 3 }],
-  ['creat', { kind: 'noSetId', arg: 1 }],
+  ['creat', noSetId(1)],
   // Its mode hides in a struct the filter cannot read; callers fall back to openat.
   ['openat2', { kind: 'deny', errno: ENOSYS }],
-  ['mkdir', { kind: 'noSetId', arg: 1 }],
-  ['mkdirat', { kind: 'noSetId', arg: 2 }],
+  // The kernel drops set-id bits from mkdir's mode (a directory only inherits its parent's setgid
+  // bit); the rule does not count on it.
+  ['mkdir', noSetId(1)],
+  ['mkdirat', noSetId(2)],
+  // mknod makes regular files too (9p's Tmknod, FUSE_MKNOD), with the full mode: type and set-id bits.
   ['mknod', { kind: 'regularNode', arg: 1 }],
   ['mknodat', { kind: 'regularNode', arg: 2 }],
-  ['chmod', { kind: 'noSetId', arg: 1 }],
-  ['fchmod', { kind: 'noSetId', arg: 1 }],
-  ['fchmodat', { kind: 'noSetId', arg: 2 }],
-  ['fchmodat2', { kind: 'noSetId', arg: 2 }],
+  ['chmod', noSetId(1)],
+  ['fchmod', noSetId(1)],
+  ['fchmodat', noSetId(2)],
+  ['fchmodat2', noSetId(2)],
+  // A whiteout is a character device (0/0) left at the old name, made without CAP_MKNOD; virtiofsd
+  // passes FUSE_RENAME2's flags through.
+  ['renameat2', { kind: 'noBits', arg: 4, bits: RENAME_WHITEOUT }],
   ['chown', { kind: 'ownIds', args: [1, 2] }],
   ['lchown', { kind: 'ownIds', args: [1, 2] }],
   ['fchown', { kind: 'ownIds', args: [1, 2] }],
@@ -125,8 +145,8 @@ function checkCode(check: Check, label: string): Instruction[] {
   switch (check.kind) {
     case 'deny':
       return [ret(retErrno(check.errno), label)];
-    case 'noSetId':
-      return [{ ...loadArg(check.arg), label }, { code: JSET, k: SET_ID_BITS, jt: deny, jf: allow }, ret(retErrno(EPERM), deny)];
+    case 'noBits':
+      return [{ ...loadArg(check.arg), label }, { code: JSET, k: check.bits, jt: deny, jf: allow }, ret(retErrno(EPERM), deny)];
     case 'createMode':
       return [
         { ...loadArg(check.flags), label },
@@ -138,6 +158,7 @@ function checkCode(check: Check, label: string): Instruction[] {
     case 'regularNode':
       return [
         { ...loadArg(check.arg), label },
+        { code: JSET, k: SET_ID_BITS, jt: deny },
         { code: AND, k: S_IFMT },
         { code: JEQ, k: 0, jt: allow, jf: `${label}:reg` },
         { code: JEQ, k: S_IFREG, jt: allow, jf: deny, label: `${label}:reg` },
