@@ -90,3 +90,6 @@ export const asUnprivilegedUser = new Runner('an unprivileged user', async () =>
   await execa('chown', ['-R', `${account.uid}:${account.gid}`, cache]);
   return { account, cli: await reachableCli(base), cache, base };
 });
+
+/** Both when the tests run as root (they can make the unprivileged user), else the test's own user only. */
+export const RUNNERS = process.getuid!() === 0 ? [asRoot, asUnprivilegedUser] : [asRoot];
