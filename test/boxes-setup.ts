@@ -59,7 +59,9 @@ class Queue {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   for (const arch of ['x86_64', 'aarch64']) await fetchTestBox('debian', arch);
-  const files = new Set((await project.globTestFiles(project.vitest.config.filters)).testFiles.map((file) => relative(REPO, file)));
+  // The file filters of the command line (`vitest run FILE`): vitest 3 keeps them as filenamePattern, not config.filters.
+  const filters = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern ?? project.vitest.config.filters;
+  const files = new Set((await project.globTestFiles(filters)).testFiles.map((file) => relative(REPO, file)));
   // In the order of SLOW_BOXES, which is the order the files run in.
   const needed = new Map<string, [string, string]>();
   for (const [file, boxes] of Object.entries(SLOW_BOXES)) if (files.has(file)) for (const box of boxes) needed.set(box.join(' '), box);
