@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, link, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
+import { selfContainedImage } from '../qemu/image-file.js';
 import type { Arch } from './arch.js';
 import {
   type BoxFiles,
@@ -135,6 +136,9 @@ export async function installRemote(variant: RemoteVariant, ctx: NetContext, pre
       fetched.push(await fromMirrors(source.name, source.urls, fetch, ctx.signal));
     }
     const files = Object.assign({}, ...fetched.map((entry) => entry.files)) as BoxFiles;
+    // A mirror serves the disk and its checksum both: the disk must name no host file (see image-file.ts).
+    const system = fetched.find((entry) => entry.record.files.includes('system'));
+    if (system) await selfContainedImage(join(staging, files.system!.name), `box ${variant.name} (${variant.arch}): its system disk ${system.record.url}`, 'boxUnavailable');
     const probes = fetched.flatMap((entry) => (entry.probe ? [entry.probe] : []));
     const listing = fetched.find((entry) => entry.record.files.includes('packages'));
     const manifest: BoxManifest = {

@@ -1,6 +1,7 @@
 import { lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
+import { ImageRefused, inspectImageFile } from '../qemu/image-file.js';
 import { type Arch, isArch } from './arch.js';
 import { allLogs } from './logs.js';
 import { staleStatePaths } from './states.js';
@@ -42,7 +43,7 @@ export async function listCached(root: string): Promise<CachedVariant[]> {
   return variants;
 }
 
-/** Re-hashes every file of an installed version; returns one line per file that is missing or changed. */
+/** Re-hashes every file of an installed version; returns one line per file that is missing or changed, or a system disk that names other files. */
 export async function verifyBox(installed: InstalledBox): Promise<string[]> {
   const problems: string[] = [];
   for (const file of Object.values(installed.manifest.files) as ManifestFile[]) {
@@ -50,6 +51,11 @@ export async function verifyBox(installed: InstalledBox): Promise<string[]> {
     const actual = await hashFile(path).catch(() => undefined);
     if (actual === undefined) problems.push(`${file.name}: missing`);
     else if (actual !== file.sha256) problems.push(`${file.name}: sha256 is ${actual}, the manifest says ${file.sha256}`);
+  }
+  const system = installed.manifest.files.system;
+  if (system) {
+    const refused = await inspectImageFile(join(installed.dir, system.name)).then(() => undefined, (error: Error) => (error instanceof ImageRefused ? error.message : undefined));
+    if (refused) problems.push(`${system.name} ${refused}`);
   }
   return problems;
 }

@@ -134,7 +134,7 @@ async function verifyBoxes(name: string | undefined, flags: BoxFlags): Promise<v
     failed.push(...problems.map((problem) => `${box} (${arch}): ${problem}`));
   }
   if (failed.length > 0) {
-    throw new BoxbuildError('boxUnavailable', 'some box files do not match their manifest: remove the box ("boxbuild box remove NAME") and fetch it again', {
+    throw new BoxbuildError('boxUnavailable', 'some box files are damaged or do not match their manifest: remove the box ("boxbuild box remove NAME") and fetch it again', {
       detail: failed.join('\n'),
     });
   }

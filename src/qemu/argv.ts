@@ -6,13 +6,18 @@ export interface SerialPort {
   socket: string;
 }
 
+/**
+ * A disk image file in a format boxbuild determined itself (see image-file.ts). A qcow2 layer's
+ * backing layer is given here, or it has none: QEMU is told every layer and follows no file name an
+ * image's header holds.
+ */
+export type DiskLayer = { path: string; format: 'raw' } | { path: string; format: 'qcow2'; backing?: DiskLayer };
+
 /** A virtio block device. Throwaway overlays use cache=unsafe (flushes are pointless there). */
-export interface DiskSpec {
-  path: string;
-  format: 'qcow2' | 'raw';
+export type DiskSpec = DiskLayer & {
   cache: 'unsafe' | 'writeback';
   readOnly?: boolean;
-}
+};
 
 /** The user network's id: forwards from the host are added to it over QMP (forwardHostPort). */
 export const NETDEV_ID = 'net0';
@@ -85,13 +90,19 @@ export interface VmSpec {
   extraArgs?: string[];
 }
 
+/** A -blockdev node of a layer and the layers below it; `backing: null` ends the chain. */
+function layerNode(layer: DiskLayer): Record<string, unknown> {
+  const file = { driver: 'file', filename: layer.path };
+  if (layer.format === 'raw') return { driver: 'raw', file };
+  return { driver: 'qcow2', file, backing: layer.backing ? layerNode(layer.backing) : null };
+}
+
 function diskArgs(spec: VmSpec): string[] {
-  return (spec.disks ?? []).flatMap((disk, index) => [
-    '-drive',
-    [`file=${qemuOptionValue(disk.path)}`, 'if=none', `id=disk${index}`, `format=${disk.format}`, `cache=${disk.cache}`, ...(disk.readOnly ? ['readonly=on'] : [])].join(','),
-    '-device',
-    `${virtioDevice(spec.profile, 'blk')},drive=disk${index}`,
-  ]);
+  return (spec.disks ?? []).flatMap((disk, index) => {
+    // The layers below inherit the cache mode; backing layers are opened read-only.
+    const node = { ...layerNode(disk), 'node-name': `disk${index}`, cache: { direct: false, 'no-flush': disk.cache === 'unsafe' }, ...(disk.readOnly ? { 'read-only': true } : {}) };
+    return ['-blockdev', JSON.stringify(node), '-device', `${virtioDevice(spec.profile, 'blk')},drive=disk${index}`];
+  });
 }
 
 function memoryArgs(spec: VmSpec): string[] {

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
-import { execa } from 'execa';
 import { type Arch, hostArch } from '../box/arch.js';
 import type { InstalledBox } from '../box/cache.js';
 import type { BoxEntry } from '../box/registry.js';
@@ -12,6 +11,8 @@ import { type GuestCommand, type RunOptions } from './session.js';
 import { runInBox, runOnBox } from './run.js';
 import { readHead } from '../util/file.js';
 import { createOverlay } from './system-disk.js';
+import type { DiskSpec } from '../qemu/argv.js';
+import { selfContainedImage } from '../qemu/image-file.js';
 
 /*
  * `exec --image FILE`: boots a disk image a build produced, on a throwaway overlay, and runs a
@@ -68,17 +69,6 @@ umount /image
 echo "root $root, kernel $kernel, initrd $initrd"
 `;
 
-/** raw or qcow2, as qemu-img sees it; other formats are refused. */
-async function imageFormat(path: string): Promise<'raw' | 'qcow2'> {
-  const info = await lstat(path).catch(() => undefined);
-  if (!info?.isFile()) throw usageError(`--image ${path}: not a file`);
-  const result = await execa('qemu-img', ['info', '--output=json', path], { reject: false });
-  if (result.exitCode !== 0) throw usageError(`--image ${path}: qemu-img cannot read it: ${String(result.stderr).trim()}`);
-  const format = (JSON.parse(String(result.stdout)) as { format?: string }).format;
-  if (format !== 'raw' && format !== 'qcow2') throw usageError(`--image ${path}: a ${format} image; boxbuild boots raw and qcow2 images`);
-  return format;
-}
-
 /** The architecture of a Linux kernel image: x86 bzImage ("HdrS"), or an arm64 Image, perhaps gzip-compressed ("ARM\\x64"). */
 export function kernelArch(head: Buffer): Arch | undefined {
   if (head.subarray(0x202, 0x206).toString('latin1') === 'HdrS') return 'x86_64';
@@ -105,19 +95,24 @@ const manifestFile = (name: string) => ({ name, sha256: '', size: 0 });
 /** Boots the image on a throwaway overlay and runs the command there; returns its exit status. */
 export async function runInImage(options: RunOptions, imagePath: string, command: GuestCommand): Promise<number> {
   const image = resolve(imagePath);
-  const format = await imageFormat(image);
+  const info = await lstat(image).catch(() => undefined);
+  if (!info?.isFile()) throw usageError(`--image ${imagePath}: not a file`);
+  // Checked before any QEMU or qemu-img sees it: an image that names host files is refused.
+  const inspected = await selfContainedImage(image, imagePath, 'usage');
   const work = await mkdtemp(join(tmpdir(), 'boxbuild-image-'));
   try {
-    const disk = join(work, 'image.qcow2');
+    const overlay = join(work, 'image.qcow2');
     const found = join(work, 'found');
     await mkdir(found);
-    await createOverlay(disk, image, format);
+    await createOverlay(overlay, { path: image, ...inspected });
+    // The image behind a throwaway overlay, first for the preparing VM, then as the booted VM's disk.
+    const disk: DiskSpec = { path: overlay, format: 'qcow2', backing: { path: image, format: inspected.format }, cache: 'unsafe' };
     const output = new PassThrough();
     const lines: string[] = [];
     output.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
     options.notice(`finding the kernel and root file system of ${imagePath}`);
     const status = await runInBox(
-      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [{ path: disk, format: 'qcow2', cache: 'unsafe' }] },
+      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [disk] },
       () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
     );
     if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.slice(-3).join(' / ') || `preparing it failed (${status})`}`);
@@ -143,10 +138,10 @@ export async function runInImage(options: RunOptions, imagePath: string, command
     };
     const installed: InstalledBox = {
       dir: work,
-      manifest: { name: box.name, arch, version: image, files: { kernel: manifestFile('found/kernel'), initrd: manifestFile('found/initrd'), system: manifestFile('image.qcow2') }, sources: {} },
+      manifest: { name: box.name, arch, version: image, files: { kernel: manifestFile('found/kernel'), initrd: manifestFile('found/initrd') }, sources: {} },
     };
     // A saved state would belong to this image only: every run boots.
-    return await runOnBox({ ...options, cold: true }, box, installed, command);
+    return await runOnBox({ ...options, cold: true, extraDisks: [disk] }, box, installed, command);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

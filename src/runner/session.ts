@@ -135,7 +135,7 @@ export interface Session {
   qmp?: SocketEndpoint;
   /** The system disk's throwaway overlay, and how it is created (see attachSystemDisk). */
   overlay?: string;
-  prepareDisk?: (backing?: string) => Promise<void>;
+  prepareDisk?: (saved?: string) => Promise<void>;
   /** The package cache's proxy (KIWI builds). */
   packageProxy?: PackageProxy;
 }

@@ -139,7 +139,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
   const state = blocker ? undefined : await savedState(options.cacheRoot, vmShape(spec, runDir, start.command.shares, installed));
   if (state?.dir && start.restore !== false) {
     const dir = state.dir;
-    // The disk as the saved guest knew it: the saved overlay backs this run's overlay.
+    // The disk as the saved guest knew it: the saved overlay, copied, is this run's overlay.
     await session.prepareDisk!(stateDisk(dir));
     if (options.verbose) options.notice(`restoring the saved VM ${dir}`);
     // Mapped copy-on-write; a vhost-user daemon maps the guest's RAM too, so it gets a shared copy then.

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { readInstalled } from '../../src/box/cache.js';
 import { PROVENANCE_FILE, writeProvenance } from '../../src/box/provenance.js';
 import { commandLine } from '../../src/cli/program.js';
+import { attachSystemDisk } from '../../src/runner/system-disk.js';
 import { BoxServer } from './server.js';
 
 let server: BoxServer;
@@ -116,12 +117,42 @@ describe('boxbuild box ...', () => {
     const current = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
     await appendFile(join(current.dir, 'Test-Box.x86_64-System.qcow2'), 'x');
     const failure = boxbuild('box', 'verify');
-    await expect(failure).rejects.toThrow('some box files do not match their manifest');
+    await expect(failure).rejects.toThrow('some box files are damaged or do not match their manifest');
     await expect(failure).rejects.toMatchObject({ detail: expect.stringMatching(/^kbox \(x86_64\): Test-Box.x86_64-System.qcow2: sha256 is [0-9a-f]{64}, the manifest says/) });
 
     expect(await boxbuild('box', 'remove', 'kbox')).toBe('removed kbox (x86_64)\n');
     expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+-\s+not cached$/m);
     await expect(boxbuild('box', 'remove', 'kbox')).rejects.toThrow('box "kbox" is not in the cache');
+  });
+
+  test('a system disk that names a host file is refused: on download (nothing installed), in the cache (verify, and before QEMU starts)', async () => {
+    const secret = join(dir, 'secret');
+    await writeFile(secret, 'SECRET\n', { mode: 0o600 });
+    const evil = join(dir, 'evil.qcow2');
+    await execa('qemu-img', ['create', '-q', '-f', 'qcow2', evil, '1M']);
+    await execa('qemu-img', ['rebase', '-u', '-F', 'raw', '-b', secret, evil]);
+    await publishKiwiBox(await readFile(evil), ['bash-5']);
+    const url = `${server.url}/images/Test-Box.x86_64-System.qcow2`;
+    const refused = `box kbox (x86_64): its system disk ${url} names another file as its backing file (${secret}); boxbuild opens only self-contained images`;
+    await expect(boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q')).rejects.toMatchObject({ exitCode: 69, message: refused });
+    const description = join(dir, 'description');
+    await mkdir(description);
+    await expect(boxbuild('--box', 'kbox', '--boxes', registry, '-q', '--', '--description', description, '--target-dir', join(dir, 'target'))).rejects.toMatchObject({ exitCode: 69, message: refused });
+    expect(await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64')).toBeUndefined();
+
+    // A box in the cache whose disk became such a file (installed before this rule, or changed there).
+    await publishKiwiBox(randomBytes(1000), ['bash-5']);
+    await boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q');
+    const installed = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
+    const cached = join(installed.dir, 'Test-Box.x86_64-System.qcow2');
+    await copyFile(evil, cached);
+    const verified = boxbuild('box', 'verify');
+    await expect(verified).rejects.toMatchObject({ exitCode: 69, detail: expect.stringContaining(`kbox (x86_64): Test-Box.x86_64-System.qcow2 names another file as its backing file (${secret})`) });
+    await expect(attachSystemDisk(installed, dir, true)).rejects.toMatchObject({
+      exitCode: 69,
+      message: `box kbox (x86_64): its system disk ${cached} names another file as its backing file (${secret}); boxbuild opens only self-contained images`,
+    });
+    await expect(attachSystemDisk(installed, dir, false)).rejects.toMatchObject({ exitCode: 69 });
   });
 
   test('a registry typo stops the command with an error naming the file, box and field', async () => {

@@ -89,19 +89,26 @@ describe('buildQemuArgs', () => {
     expect(valuesOf(restoring, '-incoming')).toEqual(['defer']);
   });
 
-  test('disks and user networking', () => {
+  test('disks: every layer and its format given, a qcow2 chain ended by backing null; and user networking', () => {
     const args = buildQemuArgs(
       spec({
         disks: [
-          { path: '/run/x/overlay.qcow2', format: 'qcow2', cache: 'unsafe' },
+          { path: '/run/x/overlay.qcow2', format: 'qcow2', backing: { path: '/img/a,b.qcow2', format: 'qcow2' }, cache: 'unsafe' },
           { path: '/b/base,1.raw', format: 'raw', cache: 'writeback', readOnly: true },
         ],
         network: true,
       }),
     );
-    expect(valuesOf(args, '-drive')).toEqual([
-      'file=/run/x/overlay.qcow2,if=none,id=disk0,format=qcow2,cache=unsafe',
-      'file=/b/base,,1.raw,if=none,id=disk1,format=raw,cache=writeback,readonly=on',
+    expect(valuesOf(args, '-drive')).toEqual([]);
+    expect(valuesOf(args, '-blockdev').map((node) => JSON.parse(node!))).toEqual([
+      {
+        'node-name': 'disk0',
+        driver: 'qcow2',
+        cache: { direct: false, 'no-flush': true },
+        file: { driver: 'file', filename: '/run/x/overlay.qcow2' },
+        backing: { driver: 'qcow2', file: { driver: 'file', filename: '/img/a,b.qcow2' }, backing: null },
+      },
+      { 'node-name': 'disk1', driver: 'raw', cache: { direct: false, 'no-flush': false }, 'read-only': true, file: { driver: 'file', filename: '/b/base,1.raw' } },
     ]);
     expect(valuesOf(args, '-device')).toContain('virtio-blk-pci,drive=disk1');
     expect(valuesOf(args, '-netdev')).toEqual(['user,id=net0']);
