@@ -113,14 +113,15 @@ export async function runInImage(options: RunOptions, imagePath: string, command
     await mkdir(found);
     await createOverlay(disk, image, format);
     const output = new PassThrough();
-    const lines: string[] = [];
-    output.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    // The last lines the preparation printed (what it found, or why it failed): no more are kept.
+    let lines: string[] = [];
+    output.on('data', (chunk: Buffer) => (lines = [...lines, ...chunk.toString().split('\n').filter(Boolean)].slice(-3)));
     options.notice(`finding the kernel and root file system of ${imagePath}`);
     const status = await runInBox(
       { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [{ path: disk, format: 'qcow2', cache: 'unsafe' }] },
       () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
     );
-    if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.slice(-3).join(' / ') || `preparing it failed (${status})`}`);
+    if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.join(' / ') || `preparing it failed (${status})`}`);
     if (options.verbose) options.notice(`image: ${lines.at(-1)}`);
     const kernel = await guestWritten(join(found, 'kernel'), 'kernel');
     await guestWritten(join(found, 'initrd'), 'initrd');
