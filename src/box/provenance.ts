@@ -63,9 +63,9 @@ export async function writeProvenance(targetDir: string, info: ProvenanceInfo, r
  * must not exist yet, never following a link (O_EXCL | O_NOFOLLOW), then renamed over `path` (which
  * replaces a link the guest left there instead of following it).
  */
-export async function replaceInGuestDirectory(path: string, text: string): Promise<void> {
+export async function replaceInGuestDirectory(path: string, text: string, mode = 0o644): Promise<void> {
   const partial = `${path}.${randomBytes(8).toString('hex')}.tmp`;
-  const file = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  const file = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
     await file.writeFile(text);
   } finally {

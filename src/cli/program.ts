@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { type Arch, parseArch } from '../box/arch.js';
-import { cacheRoot } from '../box/cache.js';
+import { cacheRoot, openCache } from '../box/cache.js';
 import { openBuildLog } from '../box/logs.js';
 import { ExitCode, usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
@@ -127,7 +127,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
     box,
     arch: chosenArch(flags),
     registryFiles: registryFiles(flags),
-    cacheRoot: cacheRoot(),
+    cacheRoot: openCache(cacheRoot()),
     accel: flags.accel === false ? 'tcg' : flags.accel,
     machine: flags.machine,
     cpu: flags.cpu,

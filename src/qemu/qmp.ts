@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PRIVATE_FILE } from '../box/modes.js';
 import { BoxbuildError } from '../errors.js';
 import { type PluggableDevice } from './argv.js';
 import { listenOnce } from './sockets.js';
@@ -72,7 +73,7 @@ export async function saveVmState(
 ): Promise<void> {
   const endpoint = await listenOnce(join(runDir, 'save.sock'));
   try {
-    const written = endpoint.connection.then((socket) => pipeline(socket, createWriteStream(file)));
+    const written = endpoint.connection.then((socket) => pipeline(socket, createWriteStream(file, { mode: PRIVATE_FILE })));
     written.catch(() => {});
     await ignoreSharedRam(qmp);
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes
