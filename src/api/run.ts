@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type { Arch } from '../box/arch.js';
-import { cacheRoot } from '../box/cache.js';
+import { cacheRoot, openCache } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import { shareSpec } from '../runner/args.js';
@@ -105,7 +105,7 @@ async function runWith(request: VmRequest, input: RunRequest['input'], start: (o
     box: request.box,
     arch: request.arch,
     registryFiles: request.registries ?? [],
-    cacheRoot: request.cacheDir ?? cacheRoot(),
+    cacheRoot: openCache(request.cacheDir ?? cacheRoot()),
     accel: request.accel ?? 'auto',
     memoryMiB: request.memory === undefined ? undefined : parseMemoryMiB(request.memory),
     cpus: request.cpus,

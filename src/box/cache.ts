@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type Arch, isArch } from './arch.js';
 import { isObject, readJsonFile, writeJsonFile } from './json-file.js';
+import { PRIVATE_DIR } from './modes.js';
 import { type SourceRole, isSha256 } from './sources.js';
 
 /** One file of an installed box, recorded when it was installed (never re-hashed on a normal run). */
@@ -71,6 +73,21 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'boxbuild');
 }
 
+/**
+ * The cache at `root`, private to the user: made so when missing, and closed off again when it is
+ * open to others (made by an older boxbuild, or under a loose umask), which closes off all in it.
+ * A cache of another user's stays as its owner made it.
+ */
+export function openCache(root: string): string {
+  mkdirSync(root, { recursive: true, mode: PRIVATE_DIR });
+  try {
+    chmodSync(root, PRIVATE_DIR);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+  }
+  return root;
+}
+
 /** `<cache>/boxes/<name>/<arch>`: one directory per content version, plus a `current` symlink. */
 export function boxArchDir(root: string, name: string, arch: Arch): string {
   return join(root, 'boxes', name, arch);
@@ -96,7 +113,7 @@ const WORK_PREFIXES = ['make-', 'staging-'];
  */
 export async function freshWorkDir(root: string, name: string, arch: Arch, prefix: 'make-' | 'staging-'): Promise<string> {
   const tmp = boxTmpDir(root, name, arch);
-  await mkdir(tmp, { recursive: true });
+  await mkdir(tmp, { recursive: true, mode: PRIVATE_DIR });
   const leftovers = (await readdir(tmp)).filter((entry) => WORK_PREFIXES.some((start) => entry.startsWith(start)));
   await Promise.all(leftovers.map((entry) => rm(join(tmp, entry), { recursive: true, force: true })));
   return mkdtemp(join(tmp, prefix));
@@ -158,7 +175,7 @@ export async function brokenInstall(root: string, name: string, arch: Arch): Pro
 export async function installVersion(root: string, staging: string, manifest: BoxManifest): Promise<InstalledBox> {
   await writeJsonFile(manifestPath(staging), manifest);
   const base = boxArchDir(root, manifest.name, manifest.arch);
-  await mkdir(base, { recursive: true });
+  await mkdir(base, { recursive: true, mode: PRIVATE_DIR });
   const id = manifestId(manifest);
   const dir = join(base, id);
   try {

@@ -13,6 +13,7 @@ import { DownloadMeter, TooLargeError } from './meter.js';
 import { formatBytes } from '../util/size.js';
 import { stoppedError } from './failures.js';
 import { type ProgressOutput, startProgress } from './progress.js';
+import { PRIVATE_FILE } from './modes.js';
 
 /** What every request of one box operation shares. */
 export interface NetContext {
@@ -122,7 +123,7 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
         connectionFailure = error;
       }
     };
-    const file = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', highWaterMark: 4 << 20 });
+    const file = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', mode: PRIVATE_FILE, highWaterMark: 4 << 20 });
     const failure = await pipeline(body, meter, file).then(
       () => connectionFailure,
       (error: unknown) => error,

@@ -18,6 +18,7 @@ import {
 } from './cache.js';
 import { type NetContext, downloadFile, fetchSmall, fromMirrors, withRetries } from './download.js';
 import { HttpStatusError } from './http.js';
+import { PRIVATE_FILE } from './modes.js';
 import { verifySignature } from './openpgp.js';
 import { type FileSource, parseSidecar, sidecarUrl, signatureUrl } from './sources.js';
 import { unpackKernelTarball } from './tarball.js';
@@ -69,7 +70,7 @@ async function sidecarChecksum(ctx: NetContext, source: FileSource, url: string)
 async function fetchListing(ctx: NetContext, source: FileSource, url: string, staging: string): Promise<Fetched> {
   const response = await withRetries(ctx, source.name, () => fetchSmall(ctx, url));
   const body = response.body!;
-  await writeFile(join(staging, source.name), body);
+  await writeFile(join(staging, source.name), body, { mode: PRIVATE_FILE });
   const sha256 = sha256Of(body);
   return {
     record: { url, sha256, size: body.length, lastModified: response.lastModified, files: ['packages'] },

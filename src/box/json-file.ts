@@ -1,4 +1,5 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { PRIVATE_FILE } from './modes.js';
 
 /**
  * Reads a JSON file boxbuild wrote into its cache. Missing, truncated, malformed or of another
@@ -17,7 +18,7 @@ export async function readJsonFile<T>(path: string, isValid: (value: unknown) =>
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
   const temp = `${path}.${process.pid}.tmp`;
   try {
-    await writeFile(temp, data);
+    await writeFile(temp, data, { mode: PRIVATE_FILE });
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import { parseDurationMs } from '../util/size.js';
 import { stoppedError } from './failures.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from './modes.js';
 
 /*
  * A lock is an exclusive flock(2) on the lock file, held by a `flock(1)` child whose stdin is a
@@ -73,7 +74,7 @@ function releaser(lockPath: string, child: ChildProcess): () => Promise<void> {
 }
 
 async function takeOver(lockPath: string, child: ChildProcess, doing: string): Promise<{ release: () => Promise<void> }> {
-  await writeFile(lockPath, JSON.stringify({ pid: process.pid, doing } satisfies HolderInfo));
+  await writeFile(lockPath, JSON.stringify({ pid: process.pid, doing } satisfies HolderInfo), { mode: PRIVATE_FILE });
   return { release: releaser(lockPath, child) };
 }
 
@@ -82,7 +83,7 @@ async function takeOver(lockPath: string, child: ChildProcess, doing: string): P
  * live holder (0 when it is not known).
  */
 export async function tryLock(lockPath: string, doing = 'using it'): Promise<{ release: () => Promise<void> } | { heldBy: number }> {
-  await mkdir(dirname(lockPath), { recursive: true });
+  await mkdir(dirname(lockPath), { recursive: true, mode: PRIVATE_DIR });
   const { child, locked } = startHolder(lockPath, false);
   if (await locked) return takeOver(lockPath, child, doing);
   return { heldBy: (await readHolder(lockPath))?.pid ?? 0 };

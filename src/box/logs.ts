@@ -2,6 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { PRIVATE_DIR, PRIVATE_FILE } from './modes.js';
 
 /*
  * The logs of past builds, `<cache>/logs/<time>-<box>-<arch>-<pid>.log`: what the build wrote on
@@ -26,11 +27,11 @@ export interface BuildLog {
 /** Starts the log of a build; older logs beyond the bounds are removed first. */
 export async function openBuildLog(cacheRoot: string, about: { box: string; arch: string; argv: string[] }): Promise<BuildLog> {
   const dir = logsDir(cacheRoot);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
   await trimLogs(dir);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const path = join(dir, `${stamp}-${about.box}-${about.arch}-${process.pid}.log`);
-  const file = createWriteStream(path, { flags: 'wx' });
+  const file = createWriteStream(path, { flags: 'wx', mode: PRIVATE_FILE });
   file.on('error', () => {}); // a full disk loses the log, never the build
   file.write(`# boxbuild ${about.argv.join(' ')}\n# started ${new Date().toISOString()}\n`);
   return {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { BoxbuildError } from '../errors.js';
 import { VERSION } from '../version.js';
 import type { InstalledBox } from './cache.js';
 
@@ -54,22 +55,34 @@ export async function writeProvenance(targetDir: string, info: ProvenanceInfo, r
     createdAt: new Date().toISOString(),
   };
   const path = join(targetDir, PROVENANCE_FILE);
-  await replaceInGuestDirectory(path, `${JSON.stringify(provenance, null, 2)}\n`);
+  try {
+    await replaceInGuestDirectory(path, `${JSON.stringify(provenance, null, 2)}\n`);
+  } catch (error) {
+    // The build left a directory there: it broke the contract of the target directory, as a guest
+    // breaking the protocol does. Its status alone would pass for a build with provenance.
+    if ((error as NodeJS.ErrnoException).code !== 'EISDIR') throw error;
+    throw new BoxbuildError('vmFailed', `cannot write the provenance file ${path}: a directory is in its place (the build exited with status ${run.exitCode})`, { cause: error });
+  }
   return path;
 }
 
 /**
  * Writes a file into a directory the guest could write (a build's target): under a random name that
  * must not exist yet, never following a link (O_EXCL | O_NOFOLLOW), then renamed over `path` (which
- * replaces a link the guest left there instead of following it).
+ * replaces a link the guest left there instead of following it). Nothing is left when that fails.
  */
-export async function replaceInGuestDirectory(path: string, text: string): Promise<void> {
+export async function replaceInGuestDirectory(path: string, text: string, mode = 0o644): Promise<void> {
   const partial = `${path}.${randomBytes(8).toString('hex')}.tmp`;
-  const file = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  const file = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
-    await file.writeFile(text);
-  } finally {
-    await file.close();
+    try {
+      await file.writeFile(text);
+    } finally {
+      await file.close();
+    }
+    await rename(partial, path); // EISDIR: a directory is in the way
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
   }
-  await rename(partial, path);
 }

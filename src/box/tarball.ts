@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { Parser, type ReadEntry } from 'tar';
 import { BoxbuildError } from '../errors.js';
 import type { ManifestFile } from './cache.js';
+import { PRIVATE_FILE } from './modes.js';
 
 /** The members a KIWI kernel tarball carries: `*.kernel` and `*.initrd`. */
 const MEMBERS = { kernel: '.kernel', initrd: '.initrd' } as const;
@@ -74,7 +75,7 @@ export async function unpackKernelTarball(tarball: string, name: string, dir: st
           yield chunk;
         }
       },
-      createWriteStream(join(dir, file)),
+      createWriteStream(join(dir, file), { mode: PRIVATE_FILE }),
     ).then(() => ({ name: file, sha256: hash.digest('hex'), size }));
   });
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
-import { type InstalledBox, cacheRoot } from '../box/cache.js';
+import { type InstalledBox, cacheRoot, openCache } from '../box/cache.js';
 import { describeNetError } from '../box/failures.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from '../box/manage.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
@@ -28,7 +28,7 @@ const print = (line: string) => process.stdout.write(`${line}\n`);
 
 function request(flags: BoxFlags, box: BoxEntry, arch: Arch, signal?: AbortSignal): BoxRequest {
   const recipe = { packages: flags.package, diskSizeMiB: flags.diskSize === undefined ? undefined : parseMemoryMiB(flags.diskSize, '--disk-size') };
-  return { cacheRoot: cacheRoot(), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal };
+  return { cacheRoot: openCache(cacheRoot()), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal };
 }
 
 /** The cached variants a command acts on: all, or those of one box (and one architecture). */
@@ -185,14 +185,14 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
   command('remove <name>', 'Remove a box from the cache')
     .option('--arch <arch>', 'only this architecture')
     .action(async (name: string, flags: BoxFlags) => {
-      const arches = await removeBox(cacheRoot(), name, flags.arch ? parseArch(flags.arch) : undefined, notice(flags.quiet), signal);
+      const arches = await removeBox(openCache(cacheRoot()), name, flags.arch ? parseArch(flags.arch) : undefined, notice(flags.quiet), signal);
       print(`removed ${name} (${arches.join(', ')})`);
     });
 
   command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache`)
     .option('--packages', 'empty the package caches (kiwi builds download their packages again)')
     .action(async (flags: BoxFlags) => {
-    const { removed, freed, skipped } = await pruneCache(cacheRoot(), flags.packages);
+    const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), flags.packages);
     for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
     print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
   });

@@ -1,12 +1,20 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { describeSkipped } from '../config/config.js';
+import { distrust } from '../config/trust.js';
 
-/** The user's registry files: ~/.config/boxbuild/boxes.json, $BOXBUILD_BOXES, then each --boxes. */
-export function registryFiles(flags: { boxes?: string[] }): string[] {
+/**
+ * The user's registry files: ~/.config/boxbuild/boxes.json (unless someone else could have put it
+ * there: a notice says so), $BOXBUILD_BOXES, then each --boxes (and the config files' registries).
+ */
+export function registryFiles(flags: { boxes?: string[]; quiet?: boolean }): string[] {
   const configHome = process.env.XDG_CONFIG_HOME || join(homedir(), '.config');
   const user = join(configHome, 'boxbuild', 'boxes.json');
-  return [...(existsSync(user) ? [user] : []), ...(process.env.BOXBUILD_BOXES ? [process.env.BOXBUILD_BOXES] : []), ...(flags.boxes ?? [])];
+  const found = existsSync(user);
+  const reason = found ? distrust(user) : undefined;
+  if (reason) notice(flags.quiet)(describeSkipped({ file: user, kind: 'box registry', reason }));
+  return [...(found && !reason ? [user] : []), ...(process.env.BOXBUILD_BOXES ? [process.env.BOXBUILD_BOXES] : []), ...(flags.boxes ?? [])];
 }
 
 export const notice = (quiet?: boolean) => (line: string) => {

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { type Arch, parseArch } from '../box/arch.js';
-import { cacheRoot } from '../box/cache.js';
+import { cacheRoot, openCache } from '../box/cache.js';
 import { openBuildLog } from '../box/logs.js';
 import { ExitCode, usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
@@ -11,7 +11,7 @@ import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
-import { SETTINGS, findConfigFiles, loadConfig } from '../config/config.js';
+import { SETTINGS, describeSkipped, findConfigFiles, loadConfig } from '../config/config.js';
 import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
@@ -127,7 +127,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
     box,
     arch: chosenArch(flags),
     registryFiles: registryFiles(flags),
-    cacheRoot: cacheRoot(),
+    cacheRoot: openCache(cacheRoot()),
     accel: flags.accel === false ? 'tcg' : flags.accel,
     machine: flags.machine,
     cpu: flags.cpu,
@@ -282,9 +282,14 @@ Examples:
   const config = loadConfig(findConfigFiles(process.cwd()));
   addConfigCommand(program, config);
   addCompletionCommand(program);
-  // The config files' settings become the defaults of the options they stand for.
-  for (const command of [program, ...program.commands]) {
-    for (const [name, { value }] of Object.entries(config)) {
+  // Config files not read: one notice each, before whichever command runs (boxbuild config lists them itself).
+  program.hook('preAction', (_program, command) => {
+    if (command.name() !== 'config') config.skipped.forEach((skipped) => notice(command.opts().quiet)(describeSkipped(skipped)));
+  });
+  // The config files' settings become the defaults of the options they stand for (box list's --boxes too).
+  const everyCommand = (command: Command): Command[] => [command, ...command.commands.flatMap(everyCommand)];
+  for (const command of everyCommand(program)) {
+    for (const [name, { value }] of Object.entries(config.settings)) {
       const { key } = SETTINGS[name]!;
       if (command.options.some((option) => option.attributeName() === key)) command.setOptionValueWithSource(key, value, 'default');
     }

@@ -46,6 +46,7 @@ export class ResultFile {
       endedAt: endedAt.toISOString(),
       durationSeconds: Number(((endedAt.getTime() - this.startedAt.getTime()) / 1000).toFixed(3)),
     };
-    await replaceInGuestDirectory(this.path!, `${JSON.stringify(result, null, 2)}\n`);
+    // Yours alone: boxbuild's argv in it may hold --env NAME=VALUE.
+    await replaceInGuestDirectory(this.path!, `${JSON.stringify(result, null, 2)}\n`, 0o600);
   }
 }

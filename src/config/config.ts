@@ -4,11 +4,13 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArch } from '../box/arch.js';
 import { usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
+import { distrust } from './trust.js';
 
 /*
  * Defaults a user or a project sets once: `$XDG_CONFIG_HOME/boxbuild/config.json` (the user's) and
  * `.boxbuild.json` in the current directory or the nearest one above it (the project's). The command
- * line wins over the project, the project over the user.
+ * line wins over the project, the project over the user. A file someone else could have put there
+ * is skipped (see trust.ts), and so is a registry file it names.
  */
 
 /** A setting: the command-line option it stands for, and how its value is checked. */
@@ -102,12 +104,48 @@ function readConfigFile(file: string): Record<string, unknown> {
   return values;
 }
 
-/** The effective settings of the config files, the project's over the user's. */
-export function loadConfig(files: ConfigFiles): Record<string, ConfigValue> {
-  const effective: Record<string, ConfigValue> = {};
+/** A file found (or named by a config file) that was not read, and why. */
+export interface SkippedFile {
+  file: string;
+  kind: 'config file' | 'box registry';
+  /** The config file that names a registry. */
+  namedBy?: string;
+  reason: string;
+}
+
+export interface Config {
+  /** Each setting's effective value, the project's over the user's. */
+  settings: Record<string, ConfigValue>;
+  skipped: SkippedFile[];
+}
+
+/** One line saying which file was skipped and why (a notice; boxbuild config). */
+export const describeSkipped = (skipped: SkippedFile) =>
+  `skipped ${skipped.kind} ${skipped.file}${skipped.namedBy ? ` (named by ${skipped.namedBy})` : ''}: ${skipped.reason}`;
+
+/** The registry files a config file names that may be read; the others go into `skipped`. */
+function trustedRegistries(registries: string[], namedBy: string, skipped: SkippedFile[], uid?: number): string[] {
+  return registries.filter((file) => {
+    const reason = distrust(file, uid);
+    if (reason) skipped.push({ file, kind: 'box registry', namedBy, reason });
+    return !reason;
+  });
+}
+
+/** The effective settings of the config files that may be read; the others skipped. */
+export function loadConfig(files: ConfigFiles, uid?: number): Config {
+  const settings: Record<string, ConfigValue> = {};
+  const skipped: SkippedFile[] = [];
   for (const file of [files.user, files.project]) {
     if (!file) continue;
-    for (const [name, value] of Object.entries(readConfigFile(file))) effective[name] = { value, from: file };
+    const reason = distrust(file, uid);
+    if (reason) {
+      skipped.push({ file, kind: 'config file', reason });
+      continue;
+    }
+    for (const [name, value] of Object.entries(readConfigFile(file))) {
+      settings[name] = { value: name === 'registries' ? trustedRegistries(value as string[], file, skipped, uid) : value, from: file };
+    }
   }
-  return effective;
+  return { settings, skipped };
 }

@@ -1,4 +1,5 @@
 import { open, readFile } from 'node:fs/promises';
+import { PRIVATE_FILE } from '../box/modes.js';
 import { BoxbuildError } from '../errors.js';
 import { Child } from '../util/child.js';
 import { readHead } from '../util/file.js';
@@ -16,7 +17,7 @@ export async function extractVmlinux(bzImagePath: string, vmlinuxPath: string): 
   if (offset < 0) throw new BoxbuildError('boxUnavailable', 'the kernel image has no XZ payload to extract');
   // xz writes straight into the file: the uncompressed kernel never passes through this process.
   // It stops at the end of the stream and complains about the trailing bytes; the output is complete.
-  const output = await open(vmlinuxPath, 'w');
+  const output = await open(vmlinuxPath, 'w', PRIVATE_FILE);
   const xz = await new Child('xz', ['--decompress', '--stdout', '--single-stream'], { stdio: ['pipe', output.fd, 'pipe'], input: bzImage.subarray(offset) }).ended.finally(() =>
     output.close(),
   );

@@ -3,6 +3,7 @@ import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs
 import { dirname, join } from 'node:path';
 import { type Arch, debianArch, debianTriplet } from '../box/arch.js';
 import { type BoxManifest, type InstalledBox, type ManifestFile, freshWorkDir, installVersion } from '../box/cache.js';
+import { PRIVATE_FILE } from '../box/modes.js';
 import { BoxbuildError } from '../errors.js';
 import { type DebianPackage, downloadPackages, resolveMetaPackage, unpackPackage } from './debian-packages.js';
 import { InitramfsBuilder, addDynamicProgram } from './initramfs.js';
@@ -84,7 +85,7 @@ export async function makeDebianBox(options: { name: string; cacheRoot: string; 
     if (arch === 'x86_64') await extractVmlinux(join(root, 'boot', vmlinuz!), join(staging, 'kernel'));
     else await copyFile(join(root, 'boot', vmlinuz!), join(staging, 'kernel'));
     const kernel = await readFile(join(staging, 'kernel'));
-    await writeFile(join(staging, 'initrd'), initrd);
+    await writeFile(join(staging, 'initrd'), initrd, { mode: PRIVATE_FILE });
     const kernelDeb = packages[0]!;
     const manifest: BoxManifest = {
       name,

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { HttpProxyAgent } from 'hpagent';
 import { getProxyForUrl } from 'proxy-from-env';
+import { PRIVATE_DIR, PRIVATE_FILE } from '../box/modes.js';
 
 /*
  * The package cache: an HTTP proxy on the host's loopback that the guest's apt, debootstrap and
@@ -95,10 +96,10 @@ async function fetchAndKeep(url: URL, file: string, request: IncomingMessage, re
     return;
   }
   response.writeHead(200, endToEnd(upstream.headers)).flushHeaders();
-  await mkdir(dirname(file), { recursive: true });
+  await mkdir(dirname(file), { recursive: true, mode: PRIVATE_DIR });
   const partial = `${file}.part-${randomBytes(6).toString('hex')}`;
   let bytes = 0;
-  const keep = createWriteStream(partial, { flags: 'wx' });
+  const keep = createWriteStream(partial, { flags: 'wx', mode: PRIVATE_FILE });
   keep.on('error', () => {}); // reported to the write that failed
   const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => keep.write(chunk, (error) => (error ? reject(error) : resolve())));
   try {
@@ -194,7 +195,7 @@ export async function startPackageProxy(dir: string): Promise<PackageProxy> {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,

@@ -1,8 +1,9 @@
+import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 
-/** Keeps the guest's console in a log file and its last lines in memory, optionally echoing it. */
+/** Keeps the guest's console in a log file and its last lines in memory (8 KiB), optionally echoing it. */
 export class ConsoleLog {
   private readonly file: WriteStream;
   private recent = '';
@@ -22,8 +23,12 @@ export class ConsoleLog {
     this.socket = socket;
     socket.on('data', (chunk: Buffer) => {
       this.sawOutput = true;
-      this.file.write(chunk);
-      this.echo?.write(chunk);
+      // A log or echo that falls behind holds the guest's console back rather than piling up here.
+      const behind = [this.file, this.echo].filter((stream) => stream && !stream.write(chunk)) as Writable[];
+      if (behind.length) {
+        socket.pause();
+        void Promise.all(behind.map((stream) => once(stream, 'drain'))).then(() => socket.resume(), () => {});
+      }
       const text = chunk.toString('utf8');
       this.recent = (this.recent + text).slice(-8192);
       for (const watcher of [...this.watchers]) {

@@ -3,10 +3,14 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createInterface } from 'node:readline';
+import { PRIVATE_FILE } from '../box/modes.js';
 import { BoxbuildError } from '../errors.js';
 import { type PluggableDevice } from './argv.js';
 import { listenOnce } from './sockets.js';
+import { readLines } from '../util/lines.js';
+
+/** QMP's answers are short; a longer line means something is wrong with QEMU. */
+const MAX_LINE_BYTES = 1024 * 1024;
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -25,15 +29,16 @@ export class QmpClient {
   constructor(private readonly socket: Socket) {
     socket.on('error', () => {});
     socket.on('close', () => this.pending.splice(0).forEach((p) => p.reject(new Error(`QEMU closed its monitor during ${p.command}`))));
-    const lines = createInterface({ input: socket });
-    lines.on('error', () => {});
-    lines.on('line', (line) => {
-      const message = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string };
-      if ('return' in message) this.pending.shift()?.resolve(message.return);
-      else if (message.error) {
-        const request = this.pending.shift();
-        request?.reject(new Error(`QEMU refused ${request.command}: ${message.error.desc}`));
-      }
+    readLines(socket, MAX_LINE_BYTES, {
+      line: (line) => {
+        const message = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string };
+        if ('return' in message) this.pending.shift()?.resolve(message.return);
+        else if (message.error) {
+          const request = this.pending.shift();
+          request?.reject(new Error(`QEMU refused ${request.command}: ${message.error.desc}`));
+        }
+      },
+      tooLong: () => socket.destroy(), // fails the commands waiting (see 'close')
     });
     this.send('qmp_capabilities').catch(() => {}); // a QEMU that closes its monitor fails the commands that follow
   }
@@ -68,7 +73,7 @@ export async function saveVmState(
 ): Promise<void> {
   const endpoint = await listenOnce(join(runDir, 'save.sock'));
   try {
-    const written = endpoint.connection.then((socket) => pipeline(socket, createWriteStream(file)));
+    const written = endpoint.connection.then((socket) => pipeline(socket, createWriteStream(file, { mode: PRIVATE_FILE })));
     written.catch(() => {});
     await ignoreSharedRam(qmp);
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes

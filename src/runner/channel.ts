@@ -2,10 +2,16 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { createInterface } from 'node:readline';
+import { BoxbuildError } from '../errors.js';
 import type { SerialPort } from '../qemu/argv.js';
 import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
+import { readLines } from '../util/lines.js';
 import { type GuestMessage, type OutputCounts, PORT_NAMES, parseGuestMessage } from './protocol.js';
+
+/** The longest line the agent may send on its control port (its longest, an ERROR, is far shorter). */
+export const MAX_LINE_BYTES = 64 * 1024;
+/** How many of its messages may wait unread: the agent sends one at a time, each in answer to something. */
+export const MAX_PENDING_MESSAGES = 16;
 
 /** The host end of the guest agent's four ports: control, stdin, stdout, stderr. */
 export class GuestChannel {
@@ -13,6 +19,8 @@ export class GuestChannel {
   private readonly waiters: Array<() => void> = [];
   /** Bytes of the command's stdout and stderr passed on so far. */
   private readonly passedOn: OutputCounts = { stdout: 0, stderr: 0 };
+  /** Set once the guest broke the protocol: every wait on the channel fails with it. */
+  private broken?: BoxbuildError;
 
   private constructor(
     private readonly control: SocketEndpoint,
@@ -21,12 +29,22 @@ export class GuestChannel {
     private readonly stderr: SocketEndpoint,
   ) {
     void control.connection.then((socket) => {
-      socket.on('error', () => {});
-      const lines = createInterface({ input: socket });
-      lines.on('error', () => {}); // QEMU went away: the VM's exit is reported elsewhere
-      lines.on('line', (line) => {
-        this.messages.push(parseGuestMessage(line));
+      socket.on('error', () => {}); // QEMU went away: the VM's exit is reported elsewhere
+      const breaks = (what: string) => {
+        this.broken ??= new BoxbuildError('vmFailed', `the guest broke the protocol on its control port (${what})`);
+        socket.destroy();
         this.wake();
+      };
+      readLines(socket, MAX_LINE_BYTES, {
+        line: (line) => {
+          if (this.broken) return;
+          const message = parseGuestMessage(line);
+          if (message.type === 'unknown') return breaks(`a line it does not know: ${JSON.stringify(line.slice(0, 40))}`);
+          if (this.messages.length >= MAX_PENDING_MESSAGES) return breaks(`more than ${MAX_PENDING_MESSAGES} messages unasked for`);
+          this.messages.push(message);
+          this.wake();
+        },
+        tooLong: () => breaks(`a line longer than ${MAX_LINE_BYTES / 1024} KiB`),
       });
     });
   }
@@ -47,9 +65,10 @@ export class GuestChannel {
     ];
   }
 
-  /** Resolves with the first message of one of the given types. */
+  /** Resolves with the first message of one of the given types; rejects once the guest broke the protocol. */
   async next<T extends GuestMessage['type']>(...types: T[]): Promise<Extract<GuestMessage, { type: T }>> {
     for (;;) {
+      if (this.broken) throw this.broken;
       const index = this.messages.findIndex((message) => (types as string[]).includes(message.type));
       if (index >= 0) return this.messages.splice(index, 1)[0] as Extract<GuestMessage, { type: T }>;
       await this.changed();
@@ -58,7 +77,10 @@ export class GuestChannel {
 
   /** Resolves once as many bytes of each stream were passed on as the guest reported writing. */
   async outputPassedOn(expected: OutputCounts): Promise<void> {
-    while (this.passedOn.stdout < expected.stdout || this.passedOn.stderr < expected.stderr) await this.changed();
+    while (this.passedOn.stdout < expected.stdout || this.passedOn.stderr < expected.stderr) {
+      if (this.broken) throw this.broken;
+      await this.changed();
+    }
   }
 
   private changed(): Promise<void> {

@@ -108,14 +108,15 @@ export async function runInImage(options: RunOptions, imagePath: string, command
     // The image behind a throwaway overlay, first for the preparing VM, then as the booted VM's disk.
     const disk: DiskSpec = { path: overlay, format: 'qcow2', backing: { path: image, format: inspected.format }, cache: 'unsafe' };
     const output = new PassThrough();
-    const lines: string[] = [];
-    output.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    // The last lines the preparation printed (what it found, or why it failed): no more are kept.
+    let lines: string[] = [];
+    output.on('data', (chunk: Buffer) => (lines = [...lines, ...chunk.toString().split('\n').filter(Boolean)].slice(-3)));
     options.notice(`finding the kernel and root file system of ${imagePath}`);
     const status = await runInBox(
       { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [disk] },
       () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
     );
-    if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.slice(-3).join(' / ') || `preparing it failed (${status})`}`);
+    if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.join(' / ') || `preparing it failed (${status})`}`);
     if (options.verbose) options.notice(`image: ${lines.at(-1)}`);
     const kernel = await guestWritten(join(found, 'kernel'), 'kernel');
     await guestWritten(join(found, 'initrd'), 'initrd');

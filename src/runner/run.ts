@@ -39,11 +39,14 @@ function useTerminal(options: RunOptions, channel: GuestChannel, escaped: () => 
     lent.typeInto(keys);
   };
   if (use.debugShell) {
-    void channel.next('shell').then(async ({ status }) => {
-      // Shown even with --quiet: the terminal now belongs to a shell in the guest.
-      options.stderr.write(`boxbuild: the command failed with exit status ${status}; here is a shell in its VM, with the shares mounted (exit ends the run)\n`);
-      typeInto(await channel.input());
-    });
+    void channel.next('shell').then(
+      async ({ status }) => {
+        // Shown even with --quiet: the terminal now belongs to a shell in the guest.
+        options.stderr.write(`boxbuild: the command failed with exit status ${status}; here is a shell in its VM, with the shares mounted (exit ends the run)\n`);
+        typeInto(await channel.input());
+      },
+      () => {}, // a guest that broke the protocol: the run's own wait reports it
+    );
   }
   return {
     request: { ...windowSize(use.host), command: use.tty, debugShell: use.debugShell },

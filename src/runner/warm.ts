@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { copyFile, mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { InstalledBox } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { writeJsonFile } from '../box/json-file.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from '../box/modes.js';
 import { statesCapBytes, statesDir, tidyStates } from '../box/states.js';
 import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
 import { type QmpClient, saveVmState } from '../qemu/qmp.js';
@@ -108,10 +109,12 @@ export async function saveState(
   const cap = statesCapBytes();
   const name = `${state.link.slice(state.link.lastIndexOf('/') + 1)}.d/${Date.now().toString(36)}-${process.pid}`;
   const dir = join(state.link, '..', name);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
   try {
     const whilePaused = () => Promise.all([copySparse(about.ram, stateRam(dir)), about.disk && copyFile(about.disk, stateDisk(dir))]).then(() => {});
     await saveVmState(qmp, stateFile(dir), { ...run, whilePaused });
+    // The copies took the modes of QEMU's files; the guest's memory is the user's alone.
+    await Promise.all([stateRam(dir), ...(about.disk ? [stateDisk(dir)] : [])].map((file) => chmod(file, PRIVATE_FILE)));
     const size = await allocatedBytes([stateFile(dir), stateRam(dir), stateDisk(dir)]);
     await writeJsonFile(join(dir, 'state.json'), { box: about.box, boxDir: about.boxDir, arch: about.arch, memoryMiB: about.memoryMiB, size, savedAt: new Date().toISOString() });
     const link = `${state.link}.${process.pid}.link`;

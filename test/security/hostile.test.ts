@@ -38,6 +38,14 @@ describe.each(RUNNERS)('a hostile guest, boxbuild run by %s', (runner) => {
     });
   });
 
+  test('a directory planted where the provenance file goes: one line, exit 71, nothing else left in the target', async () => {
+    const { description, target } = hostileBuild(runner, 'provenance-dir.sh');
+    const result = await runner.run(['--box', 'debian', '-q', '--', '--description', description, '--target-dir', target]);
+    const planted = join(target, 'boxbuild-provenance.json');
+    expect([result.exitCode, result.stderr]).toEqual([71, `boxbuild: error: cannot write the provenance file ${planted}: a directory is in its place (the build exited with status 0)`]);
+    expect(readdirSync(target)).toEqual(['boxbuild-provenance.json']);
+  });
+
   test('raw SFTP on the sshfs port reaches the share and nothing else (finding 1)', async () => {
     const { description, target } = hostileBuild(runner, 'raw-sftp.sh');
     const token = randomBytes(6).toString('hex');
