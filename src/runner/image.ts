@@ -117,7 +117,7 @@ export async function runInImage(options: RunOptions, imagePath: string, command
     output.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
     options.notice(`finding the kernel and root file system of ${imagePath}`);
     const status = await runInBox(
-      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [{ path: disk, format: 'qcow2', cache: 'unsafe' }] },
+      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: { mode: 'none', allow: [] }, stdout: output, stderr: output, extraDisks: [{ path: disk, format: 'qcow2', cache: 'unsafe' }] },
       () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
     );
     if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.slice(-3).join(' / ') || `preparing it failed (${status})`}`);
