@@ -58,13 +58,23 @@ class Mirror {
     return `http://127.0.0.1:${this.port}${path}`;
   }
 
-  /** Publishes suite `suite`: its packages (what the index says of each), a Packages.gz and an InRelease signed by `signer`. */
-  async publish(suite: string, signer: string, packages: { path: string; indexed: Buffer; served?: Buffer }[]): Promise<void> {
+  /**
+   * Publishes suite `suite`: its packages (what the index says of each), a Packages.gz (or .xz, also
+   * by hash) and an InRelease (or a Release with a detached Release.gpg) signed by `signer`.
+   */
+  async publish(suite: string, signer: string, packages: { path: string; indexed: Buffer; served?: Buffer }[], how: { xz?: boolean; detached?: boolean } = {}): Promise<void> {
     const stanzas = packages.map(({ path, indexed }) => `Package: ${path.split('/').pop()!.split('_')[0]}\nFilename: ${path.replace(/^\/debian\//, '')}\nSize: ${indexed.length}\nSHA256: ${sha256(indexed)}\n`);
-    const index = gzipSync(stanzas.join('\n'));
-    const release = `Origin: test\nSuite: ${suite}\nSHA256:\n ${sha256(index)} ${index.length} main/binary-amd64/Packages.gz\n`;
-    this.files.set(`/debian/dists/${suite}/main/binary-amd64/Packages.gz`, index);
-    this.files.set(`/debian/dists/${suite}/InRelease`, await gpg(['--local-user', signer, '--clearsign', '--output', '-'], release));
+    const index = how.xz ? (await execa('xz', ['-c'], { input: stanzas.join('\n'), encoding: 'buffer' })).stdout : gzipSync(stanzas.join('\n'));
+    const name = `main/binary-amd64/Packages.${how.xz ? 'xz' : 'gz'}`;
+    const release = `Origin: test\nSuite: ${suite}\nSHA256:\n ${sha256(Buffer.from(index))} ${index.length} ${name}\n`;
+    this.files.set(`/debian/dists/${suite}/${name}`, Buffer.from(index));
+    this.files.set(`/debian/dists/${suite}/main/binary-amd64/by-hash/SHA256/${sha256(Buffer.from(index))}`, Buffer.from(index));
+    if (how.detached) {
+      this.files.set(`/debian/dists/${suite}/Release`, Buffer.from(release));
+      this.files.set(`/debian/dists/${suite}/Release.gpg`, await gpg(['--local-user', signer, '--detach-sign', '--output', '-'], release));
+    } else {
+      this.files.set(`/debian/dists/${suite}/InRelease`, await gpg(['--local-user', signer, '--clearsign', '--output', '-'], release));
+    }
     for (const { path, indexed, served } of packages) this.files.set(path, served ?? indexed);
   }
 
@@ -139,6 +149,7 @@ describe('the package cache in the egress proxy', () => {
   const unlisted = { path: '/debian/pool/main/u/unlisted/unlisted_1_amd64.deb', indexed: randomBytes(20_000) };
   const badSigned = { path: '/debian/pool/main/f/forged/forged_1_amd64.deb', indexed: randomBytes(20_000) };
   const offMirror = { path: '/other/pool/x/x_1_all.deb', indexed: randomBytes(10_000) };
+  const debootstrapped = { path: '/debian/pool/main/d/dbs/dbs_1_amd64.deb', indexed: randomBytes(40_000) };
   let root: string;
   let dir: string;
   let socket: string;
@@ -155,6 +166,7 @@ describe('the package cache in the egress proxy', () => {
     await mirror.start();
     await mirror.publish('bookworm', SIGNER, [hello, all, poisoned, tampered, long, big, legacy, cut]);
     await mirror.publish('forged', SOMEONE_ELSE, [badSigned]);
+    await mirror.publish('detached', SIGNER, [debootstrapped], { xz: true, detached: true });
     mirror.files.delete(cut.path); // listed, but the mirror cuts it short
     mirror.files.set(unlisted.path, unlisted.indexed);
     mirror.files.set(offMirror.path, offMirror.indexed);
@@ -207,6 +219,14 @@ describe('the package cache in the egress proxy', () => {
     expect(next.cache).toBe('hit');
     expect(next.body.equals(poisoned.indexed)).toBe(true);
     expect(existsSync(join(dir, 'evil.local'))).toBe(false);
+  });
+
+  test('Release with a detached Release.gpg, and a Packages.xz fetched by its hash, vouch for packages too', async () => {
+    const index = [...mirror.files.keys()].find((path) => path.startsWith('/debian/dists/detached/main/binary-amd64/by-hash/'))!;
+    for (const path of ['/debian/dists/detached/Release', '/debian/dists/detached/Release.gpg', index]) expect((await get(mirror.url(path))).status).toBe(200);
+    expect((await get(mirror.url(debootstrapped.path))).body.equals(debootstrapped.indexed)).toBe(true);
+    const again = await get(mirror.url(debootstrapped.path));
+    expect([again.cache, again.body.equals(debootstrapped.indexed)]).toEqual(['hit', true]);
   });
 
   test('a package that is not what its signed index says is passed on and not kept', async () => {
