@@ -49,6 +49,9 @@ const CONNECT_TIMEOUT_MS = 30_000;
 /** How long closing waits for the guest forward's connectors to see the end and exit. */
 const CLOSE_GRACE_MS = 2000;
 
+/** Connections of the guest at once (each holds two processes of the guest forward); more are closed at once. */
+const MAX_GUEST_CONNECTIONS = 256;
+
 /** Bodies of archive indexes read for the package cache; a bigger one passes without being read. */
 const MAX_INDEX_BODY = 128 << 20;
 
@@ -259,6 +262,7 @@ export async function startEgressProxy(options: EgressOptions): Promise<EgressPr
     });
   });
   server.on('connection', (socket: Socket) => {
+    if (guests.size >= MAX_GUEST_CONNECTIONS) return socket.destroy();
     guests.add(socket);
     socket.once('close', () => guests.delete(socket));
   });

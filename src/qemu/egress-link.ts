@@ -22,20 +22,25 @@ export const egressSocket = (runDir: string) => join(runDir, 'egress.sock');
 
 /**
  * Copies stdin to the socket and the socket to stdout, each way in its own process (no deadlock
- * whatever either side does). Neither shuts the socket down: it closes only once both processes have
- * exited, so the proxy sees the end of a connection only when its connector is gone (a run ends
- * with none left). The end of the proxy's answer reaches the guest as a half-close; the guest's
- * half-close is not passed on (HTTP needs none). Perl is on every Debian system (perl-base is
- * essential) and has IO::Socket::UNIX. QEMU parses the command as a shell would
- * (g_shell_parse_argv), so the program is one single-quoted word: no ' inside.
+ * whatever either side does). Neither shuts the socket down, and when the proxy ends the connection
+ * the process that copies its answer ends the other one too: the proxy decides how long a connector
+ * lives (a guest that holds connections open holds no more processes than the proxy lets it), and
+ * sees a connection end only once its connector is gone (a run ends with none left). The end of the
+ * proxy's answer reaches the guest as a half-close; the guest's half-close is not passed on (HTTP
+ * needs none). The other process is ended only while it is still this one's parent (its pid cannot
+ * have been reused then). Perl is on every Debian system (perl-base is essential) and has
+ * IO::Socket::UNIX. QEMU parses the command as a shell would (g_shell_parse_argv), so the program
+ * is one single-quoted word: no ' inside.
  */
 const PROGRAM = [
   'use IO::Socket::UNIX;',
   'my $s = IO::Socket::UNIX->new(Peer => $ENV{' + EGRESS_SOCKET_VARIABLE + '}) or die "boxbuild egress: $!\\n";',
   'sub copy { my ($from, $to) = @_; while ((my $n = sysread($from, my $b, 65536)) > 0) {',
   ' for (my $o = 0; $o < $n; ) { my $w = syswrite($to, $b, $n - $o, $o) or return; $o += $w } } }',
+  'my $parent = $$;',
   'defined(my $pid = fork) or die "boxbuild egress: $!\\n";',
-  'if ($pid) { copy(\\*STDIN, $s) } else { copy($s, \\*STDOUT); shutdown(STDOUT, 1) }',
+  'if ($pid) { copy(\\*STDIN, $s) }',
+  'else { copy($s, \\*STDOUT); shutdown(STDOUT, 1); kill(9, $parent) if getppid() == $parent }',
 ].join(' ');
 
 export const CONNECTOR = `perl -e '${PROGRAM}'`;

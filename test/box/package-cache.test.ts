@@ -320,6 +320,14 @@ describe('the package cache in the egress proxy', () => {
     const text = await connectVia(socket, `127.0.0.1:${mirror.port}`, 'GET /debian/dists/bookworm/InRelease HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(text).toMatch(/HTTP\/1\.1 200 OK[\s\S]*BEGIN PGP SIGNED MESSAGE/);
   });
+
+  test('a guest holds at most 256 connections to the proxy (each costs two processes of the guest forward): more are closed at once', async () => {
+    const sockets = Array.from({ length: 300 }, () => connect(socket).on('error', () => {}));
+    let closed = 0;
+    await new Promise<void>((resolve) => sockets.forEach((s) => s.once('close', () => ++closed === 300 - 256 && resolve())));
+    expect(sockets.filter((s) => !s.destroyed).length).toBeLessThanOrEqual(256);
+    for (const s of sockets) s.destroy();
+  });
 });
 
 describe('the egress proxy for a host-side tool (making a box)', () => {
