@@ -5,4 +5,5 @@
 export { type BuildRequest, type RunRequest, type RunResult, type ShareRequest, type VmRequest, build, run } from './api/run.js';
 export { BoxbuildError, ExitCode, type ExitCodeName } from './errors.js';
 export type { Arch } from './box/arch.js';
+export type { NetworkWord } from './network/mode.js';
 export { VERSION } from './version.js';

@@ -3,6 +3,7 @@ import { Readable, Writable } from 'node:stream';
 import type { Arch } from '../box/arch.js';
 import { cacheRoot, openCache } from '../box/cache.js';
 import { usageError } from '../errors.js';
+import { type NetworkWord, parseNetwork } from '../network/mode.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import { shareSpec } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
@@ -23,8 +24,11 @@ export interface VmRequest {
   accel?: AccelRequest;
   /** Default `9p`. */
   sharing?: SharingChoice;
-  /** QEMU user networking; default true. */
-  network?: boolean;
+  /**
+   * What the guest reaches, as --network says it: `'filtered'` (the default, also `true`), `'full'`,
+   * `'none'` (also `false`), `'allow=HOST:PORT'` words (a list for several).
+   */
+  network?: boolean | NetworkWord | NetworkWord[];
   /** Boot even when a saved state exists. */
   cold?: boolean;
   /** Kill the VM after this many milliseconds. */
@@ -112,7 +116,7 @@ async function runWith(request: VmRequest, input: RunRequest['input'], start: (o
     sharing: request.sharing ?? '9p',
     bootTimeoutMs: request.bootTimeout ?? 60_000,
     timeoutMs: request.timeout,
-    network: request.network,
+    network: parseNetwork(request.network, 'network'),
     cold: request.cold,
     stdin: input === undefined ? undefined : input instanceof Readable ? input : Readable.from([Buffer.from(input)]),
     stdout,

@@ -12,6 +12,7 @@ import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
 import { SETTINGS, describeSkipped, findConfigFiles, loadConfig } from '../config/config.js';
+import { parseNetwork } from '../network/mode.js';
 import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
@@ -45,8 +46,8 @@ interface VmFlags {
   snapshot: boolean;
   channel: 'serial' | 'ssh';
   cold?: boolean;
-  /** false: --no-network. */
-  network: boolean;
+  /** --network words (the last mode given wins over the config's), or false: --no-network. */
+  network: string | string[] | boolean;
   env?: string[];
   result?: string;
   debugShell?: boolean;
@@ -87,7 +88,8 @@ function addVmOptions(command: Command): Command {
     .option('-e, --env <name[=value]>', "set a variable in the guest's environment; NAME alone passes the host's value (may be repeated)", collect)
     .option('--result <file>', 'write how the run ended (exit status or error, box, accelerator, times) to FILE as JSON')
     .option('--debug-shell', 'when the command fails, open a shell in its VM, shares mounted, on this terminal; exit ends the run')
-    .option('--no-network', 'give the guest no network at all (hermetic builds; default: QEMU user networking)')
+    .option('--network <mode>', 'what the guest reaches: filtered (the internet through boxbuild\'s proxy, nothing of the host), full (also the host\'s loopback), none; allow=HOST:PORT opens one host port (may be repeated)', collectNetwork, 'filtered')
+    .option('--no-network', 'same as --network none (hermetic builds)')
     .option('--cold', 'boot the box even when a saved, booted state of it exists (warm start is the default)')
     .option('--no-snapshot', "system boxes: write to the cached disk instead of a throwaway overlay (keeps e.g. a package cache)")
     .addOption(new Option('--9p-sharing', 'share directories over 9p (the default)').implies({ sharing: '9p' }))
@@ -121,8 +123,12 @@ function chosenBox(flags: VmFlags): string {
   return flags.box;
 }
 
+/** --network's words: given on the command line, they replace the config's value. */
+const collectNetwork = (value: string, previous: unknown) => [...(Array.isArray(previous) ? (previous as string[]) : []), value];
+
 function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags)): RunOptions {
-  if (!flags.network && flags.channel === 'ssh') throw usageError('--channel ssh reaches the guest over its network: it cannot go with --no-network');
+  const network = parseNetwork(flags.network);
+  if (network.mode === 'none' && flags.channel === 'ssh') throw usageError('--channel ssh reaches the guest over its network: it cannot go with --no-network (--network none)');
   return {
     box,
     arch: chosenArch(flags),
@@ -145,7 +151,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
     notice: notice(flags.quiet),
     snapshot: flags.snapshot,
     channel: flags.channel,
-    network: flags.network,
+    network,
     cold: flags.cold,
     boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,

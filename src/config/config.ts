@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArch } from '../box/arch.js';
 import { usageError } from '../errors.js';
+import { parseNetwork } from '../network/mode.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { distrust } from './trust.js';
 
@@ -39,11 +40,11 @@ export const SETTINGS: Record<string, Setting> = {
   sharing: { option: '--sharing', key: 'sharing', check: oneOf('9p', 'virtiofs', 'sshfs', 'auto') },
   channel: { option: '--channel', key: 'channel', check: oneOf('serial', 'ssh') },
   network: {
-    option: '--no-network',
+    option: '--network',
     key: 'network',
     check: (value, where) => {
-      if (typeof value !== 'boolean') throw usageError(`${where}: expected true or false`);
-      return value;
+      if (typeof value !== 'boolean' && typeof value !== 'string') throw usageError(`${where}: expected "filtered", "full", "none", "allow=HOST:PORT", true or false`);
+      return parseNetwork(value, where);
     },
   },
   bootTimeout: { option: '--boot-timeout', key: 'bootTimeout', check: text((value, where) => parseDurationMs(value, where)) },

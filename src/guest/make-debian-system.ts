@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,7 +7,8 @@ import { type Arch, debianArch } from '../box/arch.js';
 import { type BoxManifest, type InstalledBox, type ManifestFile, freshWorkDir, installVersion, readInstalled } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
-import { startPackageProxy } from '../package-cache/proxy.js';
+import { startEgressProxy } from '../network/egress.js';
+import { DEBIAN_MIRRORS, PackageCache } from '../package-cache/cache.js';
 import { guestProxyUrl } from '../runner/network.js';
 import type { Share } from '../sharing/types.js';
 import { downloadPackages, unpackPackage } from './debian-packages.js';
@@ -165,17 +166,19 @@ async function makeRootDisk(options: SystemBoxOptions, work: string, packages: s
   const debs = join(work, 'debs');
   for (const dir of [debs, join(make, 'tools'), join(make, 'coreutils'), join(make, 'kernel')]) await mkdir(dir, { recursive: true });
   log(`debootstrap bookworm (${arch}) from ${mirror}, with ${packages.join(', ')}: downloading`);
-  const proxy = await startPackageProxy(packageCacheDir(options.cacheRoot, options.name, arch));
+  // The host's own debootstrap downloads (no guest): the proxy reaches what the host does.
+  const cache = await PackageCache.open(join(options.cacheRoot, 'packages'), packageCacheDir(options.cacheRoot, options.name, arch), [...DEBIAN_MIRRORS, mirror]);
+  const proxy = await startEgressProxy({ listen: { token: randomBytes(16).toString('hex') }, mode: 'full', allow: [], cache });
   try {
     await mustRun('debootstrap --make-tarball', 'debootstrap', [...bootstrap, `--make-tarball=${join(work, 'debs.tgz')}`, 'bookworm', join(work, 'download'), mirror], {
       signal,
-      env: { http_proxy: `http://127.0.0.1:${proxy.port}` },
+      env: { http_proxy: proxy.url! },
     });
     await repackForVm(join(work, 'debs.tgz'), join(work, 'tarball'), join(make, 'debs.tar'), signal);
   } finally {
     await proxy.close();
   }
-  log(describeCacheUse(proxy.stats));
+  log(describeCacheUse(cache.stats, proxy.passedBytes));
   // debootstrap is "Architecture: all": apt has no candidate for it with an architecture.
   const tools = DEBOOTSTRAP_TOOLS.map((name) => (name === 'debootstrap' ? name : `${name}:${debArch}`));
   for (const pkg of await downloadPackages(tools, debs, signal)) await unpackPackage(pkg, join(make, 'tools'), signal);

@@ -2,7 +2,7 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isArch } from '../box/arch.js';
 import { formatBytes } from '../util/size.js';
-import type { CacheStats } from './proxy.js';
+import type { CacheStats } from './cache.js';
 
 /** Where the package files of one box and architecture are kept: `<cache>/packages/<box>/<arch>/<host>/<path>`. */
 export function packageCacheDir(root: string, box: string, arch: string): string {
@@ -73,8 +73,9 @@ export async function removePackageCache(root: string, box: string, arch: string
   await rm(packageCacheDir(root, box, arch), { recursive: true, force: true });
 }
 
-/** One line on what the package cache did for a build. */
-export function describeCacheUse(stats: CacheStats): string {
+/** One line on what the package cache did for a build; `passedBytes`: everything else the egress proxy passed. */
+export function describeCacheUse(stats: CacheStats, passedBytes: number): string {
   const files = (count: number) => `${count} ${count === 1 ? 'package' : 'packages'}`;
-  return `package cache: ${files(stats.hits)} (${formatBytes(stats.hitBytes)}) from the cache, ${files(stats.misses)} (${formatBytes(stats.missBytes)}) downloaded and kept, ${formatBytes(stats.passedBytes)} of indexes and other traffic`;
+  const unchecked = stats.unchecked ? `, ${files(stats.unchecked)} (${formatBytes(stats.uncheckedBytes)}) passed on but not kept (no signed index vouched for them)` : '';
+  return `package cache: ${files(stats.hits)} (${formatBytes(stats.hitBytes)}) from the cache, ${files(stats.misses)} (${formatBytes(stats.missBytes)}) downloaded and kept${unchecked}, ${formatBytes(passedBytes)} of indexes and other traffic`;
 }

@@ -1,3 +1,4 @@
+import { EGRESS_GUESTFWD } from './egress-link.js';
 import { type Accel, type MachineProfile, virtioDevice } from './profiles.js';
 
 /** A virtio-serial port whose host end is a Unix socket that boxbuild listens on. */
@@ -80,8 +81,12 @@ export interface VmSpec {
   /** Free slots for devices plugged in once the VM runs (on PCI Express machines, a root port each). */
   hotplugSlots?: number;
   disks?: DiskSpec[];
-  /** QEMU user networking (no root, no bridge) on a virtio NIC; without it the VM has no network at all. */
-  network?: boolean;
+  /**
+   * QEMU user networking (no root, no bridge) on a virtio NIC, with the egress proxy's forward:
+   * `filtered` lets the guest reach nothing else (restrict=on), `full` everything slirp reaches.
+   * Without it the VM has no network at all.
+   */
+  network?: 'filtered' | 'full';
   /** QMP monitor: a Unix socket that boxbuild listens on (for saving the VM's state). */
   qmpSocket?: string;
   /** Wait for a saved state instead of booting (restoreVmState names it over QMP). */
@@ -117,7 +122,11 @@ function memoryArgs(spec: VmSpec): string[] {
 
 function networkArgs(spec: VmSpec): string[] {
   if (!spec.network) return ['-nic', 'none'];
-  return ['-netdev', `user,id=${NETDEV_ID}`, '-device', `${virtioDevice(spec.profile, 'net')},netdev=${NETDEV_ID},romfile=`];
+  // restrict=on: slirp drops every connection and datagram of the guest but the guest forward (DNS
+  // included); forwards from the host (the SSH channel's) still work. IPv6 off: one family to filter.
+  const restrict = spec.network === 'filtered' ? ['restrict=on', 'ipv6=off'] : [];
+  const netdev = ['user', `id=${NETDEV_ID}`, ...restrict, `guestfwd=${qemuOptionValue(EGRESS_GUESTFWD)}`].join(',');
+  return ['-netdev', netdev, '-device', `${virtioDevice(spec.profile, 'net')},netdev=${NETDEV_ID},romfile=`];
 }
 
 /** Escapes a value for QEMU's comma-separated option syntax. */
@@ -131,11 +140,12 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     '-no-user-config',
     '-display', 'none',
     '-no-reboot',
-    // QEMU's own seccomp: no obsolete calls, no scheduler changes, no processes (states are saved to
-    // a socket and restored from an inherited file). Its elevateprivileges=deny is left out: it made
+    // QEMU's own seccomp: no obsolete calls, no scheduler changes, and without a network no
+    // processes (states are saved to a socket and restored from an inherited file); with one, the
+    // guest forward starts the egress connector. Its elevateprivileges=deny is left out: it made
     // restoring a system box 5x slower, and the share filter already keeps the setuid family to
     // QEMU's own ids.
-    '-sandbox', 'on,obsolete=deny,resourcecontrol=deny,spawn=deny',
+    '-sandbox', `on,obsolete=deny,resourcecontrol=deny${spec.network ? '' : ',spawn=deny'}`,
     '-machine', spec.machine ?? profile.machine,
     '-accel', spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
     '-cpu', spec.cpu ?? profile.cpu[spec.accel],

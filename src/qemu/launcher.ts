@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { BoxbuildError } from '../errors.js';
 import { type VmSpec, buildQemuArgs } from './argv.js';
 import { ConsoleLog } from './console-log.js';
+import { EGRESS_SOCKET_VARIABLE, egressSocket } from './egress-link.js';
 import { listenOnce } from './sockets.js';
 import { diesWithParent } from '../util/orphans.js';
 import { underShareFilter } from '../sandbox/exec.js';
@@ -46,7 +47,9 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions): Promise<Ru
   // QEMU's 9p server writes into the shares on the guest's behalf: it runs under the share filter.
   const [file, ...args] = diesWithParent(underShareFilter([binary, ...buildQemuArgs(spec)]));
   const startedAt = Date.now();
-  const child = new Child(file!, args, { stdio: ['ignore', 'ignore', 'pipe', ...(options.stateFd === undefined ? [] : [options.stateFd])] });
+  // The guest forward's connector finds the run's egress proxy through QEMU's environment.
+  const env = spec.network ? { ...process.env, [EGRESS_SOCKET_VARIABLE]: egressSocket(options.runDir) } : undefined;
+  const child = new Child(file!, args, { stdio: ['ignore', 'ignore', 'pipe', ...(options.stateFd === undefined ? [] : [options.stateFd])], env });
   const exited = child.ended.then(async (end): Promise<VmExit> => {
     consoleEndpoint.close();
     await console.close();

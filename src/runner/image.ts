@@ -113,7 +113,7 @@ export async function runInImage(options: RunOptions, imagePath: string, command
     output.on('data', (chunk: Buffer) => (lines = [...lines, ...chunk.toString().split('\n').filter(Boolean)].slice(-3)));
     options.notice(`finding the kernel and root file system of ${imagePath}`);
     const status = await runInBox(
-      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: false, stdout: output, stderr: output, extraDisks: [disk] },
+      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: { mode: 'none', allow: [] }, stdout: output, stderr: output, extraDisks: [disk] },
       () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
     );
     if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.join(' / ') || `preparing it failed (${status})`}`);

@@ -10,13 +10,13 @@ import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launche
 import { PROFILES } from '../qemu/profiles.js';
 import type { Share, SharingName } from '../sharing/types.js';
 import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
-import { startPackageProxy } from '../package-cache/proxy.js';
+import { DEBIAN_MIRRORS, PackageCache, buildMirrors } from '../package-cache/cache.js';
 import { checkGuestPath, existingDirectory } from './args.js';
 import { buildDirectories } from './commands.js';
 import { abortable } from './deadline.js';
 import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
 import { attachSystemDisk } from './system-disk.js';
-import { HOST_FROM_GUEST, guestProxyEnvironment } from './network.js';
+import { EGRESS_ENVIRONMENT, guestNetworkEnvironment, networkOf } from './network.js';
 import { bootKernel } from './vmlinux.js';
 import { type LentTerminal, lendTerminal, windowSize } from './terminal.js';
 import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, reportStarted, runSignal, sharingLost, teardown } from './session.js';
@@ -39,6 +39,7 @@ export const RESULT_LOG = 'result.log';
 
 interface KiwiPlan {
   shares: Share[];
+  description: string;
   targetDir: string;
   words: string[];
   customMount?: string;
@@ -58,7 +59,7 @@ export function planKiwiBuild(request: KiwiRequest): KiwiPlan {
     customMount = checkBoxVariable('--shared-path', checkGuestPath(hostPath));
     shares.push({ tag: 'custompath', hostPath, guestPath: hostPath, readOnly: false });
   }
-  return { shares, targetDir, words: kiwiBuildWords(globals, others), customMount };
+  return { shares, description, targetDir, words: kiwiBuildWords(globals, others), customMount };
 }
 
 /**
@@ -91,12 +92,6 @@ async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
   return Number(status[1]);
 }
 
-/** The box's proxy settings when the package cache serves the build: everything goes through it. */
-const proxyEnvironment = (port: number) => ({ http_proxy: `http://${HOST_FROM_GUEST}:${port}`, https_proxy: `http://${HOST_FROM_GUEST}:${port}` });
-
-/** Without the package cache, the host's own proxy settings (none without a network). */
-const buildEnvironment = (options: RunOptions) => (options.network === false ? {} : guestProxyEnvironment(process.env));
-
 /**
  * Runs a kiwi build in a box that follows the KIWI box contract: the box's kernel and initrd with
  * its system disk behind a throwaway overlay, the build's words in kiwi="…" on the kernel command
@@ -122,9 +117,13 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       sharing,
       environment,
     });
-  const caching = options.network !== false && options.packageCache !== false;
-  // The longest backend name and proxy port: refuses a command line that is too long before any download.
-  cmdline('virtiofs', caching ? proxyEnvironment(65535) : buildEnvironment(options));
+  const network = networkOf(options);
+  const caching = network.mode !== 'none' && options.packageCache !== false;
+  // The package cache is part of the egress proxy: with it, the build downloads through the proxy
+  // on a full network too.
+  const environment = caching ? { ...EGRESS_ENVIRONMENT } : guestNetworkEnvironment(network);
+  // The longest backend name: refuses a command line that is too long before any download.
+  cmdline('virtiofs', environment);
   const installed = await fetchBox(options, box, arch);
   const kernel = await bootKernel(installed, arch, options.notice);
   const session: Session = {};
@@ -135,9 +134,10 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   try {
     // A result.code left by an earlier build must not pass for this one's.
     await rm(join(plan.targetDir, RESULT_CODE), { force: true });
-    if (caching) session.packageProxy = await startPackageProxy(packageCacheDir(options.cacheRoot, box.name, arch));
-    const environment = session.packageProxy ? proxyEnvironment(session.packageProxy.port) : buildEnvironment(options);
-    const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: plan.shares, profile, signal });
+    const packageCache = caching
+      ? await PackageCache.open(join(options.cacheRoot, 'packages'), packageCacheDir(options.cacheRoot, box.name, arch), [...DEBIAN_MIRRORS, ...(await buildMirrors(plan.description, plan.words))])
+      : undefined;
+    const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: plan.shares, profile, signal, packageCache });
     const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
     session.releaseDisk = system.release;
     if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
@@ -148,7 +148,6 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
       ports: session.sharing!.ports,
       sharedMemory: session.sharing!.sharedMemory,
       disks: [system.disk],
-      network: options.network !== false,
       extraArgs: session.sharing!.qemuArgs,
     };
     signal.throwIfAborted();
@@ -170,7 +169,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
     const status = await buildStatus(plan.targetDir, vm);
     await writeProvenance(plan.targetDir, provenance, { argv: plan.words, exitCode: status, startedAt, endedAt: new Date(), warm: false });
-    if (session.packageProxy) options.notice(describeCacheUse(session.packageProxy.stats));
+    if (packageCache) options.notice(describeCacheUse(packageCache.stats, session.egress!.passedBytes));
     const log = join(plan.targetDir, RESULT_LOG);
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;

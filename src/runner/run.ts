@@ -6,7 +6,7 @@ import { BoxbuildError, usageError } from '../errors.js';
 import { type RunningVm, describeExit, vmError } from '../qemu/launcher.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { abortable, deadline, whenAborted } from './deadline.js';
-import { guestProxyEnvironment } from './network.js';
+import { guestNetworkEnvironment, networkOf } from './network.js';
 import { type TerminalRequest, encodeCommand, encodeRequest, encodeSshdRequest, encodeWindowSize } from './protocol.js';
 import { startSshSession } from './ssh-channel.js';
 import { type GuestChannel } from './channel.js';
@@ -97,7 +97,7 @@ export async function runOnBox(options: RunOptions, box: BoxEntry, installed: In
     lost.catch(() => {});
     const env = {
       LANG: 'C.UTF-8',
-      ...(options.network === false ? {} : guestProxyEnvironment(process.env)),
+      ...guestNetworkEnvironment(networkOf(options)),
       ...(options.terminal && process.env.TERM ? { TERM: process.env.TERM } : {}), // what the lent terminal is
       ...command.env,
     };

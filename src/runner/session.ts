@@ -14,10 +14,14 @@ import { type DiskSpec, type VmSpec, consoleName } from '../qemu/argv.js';
 import { type RunningVm } from '../qemu/launcher.js';
 import { type SocketEndpoint } from '../qemu/sockets.js';
 import { type Accel, type MachineProfile } from '../qemu/profiles.js';
-import { type PackageProxy } from '../package-cache/proxy.js';
+import { egressSocket } from '../qemu/egress-link.js';
+import { type EgressProxy, startEgressProxy } from '../network/egress.js';
+import { type NetworkChoice, networkWords } from '../network/mode.js';
+import { type PackageCache } from '../package-cache/cache.js';
 import { type ActiveSharing, type Share, type SharingChoice, type SharingName, chooseSharing, sharingBackend } from '../sharing/index.js';
 import { GuestChannel } from './channel.js';
 import { runEnding, whenAborted } from './deadline.js';
+import { networkOf } from './network.js';
 import { type SshSetup } from './ssh-channel.js';
 import { type HostTerminal } from './terminal.js';
 
@@ -68,8 +72,8 @@ export interface RunOptions {
   snapshot?: boolean;
   /** Boot even when a saved state of this VM shape exists (and save none). */
   cold?: boolean;
-  /** User networking for the guest (default); false: no network at all (--no-network). */
-  network?: boolean;
+  /** What the guest's network reaches (--network); default: the filtered network. */
+  network?: NetworkChoice;
   /** How the command and its output travel: virtio-serial ports (default), or SSH (the box needs sshd). */
   channel?: 'serial' | 'ssh';
   /** KIWI builds: packages through the box's package cache (default, with a network); false: downloaded afresh (--no-cache). */
@@ -136,8 +140,8 @@ export interface Session {
   /** The system disk's throwaway overlay, and how it is created (see attachSystemDisk). */
   overlay?: string;
   prepareDisk?: (saved?: string) => Promise<void>;
-  /** The package cache's proxy (KIWI builds). */
-  packageProxy?: PackageProxy;
+  /** The egress proxy (every run with a network). */
+  egress?: EgressProxy;
 }
 
 export async function teardown(session: Session): Promise<void> {
@@ -146,7 +150,7 @@ export async function teardown(session: Session): Promise<void> {
   await session.sharing?.stop();
   await session.releaseDisk?.();
   session.qmp?.close();
-  await session.packageProxy?.close();
+  await session.egress?.close();
   if (session.runDir) await rm(session.runDir, { recursive: true, force: true });
 }
 
@@ -173,17 +177,29 @@ export interface PreparedRun {
 }
 
 /**
- * Creates the run's private directory, chooses the accelerator and starts sharing `shares` (kept in
- * the session); stops between the steps when `signal` aborted.
+ * Creates the run's private directory, starts its egress proxy (with the package cache of a KIWI
+ * build), chooses the accelerator and starts sharing `shares` (all kept in the session); stops
+ * between the steps when `signal` aborted.
  */
 export async function prepareRun(
   options: RunOptions,
   session: Session,
-  what: { kernel: string; shares: Share[]; profile: MachineProfile; signal: AbortSignal },
+  what: { kernel: string; shares: Share[]; profile: MachineProfile; signal: AbortSignal; packageCache?: PackageCache },
 ): Promise<PreparedRun> {
   const { kernel, shares, profile, signal } = what;
   signal.throwIfAborted();
   const runDir = (session.runDir = await mkdtemp(join(tmpdir(), 'boxbuild-')));
+  const network = networkOf(options);
+  if (network.mode !== 'none') {
+    if (options.verbose) options.notice(`network: ${networkWords(network)}`);
+    session.egress = await startEgressProxy({
+      listen: { socket: egressSocket(runDir) },
+      mode: network.mode,
+      allow: network.allow,
+      cache: what.packageCache,
+      onRefused: options.verbose ? options.notice : undefined,
+    });
+  }
   signal.throwIfAborted();
   const accel = await resolveAccel(options.accel, {
     profile,
@@ -244,5 +260,12 @@ export function baseVmSpec(
     initrd: join(installed.dir, installed.manifest.files.initrd.name),
     console: consoleDevice(options, box),
     consoleSocket: join(run.runDir, 'console.sock'),
+    network: vmNetwork(options),
   };
+}
+
+/** The VM's network device for the run's network (none: no device). */
+export function vmNetwork(options: Pick<RunOptions, 'network'>): VmSpec['network'] {
+  const { mode } = networkOf(options);
+  return mode === 'none' ? undefined : mode;
 }

@@ -57,7 +57,6 @@ async function prepareVm({ options, session, box, installed, command, profile, s
     ports: [...session.channel.ports, ...session.sharing!.ports],
     sharedMemory: session.sharing!.sharedMemory,
     disks: [...(system.disk ? [system.disk] : []), ...(options.extraDisks ?? [])],
-    network: options.network !== false,
     qmpSocket: session.qmp.path,
     extraArgs: session.sharing!.qemuArgs,
   };

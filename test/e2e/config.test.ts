@@ -29,7 +29,7 @@ describe('config files', () => {
       { name: 'sharing', option: '--sharing', value: 'virtiofs', from: project },
       { name: 'bootTimeout', option: '--boot-timeout', value: '90s', from: project },
       { name: 'accel', option: '--accel', value: 'auto', from: 'default' },
-      { name: 'network', option: '--no-network', value: true, from: 'default' },
+      { name: 'network', option: '--network', value: 'filtered', from: 'default' },
     ]);
     const run = async (args: string[]) => {
       const result = join(tempDir(), 'result.json');
@@ -51,7 +51,17 @@ describe('config files', () => {
     expect(result.stderr).toMatch(new RegExp(`^boxbuild: error: ${unknown.project}: unknown setting "memry" \\(known: box, arch, memory,`));
     const bad = configured({ network: 'no' }, {});
     const refused = await runCli(['config'], { cwd: bad.cwd, env: bad.env });
-    expect([refused.exitCode, refused.stderr]).toEqual([2, `boxbuild: error: ${bad.user}: network: expected true or false`]);
+    expect([refused.exitCode, refused.stderr]).toEqual([2, `boxbuild: error: ${bad.user}: network: "no" is not a network: filtered (the default), full, none, or allow=HOST:PORT`]);
+  });
+
+  test("the network setting is --network's value: a config's mode is used, --network on the command line replaces it", async () => {
+    const none = configured({ network: 'none' }, {});
+    const ssh = await runCli(['exec', '--box', 'debian', '--channel', 'ssh', '--', 'true'], { cwd: none.cwd, env: none.env });
+    expect([ssh.exitCode, ssh.stderr]).toEqual([2, 'boxbuild: error: --channel ssh reaches the guest over its network: it cannot go with --no-network (--network none)']);
+    const full = configured({ network: 'full' }, {});
+    // allow= would conflict with full were the config's value kept: the box lookup is what fails.
+    const replaced = await runCli(['exec', '--box', 'no-such-box', '--network', 'allow=127.0.0.1:8080', '--', 'true'], { cwd: full.cwd, env: full.env });
+    expect([replaced.exitCode, replaced.stderr]).toEqual([2, expect.stringMatching(/^boxbuild: error: unknown box "no-such-box"/)]);
   });
 });
 

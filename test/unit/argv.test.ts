@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { type VmSpec, buildQemuArgs, consoleName, deviceArgs } from '../../src/qemu/argv.js';
+import { CONNECTOR } from '../../src/qemu/egress-link.js';
 import { PROFILES } from '../../src/qemu/profiles.js';
 import { confinedCommand, unshareOptions } from '../../src/sharing/confine.js';
 import { ninePGuestMount, ninePQemuArgs } from '../../src/sharing/ninep.js';
@@ -96,7 +97,7 @@ describe('buildQemuArgs', () => {
           { path: '/run/x/overlay.qcow2', format: 'qcow2', backing: { path: '/img/a,b.qcow2', format: 'qcow2' }, cache: 'unsafe' },
           { path: '/b/base,1.raw', format: 'raw', cache: 'writeback', readOnly: true },
         ],
-        network: true,
+        network: 'full',
       }),
     );
     expect(valuesOf(args, '-drive')).toEqual([]);
@@ -111,9 +112,17 @@ describe('buildQemuArgs', () => {
       { 'node-name': 'disk1', driver: 'raw', cache: { direct: false, 'no-flush': false }, 'read-only': true, file: { driver: 'file', filename: '/b/base,1.raw' } },
     ]);
     expect(valuesOf(args, '-device')).toContain('virtio-blk-pci,drive=disk1');
-    expect(valuesOf(args, '-netdev')).toEqual(['user,id=net0']);
+    expect(valuesOf(args, '-netdev')).toEqual([`user,id=net0,guestfwd=tcp:10.0.2.100:3128-cmd:${CONNECTOR.replaceAll(',', ',,')}`]);
     expect(valuesOf(args, '-device')).toContain('virtio-net-pci,netdev=net0,romfile=');
     expect(valuesOf(args, '-nic')).toEqual([]);
+  });
+
+  test('the filtered network: restricted, IPv4 only, the egress forward the same for every run; the forward may start its connector', () => {
+    const filtered = buildQemuArgs(spec({ network: 'filtered' }));
+    expect(valuesOf(filtered, '-netdev')[0]).toMatch(/^user,id=net0,restrict=on,ipv6=off,guestfwd=tcp:10\.0\.2\.100:3128-cmd:perl -e '[^']+'$/);
+    expect(valuesOf(filtered, '-sandbox')).toEqual(['on,obsolete=deny,resourcecontrol=deny']);
+    expect(valuesOf(buildQemuArgs(spec()), '-sandbox')).toEqual(['on,obsolete=deny,resourcecontrol=deny,spawn=deny']);
+    expect(buildQemuArgs(spec({ network: 'filtered', consoleSocket: '/run/other/console.sock' })).filter((arg) => arg.startsWith('user,'))).toEqual(valuesOf(filtered, '-netdev'));
   });
 
   test.each([

@@ -1,6 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { cachePath } from '../../src/package-cache/proxy.js';
-import { guestProxyEnvironment, guestProxyUrl } from '../../src/runner/network.js';
+import { cachePath } from '../../src/package-cache/cache.js';
+import { forbiddenBecause, sameAddress } from '../../src/network/addresses.js';
+import { parseNetwork } from '../../src/network/mode.js';
+import { guestNetworkEnvironment, guestProxyEnvironment, guestProxyUrl } from '../../src/runner/network.js';
 
 describe('proxy settings for the guest', () => {
   test("a proxy on the host's loopback is the host's 10.0.2.2 in the guest", () => {
@@ -14,6 +16,83 @@ describe('proxy settings for the guest', () => {
   test('only proxy variables travel; no_proxy unchanged', () => {
     expect(guestProxyEnvironment({ HTTPS_PROXY: 'http://127.0.0.1:1', no_proxy: 'localhost', HOME: '/root' })).toEqual({ HTTPS_PROXY: 'http://10.0.2.2:1', no_proxy: 'localhost' });
   });
+
+  test("filtered: the egress proxy's settings, not the host's; full: the host's; none: nothing", () => {
+    const host = { http_proxy: 'http://127.0.0.1:3128', no_proxy: 'localhost' };
+    const egress = 'http://10.0.2.100:3128';
+    expect(guestNetworkEnvironment(parseNetwork(undefined), host)).toEqual({ http_proxy: egress, HTTP_PROXY: egress, https_proxy: egress, HTTPS_PROXY: egress });
+    expect(guestNetworkEnvironment(parseNetwork('full'), host)).toEqual({ http_proxy: 'http://10.0.2.2:3128', no_proxy: 'localhost' });
+    expect(guestNetworkEnvironment(parseNetwork(false), host)).toEqual({});
+  });
+});
+
+describe('--network', () => {
+  test('modes, booleans of older configs, allow= entries (repeated or comma-separated)', () => {
+    expect(parseNetwork(undefined)).toEqual({ mode: 'filtered', allow: [] });
+    expect(parseNetwork(true)).toEqual({ mode: 'filtered', allow: [] });
+    expect(parseNetwork(false)).toEqual({ mode: 'none', allow: [] });
+    expect(parseNetwork(['full'])).toEqual({ mode: 'full', allow: [] });
+    expect(parseNetwork(['allow=127.0.0.1:8080', 'allow=Mirror.Local:80,[::1]:3142'])).toEqual({
+      mode: 'filtered',
+      allow: [
+        { host: '127.0.0.1', port: 8080 },
+        { host: 'mirror.local', port: 80 },
+        { host: '::1', port: 3142 },
+      ],
+    });
+    expect(parseNetwork('filtered,allow=169.254.1.1:80')).toEqual({ mode: 'filtered', allow: [{ host: '169.254.1.1', port: 80 }] });
+  });
+
+  test.each([
+    [['bogus'], /"bogus" is not a network/],
+    [['full', 'none'], /full and none conflict/],
+    [['full', 'allow=127.0.0.1:1'], /allow= opens a host port of the filtered network; --network full reaches every port already/],
+    [['allow=127.0.0.1'], /"allow=127.0.0.1" is not HOST:PORT/],
+    [['allow=127.0.0.1:0'], /not HOST:PORT/],
+    [['allow=127.0.0.1:65536'], /not HOST:PORT/],
+    [['allow=[nothost]:1'], /not HOST:PORT/],
+    [['allow=:80'], /not HOST:PORT/],
+  ])('%j is refused: %s', (words, message) => {
+    expect(() => parseNetwork(words)).toThrow(message);
+  });
+});
+
+describe('addresses the filtered network does not reach', () => {
+  const own = new Set(['c0000202', '192.0.2.2']);
+  test.each([
+    ['127.0.0.1', "the host's loopback"],
+    ['127.8.9.10', "the host's loopback"],
+    ['0.0.0.0', 'an unspecified address (this host)'],
+    ['169.254.169.254', 'link-local (cloud metadata services answer there)'],
+    ['100.100.100.200', 'a cloud metadata service'],
+    ['224.0.0.251', 'multicast'],
+    ['255.255.255.255', 'reserved or broadcast'],
+    ['::1', "the host's loopback"],
+    ['0:0:0:0:0:0:0:1', "the host's loopback"],
+    ['::', 'an unspecified address (this host)'],
+    ['fe80::1', 'link-local'],
+    ['fd00:ec2::254', 'a cloud metadata service'],
+    ['::ffff:127.0.0.1', "the host's loopback"],
+    ['::ffff:7f00:1', "the host's loopback"],
+    ['::ffff:169.254.169.254', 'link-local (cloud metadata services answer there)'],
+    ['::127.0.0.1', "the host's loopback"],
+    ['64:ff9b::a9fe:a9fe', 'link-local (cloud metadata services answer there)'],
+    ['192.0.2.2', "one of the host's own addresses"],
+  ])('%s: %s', (address, why) => {
+    expect(forbiddenBecause(address, new Set(['192.0.2.2']))).toBe(why);
+  });
+
+  test('the internet and private networks other than the host are reached', () => {
+    for (const address of ['203.0.113.80', '192.0.2.3', '10.1.2.3', '172.16.0.1', '192.168.1.1', '100.64.0.1', '2001:db8::1', 'fd12::1', '::ffff:203.0.113.80']) {
+      expect(forbiddenBecause(address, own), address).toBeUndefined();
+    }
+  });
+
+  test('one address, several spellings', () => {
+    expect(sameAddress('::1', '0::1')).toBe(true);
+    expect(sameAddress('::ffff:127.0.0.1', '127.0.0.1')).toBe(true);
+    expect(sameAddress('127.0.0.1', '127.0.0.2')).toBe(false);
+  });
 });
 
 describe('the package cache', () => {
@@ -26,5 +105,6 @@ describe('the package cache', () => {
     expect(path('http://deb.debian.org/debian/pool/x_1_all.deb?token=1')).toBeUndefined();
     expect(path('http://deb.debian.org/debian/..%2f..%2fx_1_all.deb')).toBeUndefined();
     expect(path('http://deb.debian.org/debian/pool/.hidden_1_all.deb')).toBeUndefined();
+    expect(path('http://deb.debian.org/debian/pool/bad%zz_1_all.deb')).toBeUndefined();
   });
 });
