@@ -7,6 +7,7 @@ import { benchCBuild } from './cbuild.js';
 import { benchDownloads } from './download.js';
 import { benchImages } from './images.js';
 import { benchKiwi } from './kiwi.js';
+import { benchNetwork } from './network.js';
 import { benchSharing } from './sharing.js';
 import { benchStartup, benchWarm } from './warm.js';
 
@@ -23,6 +24,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   warm: () => benchWarm(env),
   args: () => benchArgs(env),
   sharing: () => benchSharing(env),
+  network: () => benchNetwork(env),
   cbuild: () => benchCBuild(env),
   kiwi: () => benchKiwi(env),
   images: () => benchImages(env),
