@@ -36,7 +36,8 @@ describe.each(RUNNERS)('a guest racing for a set-id file, boxbuild run by %s', (
 
   test.each(BACKENDS)('over %s leaves no set-id or special file on the host', async (backend) => {
     const { description, target } = hostileBuild(runner, 'setid-race.sh', [race]);
-    const result = await runner.run(['--box', 'debian', '-q', `--sharing=${backend}`, '--', '--description', description, '--target-dir', target, String(SECONDS)]);
+    // Bounded by boxbuild itself, so that a stall says where it was (in a quiet run each takes about 10 s).
+    const result = await runner.run(['--box', 'debian', '-q', `--sharing=${backend}`, '--timeout', '240s', '--', '--description', description, '--target-dir', target, String(SECONDS)]);
     const report = result.stdout.split('\n').filter((line) => line.startsWith('RACE')).join('\n');
     expect(result.stdout, result.stderr).toContain('SETID-RACE-DONE');
     const { stdout: setId } = await execa('find', [target, '-perm', '/6000']);
@@ -48,5 +49,5 @@ describe.each(RUNNERS)('a guest racing for a set-id file, boxbuild run by %s', (
     expect(asRoot!.plain, report).toBeGreaterThan(0);
     expect(asRoot!.links, report).toBeGreaterThan(0);
     if (backend === '9p') expect(asUser!.plain, report).toBeGreaterThan(0);
-  });
+  }, 300_000); // a CI run once took over 120 s for one of these at load 8, while boxes were made beside it
 });
