@@ -53,6 +53,11 @@ describe('bad input', () => {
     mkdirSync(desc);
     await expectUsageError(['--box', 'debian', '--', '--description', desc, '--target-dir', join(desc, 'out')], 'lies inside the description');
   });
+  test('a target directory that cannot be made (/proc refuses it): exit 2 at once', async () => {
+    // Node's recursive mkdir spun for ever there, deaf to SIGTERM: the timeout ends it with SIGKILL.
+    const result = await runCli(['--box', 'debian', '--', '--description', example, '--target-dir', '/proc/nope/deeper'], { timeout: 10_000, forceKillAfterDelay: 1000 });
+    expect([result.exitCode, result.stderr]).toEqual([2, 'boxbuild: error: cannot create --target-dir /proc/nope/deeper: ENOENT']);
+  });
   test('description inside the target', () =>
     expectUsageError(['--box', 'debian', '--', '--description', example, '--target-dir', REPO], 'lies inside the target directory'));
   test('unknown option', () => expectUsageError(['--box', 'debian', '--frobnicate', '--', 'x'], "unknown option '--frobnicate'"));
