@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -61,6 +61,12 @@ describe('bad input', () => {
   test('description inside the target', () =>
     expectUsageError(['--box', 'debian', '--', '--description', example, '--target-dir', REPO], 'lies inside the target directory'));
   test('unknown option', () => expectUsageError(['--box', 'debian', '--frobnicate', '--', 'x'], "unknown option '--frobnicate'"));
+  test('an unknown option still writes the --result file; a --result that cannot be written is refused before the run', async () => {
+    const result = join(dir, 'unknown.json');
+    await expectUsageError(['exec', '--box', 'debian', '--frobnicate', '--result', result, '--', 'true'], "unknown option '--frobnicate'");
+    expect(JSON.parse(readFileSync(result, 'utf8'))).toMatchObject({ exitCode: 2, error: { kind: 'usage', message: "unknown option '--frobnicate'" } });
+    await expectUsageError(['exec', '--box', 'debian', '--result', dir, '--', 'true'], /^boxbuild: error: --result .*: a directory is in its place$/m);
+  });
   test('bad memory size', () => expectUsageError(['exec', '--box', 'debian', '--box-memory', 'lots', '--', 'true'], 'not a size'));
   test('bad accelerator', () => expectUsageError(['exec', '--box', 'debian', '--accel', 'xen', '--', 'true'], 'xen'));
   test('exec without a command', () => expectUsageError(['exec', '--box', 'debian', '--'], 'missing command'));
