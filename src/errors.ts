@@ -10,6 +10,8 @@ export const ExitCode = {
   vmFailed: 71,
   /** The guest stopped (crash, poweroff) without reporting the build's exit status. */
   guestLost: 76,
+  /** stdout or stderr could not be written (a full disk, an I/O error): EX_IOERR of sysexits.h. */
+  ioError: 74,
   /** `--timeout` expired and the VM was killed. */
   timeout: 124,
   /** stdout or stderr was closed (the reader went away), as SIGPIPE would end a shell tool (128 + 13). */

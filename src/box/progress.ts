@@ -56,13 +56,14 @@ export function startProgress(output: ProgressOutput, label: string, total: numb
     update(bytes) {
       shown = bytes;
       const now = performance.now();
-      if (tty) {
-        if (now - last >= 100) bar(bytes);
-      } else if (now - last >= (output.lineIntervalS ?? 15) * 1000) {
+      // `last` is when something was drawn: an update too soon after it leaves it alone.
+      if (now - last < (tty ? 100 : (output.lineIntervalS ?? 15) * 1000)) return;
+      last = now;
+      if (tty) bar(bytes);
+      else {
         const { amount, rate, eta } = describe(bytes);
         output.log(`${label}: ${amount}, ${formatBytes(rate)}/s, ETA ${eta}`);
-      } else return;
-      last = now;
+      }
     },
     finish(completed) {
       if (tty) {

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot, openCache } from '../box/cache.js';
 import { openBuildLog } from '../box/logs.js';
@@ -16,7 +16,7 @@ import { parseNetwork } from '../network/mode.js';
 import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
-import { ResultFile } from './result.js';
+import { ResultFile, resultArgument } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, notice, registryFiles } from './common.js';
 import { hostTerminal } from '../runner/terminal.js';
@@ -211,7 +211,7 @@ Examples:
     .exitOverride()
     .action(async (flags: VmFlags & KiwiFlags) => {
       if (flags.listBoxes) return listBoxes(flags);
-      const result = new ResultFile(flags.result, argv);
+      const result = new ResultFile(flags.result, argv, notice(flags.quiet));
       status = await result.record(async () => {
         refuseContainer(flags);
         if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
@@ -223,7 +223,7 @@ Examples:
   /** exec and shell: a command in a fresh VM of a box or of an image; stdin is forwarded, or a terminal lent (-t). */
   const execute = async (flags: ExecFlags, command: string[], tty: boolean) => {
     const guestCommand = () => ({ ...execCommand((flags.share ?? []).map(parseShareSpec), command, process.cwd()), env: guestEnv(flags) });
-    const result = new ResultFile(flags.result, argv);
+    const result = new ResultFile(flags.result, argv, notice(flags.quiet));
     try {
       status = await result.record(async () => {
         const terminal = terminalUse(flags, tty);
@@ -315,7 +315,13 @@ Examples:
     const near = closest(word, commands);
     throw usageError(`unknown command "${word}"${near ? ` (did you mean "${near}"?)` : ''}; the commands are ${commands.join(' and ')}; a build runs as boxbuild --box NAME -- BUILD ARGS`);
   }
-  await program.parseAsync(own, { from: 'user' });
+  try {
+    await program.parseAsync(own, { from: 'user' });
+  } catch (error) {
+    // A command line commander refused (an unknown option) ran nothing, but still gets its --result file.
+    if (error instanceof CommanderError && error.exitCode !== 0) await new ResultFile(resultArgument(own), argv, notice()).refused(usageError(error.message.replace(/^error: /, '')));
+    throw error;
+  }
   return status;
 }
 

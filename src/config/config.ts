@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArch } from '../box/arch.js';
@@ -69,20 +69,34 @@ export interface ConfigValue {
 export interface ConfigFiles {
   user?: string;
   project?: string;
+  /** Places a config file may be that could not be looked into. */
+  unreadable?: SkippedFile[];
+}
+
+/** Whether `file` exists; a directory that cannot be looked into goes into `unreadable`. */
+function present(file: string, unreadable: SkippedFile[]): boolean {
+  try {
+    return statSync(file, { throwIfNoEntry: false }) !== undefined;
+  } catch (error) {
+    unreadable.push({ file, kind: 'config file', reason: `cannot look into its directory (${(error as NodeJS.ErrnoException).code})` });
+    return false;
+  }
 }
 
 /** The user's and the project's config files that exist, seen from `cwd`. */
 export function findConfigFiles(cwd: string, env: NodeJS.ProcessEnv = process.env): ConfigFiles {
+  const unreadable: SkippedFile[] = [];
   const user = join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'boxbuild', 'config.json');
   let project: string | undefined;
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, '.boxbuild.json'))) {
+    if (present(join(dir, '.boxbuild.json'), unreadable)) {
       project = join(dir, '.boxbuild.json');
       break;
     }
-    if (dir === dirname(dir)) break;
+    // Where it cannot look, the nearest project file is unknown: none above is taken for it.
+    if (unreadable.length > 0 || dir === dirname(dir)) break;
   }
-  return { user: existsSync(user) ? user : undefined, project };
+  return { user: present(user, unreadable) ? user : undefined, project, unreadable };
 }
 
 /** Reads and checks one config file: every key known, every value as its option would take it. */
@@ -96,7 +110,8 @@ function readConfigFile(file: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw usageError(`${file}: expected an object of settings`);
   const values: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(parsed)) {
-    const setting = SETTINGS[name];
+    // Own keys only: `constructor` or `__proto__` are unknown settings, not Object's.
+    const setting = Object.hasOwn(SETTINGS, name) ? SETTINGS[name] : undefined;
     if (!setting) throw usageError(`${file}: unknown setting "${name}" (known: ${Object.keys(SETTINGS).join(', ')})`);
     setting.check(value, `${file}: ${name}`);
     // Registry files are named relative to the config file that names them.
@@ -136,7 +151,7 @@ function trustedRegistries(registries: string[], namedBy: string, skipped: Skipp
 /** The effective settings of the config files that may be read; the others skipped. */
 export function loadConfig(files: ConfigFiles, uid?: number): Config {
   const settings: Record<string, ConfigValue> = {};
-  const skipped: SkippedFile[] = [];
+  const skipped: SkippedFile[] = [...(files.unreadable ?? [])];
   for (const file of [files.user, files.project]) {
     if (!file) continue;
     const reason = distrust(file, uid);

@@ -72,11 +72,13 @@ export async function saveVmState(
   { runDir, whilePaused, signal, timeoutMs = 60_000 }: { runDir: string; whilePaused?: () => Promise<void>; signal?: AbortSignal; timeoutMs?: number },
 ): Promise<void> {
   const endpoint = await listenOnce(join(runDir, 'save.sock'));
+  let migrating = false;
   try {
     const written = endpoint.connection.then((socket) => pipeline(socket, createWriteStream(file, { mode: PRIVATE_FILE })));
     written.catch(() => {});
     await ignoreSharedRam(qmp);
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3 }); // bytes/s: as fast as it goes
+    migrating = true;
     await qmp.execute('migrate', { uri: `unix:${endpoint.path}` });
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -87,12 +89,34 @@ export async function saveVmState(
       await sleep(20, undefined, { signal });
     }
     await written;
+    // QEMU flushed its disks when the migration completed; they stay untouched until `cont`.
+    await whilePaused?.();
+  } catch (error) {
+    // Whatever failed (a full disk, a timeout), the guest must run on: a paused one would hang the run.
+    // (A run that is ending stops the VM instead.)
+    if (migrating && !signal?.aborted) await resume(qmp, error);
+    throw error;
   } finally {
     endpoint.close();
   }
-  // QEMU flushed its disks when the migration completed; they stay untouched until `cont`.
-  await whilePaused?.();
-  await qmp.execute('cont');
+  await resume(qmp);
+}
+
+/** Lets a VM paused for a save run on; after a `failure` the migration may still go on, so it is cancelled first. */
+async function resume(qmp: QmpClient, failure?: unknown): Promise<void> {
+  try {
+    if (failure) await qmp.execute('migrate_cancel');
+    await qmp.execute('cont');
+  } catch (error) {
+    throw new VmNotResumed(`the VM could not be resumed after saving its state${failure ? ` failed (${(failure as Error).message})` : ''}: ${(error as Error).message}`, { cause: failure ?? error });
+  }
+}
+
+/** A VM left paused by a save: unlike a failed save, this ends the run. */
+export class VmNotResumed extends BoxbuildError {
+  constructor(message: string, options: { cause?: unknown }) {
+    super('vmFailed', message, options);
+  }
 }
 
 /**

@@ -1,9 +1,9 @@
-import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { BoxEntry } from '../box/registry.js';
 import { usageError } from '../errors.js';
 import type { Share } from '../sharing/types.js';
 import { type ShareSpec, existingDirectory, isWithin, parseBuildArgs, realPath } from './args.js';
+import { makeDirectories } from '../util/file.js';
 import type { GuestCommand } from './session.js';
 
 /** Where the build's directories appear in the guest. */
@@ -31,7 +31,7 @@ export function buildDirectories(buildArgs: string[]): BuildDirectories {
   };
   const target = separate(realPath(args.targetDir));
   try {
-    mkdirSync(target, { recursive: true });
+    makeDirectories(target);
   } catch (error) {
     throw usageError(`cannot create --target-dir ${args.targetDir}: ${(error as NodeJS.ErrnoException).code}`);
   }

@@ -12,10 +12,13 @@ export function deadline(ms: number | undefined, makeError: () => Error): { prom
 
 /**
  * The error a run ends with when its signal aborts: SIGTERM gives exit 143, SIGPIPE (boxbuild's
- * stdout or stderr was closed) 141, anything else (SIGINT) 130.
+ * stdout or stderr was closed) 141, a BoxbuildError itself (its output could not be written),
+ * anything else (SIGINT) 130.
  */
 const interruption = (reason: unknown) =>
-  reason === 'SIGTERM'
+  reason instanceof BoxbuildError
+    ? reason
+    : reason === 'SIGTERM'
     ? new BoxbuildError('terminated', 'terminated; the VM was stopped')
     : reason === 'SIGPIPE'
       ? new BoxbuildError('brokenPipe', 'the output was closed; the VM was stopped')

@@ -5,7 +5,7 @@ import { type InstalledBox } from '../box/cache.js';
 import { type BoxEntry } from '../box/registry.js';
 import { NETDEV_ID, type VmSpec, hotplugPort } from '../qemu/argv.js';
 import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
-import { QmpClient, forwardHostPort, plugDevice, restoreVmState } from '../qemu/qmp.js';
+import { QmpClient, VmNotResumed, forwardHostPort, plugDevice, restoreVmState } from '../qemu/qmp.js';
 import { listenOnce } from '../qemu/sockets.js';
 import { cpuTimeMs } from '../util/proc.js';
 import { formatBytes } from '../util/size.js';
@@ -179,6 +179,7 @@ export async function startGuest(start: GuestStart): Promise<{ vm: RunningVm; wa
       (size) => options.verbose && options.notice(`saved the booted VM (${formatBytes(size)}) for warm starts`),
       (error: Error) => {
         signal.throwIfAborted();
+        if (error instanceof VmNotResumed) throw error;
         options.notice(`warning: could not save the VM state for warm starts: ${error.message}`);
       },
     );

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readlink, rename, rm, rmdir, stat, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { InstalledBox } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
@@ -125,6 +125,7 @@ export async function saveState(
     return size;
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
+    await rmdir(join(dir, '..')).catch(() => {}); // its shape's directory, unless other states are in it
     throw error;
   }
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -53,9 +53,20 @@ describe('bad input', () => {
     mkdirSync(desc);
     await expectUsageError(['--box', 'debian', '--', '--description', desc, '--target-dir', join(desc, 'out')], 'lies inside the description');
   });
+  test('a target directory that cannot be made (/proc refuses it): exit 2 at once', async () => {
+    // Node's recursive mkdir spun for ever there, deaf to SIGTERM: the timeout ends it with SIGKILL.
+    const result = await runCli(['--box', 'debian', '--', '--description', example, '--target-dir', '/proc/nope/deeper'], { timeout: 10_000, forceKillAfterDelay: 1000 });
+    expect([result.exitCode, result.stderr]).toEqual([2, 'boxbuild: error: cannot create --target-dir /proc/nope/deeper: ENOENT']);
+  });
   test('description inside the target', () =>
     expectUsageError(['--box', 'debian', '--', '--description', example, '--target-dir', REPO], 'lies inside the target directory'));
   test('unknown option', () => expectUsageError(['--box', 'debian', '--frobnicate', '--', 'x'], "unknown option '--frobnicate'"));
+  test('an unknown option still writes the --result file; a --result that cannot be written is refused before the run', async () => {
+    const result = join(dir, 'unknown.json');
+    await expectUsageError(['exec', '--box', 'debian', '--frobnicate', '--result', result, '--', 'true'], "unknown option '--frobnicate'");
+    expect(JSON.parse(readFileSync(result, 'utf8'))).toMatchObject({ exitCode: 2, error: { kind: 'usage', message: "unknown option '--frobnicate'" } });
+    await expectUsageError(['exec', '--box', 'debian', '--result', dir, '--', 'true'], /^boxbuild: error: --result .*: a directory is in its place$/m);
+  });
   test('bad memory size', () => expectUsageError(['exec', '--box', 'debian', '--box-memory', 'lots', '--', 'true'], 'not a size'));
   test('bad accelerator', () => expectUsageError(['exec', '--box', 'debian', '--accel', 'xen', '--', 'true'], 'xen'));
   test('exec without a command', () => expectUsageError(['exec', '--box', 'debian', '--'], 'missing command'));

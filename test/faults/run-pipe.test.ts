@@ -1,5 +1,6 @@
-import { describe, expect, test } from 'vitest';
-import { expectNoLeftovers, startIsolated, untilOutput } from '../helpers/box-cli.js';
+import { closeSync, openSync } from 'node:fs';
+import { afterAll, describe, expect, test } from 'vitest';
+import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
 
 /* A closed stdout (`boxbuild … | head -2`) ends the run as SIGPIPE would: VM stopped, nothing left, 141, no stack trace. */
 
@@ -24,5 +25,31 @@ describe('the reader of stdout goes away', () => {
     const result = await child;
     expect({ exitCode: result.exitCode, stderr }).toEqual({ exitCode: 141, stderr: '' });
     expectNoLeftovers(tmp);
+  });
+});
+
+/* Output that cannot be written (a full disk, an I/O error) ends the run the same way, but says so: one line, exit 74. */
+
+describe('stdout or stderr cannot be written', () => {
+  // Every write to it fails with ENOSPC. (execa passes any descriptor on; its types name only 1 and 2.)
+  const full = openSync('/dev/full', 'w') as 1;
+  afterAll(() => closeSync(full));
+  const error = (stream: string) => new RegExp(`^boxbuild: error: cannot write the output \\(${stream}\\): ENOSPC: no space left on device, write$`);
+
+  test('exec -- head -c 5000000 /dev/zero > /dev/full', async () => {
+    const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'head', '-c', '5000000', '/dev/zero'], { stdout: full });
+    expect(result.exitCode).toBe(74);
+    expect(result.stderr).toMatch(error('stdout'));
+  });
+
+  test('exec -- sh -c "head -c 5000000 /dev/zero >&2" 2> /dev/full', async () => {
+    const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'sh', '-c', 'head -c 5000000 /dev/zero >&2; echo done'], { stderr: full });
+    expect([result.exitCode, result.stdout]).toEqual([74, '']);
+  });
+
+  test('box list --json > /dev/full', async () => {
+    const result = await runIsolated(['box', 'list', '--json', '--no-update-check'], { stdout: full });
+    expect(result.exitCode).toBe(74);
+    expect(result.stderr).toMatch(error('stdout'));
   });
 });

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { startProgress } from '../../src/box/progress.js';
 
 /** A terminal of `columns` columns: what was drawn on it, each redraw as it would be seen. */
@@ -25,5 +25,22 @@ describe('download progress on a terminal', () => {
     expect(line!.replace('\n', '').length).toBeLessThanOrEqual(39);
     expect(line).toContain('50.0 MiB / 100.0 MiB');
     expect(line).toMatch(/ETA/);
+  });
+});
+
+describe('how often the bar is redrawn', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  test('100 updates 30 ms apart redraw it at most every 100 ms and at least every 150 ms, not only when two updates are 100 ms apart', () => {
+    let now = 0;
+    vi.spyOn(performance, 'now').mockImplementation(() => now);
+    const tty = terminal(120);
+    const progress = startProgress({ stream: tty.stream, log: () => {} }, 'kernel', 100 << 20, 0);
+    for (let i = 1; i <= 100; i++) {
+      now = i * 30;
+      progress.update(i << 20);
+    }
+    expect(tty.lines().length).toBeGreaterThanOrEqual(20);
+    expect(tty.lines().length).toBeLessThanOrEqual(30);
   });
 });
