@@ -41,6 +41,13 @@ export async function timeCli(args: string[], env: NodeJS.ProcessEnv): Promise<C
 
 export const seconds = (value: number) => `${value.toFixed(2)} s`;
 
+/** How long a phase a guest script timed took: its line `NAME START END` (seconds of /proc/uptime, 10 ms steps). */
+export function phaseSeconds(output: string, name: string): number {
+  const match = new RegExp(`^${name} ([\\d.]+) ([\\d.]+)$`, 'm').exec(output);
+  if (!match) throw new Error(`no ${name} figure in: ${output}`);
+  return Math.max(Number(match[2]) - Number(match[1]), 0.01);
+}
+
 /** Formats rows as an aligned text table. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((_, column) => Math.max(...[header, ...rows].map((row) => (row[column] ?? '').length)));

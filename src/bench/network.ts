@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { CLI, median, table } from './measure.js';
+import { CLI, median, phaseSeconds, table } from './measure.js';
 
 const FILE_MIB = 64;
 const REQUESTS = 20;
@@ -24,12 +24,7 @@ interface Figures {
 }
 
 function parse(output: string): Figures {
-  const span = (name: string) => {
-    const match = new RegExp(`^${name} ([\\d.]+) ([\\d.]+)$`, 'm').exec(output);
-    if (!match) throw new Error(`no ${name} figure in: ${output}`);
-    return Math.max(Number(match[2]) - Number(match[1]), 0.01);
-  };
-  return { mibPerSecond: FILE_MIB / span('big'), msPerRequest: (span('small') * 1000) / REQUESTS };
+  return { mibPerSecond: FILE_MIB / phaseSeconds(output, 'big'), msPerRequest: (phaseSeconds(output, 'small') * 1000) / REQUESTS };
 }
 
 /**

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CLI, table } from './measure.js';
+import { CLI, phaseSeconds, table } from './measure.js';
 
 const BACKENDS = ['9p', 'virtiofs', 'sshfs'] as const;
 
@@ -31,11 +31,7 @@ interface Figures {
 }
 
 function parse(output: string): Figures {
-  const seconds = (name: string) => {
-    const match = new RegExp(`^${name} ([\\d.]+) ([\\d.]+)$`, 'm').exec(output);
-    if (!match) throw new Error(`no ${name} figure in: ${output}`);
-    return Math.max(Number(match[2]) - Number(match[1]), 0.01);
-  };
+  const seconds = (name: string) => phaseSeconds(output, name);
   return { writeMiBs: 256 / seconds('write'), readMiBs: 256 / seconds('read'), createsPerS: 2000 / seconds('create'), statsPerS: 2000 / seconds('stat') };
 }
 
