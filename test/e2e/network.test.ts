@@ -133,7 +133,7 @@ describe.skipIf(!canMakeNamespaces)('the guest network beside the host (network 
 
   test("filtered: a link-local server and the host's own address are refused, a private network's server is reached", async () => {
     const result = await execThere(script);
-    expect(result.stdout).toBe('link-local: refused\nasked 192.168.77.1 for /lan\nown: refused');
+    expect(result.stdout, result.stderr).toBe("link-local: refused\nasked 192.168.77.1 for /lan\nown: refused");
     expect(result.stderr).toContain(`egress proxy refused 169.254.77.1:${PORT} is link-local (cloud metadata services answer there)`);
     expect(result.stderr).toContain(`egress proxy refused 192.168.77.2:${PORT} is one of the host's own addresses`);
   });
