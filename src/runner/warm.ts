@@ -42,8 +42,12 @@ function qemuIdentity(binary: string): string {
   return binary;
 }
 
-/** What a state directory holds; states of another layout are never restored (their shape differs). */
-const STATE_LAYOUT = 2;
+/**
+ * What a state directory holds and how a run uses it; states of another layout are never restored
+ * (their shape differs). 3: a system disk's saved overlay is copied, not put under the run's; the
+ * network goes through the run's egress proxy (states saved by builds in between are not trusted).
+ */
+const STATE_LAYOUT = 3;
 
 /**
  * The shape of a VM: everything a saved state depends on. It is QEMU's own argv with the run's
