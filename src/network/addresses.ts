@@ -1,5 +1,5 @@
+import { createSocket } from 'node:dgram';
 import { BlockList, isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
 
 /*
  * The addresses the filtered network never reaches (unless `allow=` names them): whatever is the
@@ -63,24 +63,40 @@ function canonical(address: string): string {
   return ipv6Bytes(address)?.map((byte) => byte.toString(16).padStart(2, '0')).join('') ?? address;
 }
 
-/** The addresses of the host's own interfaces, canonical. */
-export function hostAddresses(): Set<string> {
-  return new Set(
-    Object.values(networkInterfaces())
-      .flat()
-      .flatMap((info) => (info ? [canonical(info.address)] : [])),
-  );
+/**
+ * Whether `address` is one of the host's own: the kernel lets a socket bind to it. Listing the
+ * interfaces is not enough: Node lists only interfaces that are up with a carrier, while an address
+ * on one without (a bridge with nothing attached, a link that just came up) is reached all the same,
+ * through the kernel's local routes. Any error but "not available here" counts as the host's own.
+ */
+export function isHostAddress(address: string): Promise<boolean> {
+  const family = isIP(address);
+  if (family === 0) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const socket = createSocket(family === 6 ? 'udp6' : 'udp4');
+    const done = (own: boolean) => {
+      socket.close();
+      resolve(own);
+    };
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code !== 'EADDRNOTAVAIL'));
+    socket.bind(0, address, () => done(true));
+  });
 }
 
-/** Why the filtered network does not reach `address`; undefined when it does. */
-export function forbiddenBecause(address: string, own: Set<string> = hostAddresses()): string | undefined {
+/** Why the filtered network does not reach `address`, by its range; undefined when no range forbids it. */
+export function forbiddenRange(address: string): string | undefined {
   const v4 = embeddedIPv4(address);
-  if (v4) return forbiddenBecause(v4, own);
+  if (v4) return forbiddenRange(v4);
   const type = isIP(address) === 4 ? 'ipv4' : isIP(address) === 6 ? 'ipv6' : undefined;
   if (!type) return 'not an IP address';
-  const range = blocked.find((entry) => entry.type === type && entry.list.check(address, type));
-  if (range) return range.why;
-  return own.has(canonical(address)) ? "one of the host's own addresses" : undefined;
+  return blocked.find((entry) => entry.type === type && entry.list.check(address, type))?.why;
+}
+
+/** Why the filtered network does not reach `address` (its range, or the host's own); undefined when it does. */
+export async function forbiddenBecause(address: string): Promise<string | undefined> {
+  const range = forbiddenRange(address);
+  if (range) return range;
+  return (await isHostAddress(embeddedIPv4(address) ?? address)) ? "one of the host's own addresses" : undefined;
 }
 
 /** Whether two spellings name one address (an allow= entry and a resolved address). */

@@ -5,7 +5,7 @@ import { type Socket, connect, isIP } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { getProxyForUrl } from 'proxy-from-env';
 import { type Fetch, PARTIAL_HEADERS, type PackageCache, endToEnd } from '../package-cache/cache.js';
-import { forbiddenBecause, hostAddresses, sameAddress } from './addresses.js';
+import { forbiddenBecause, sameAddress } from './addresses.js';
 import type { Endpoint } from './mode.js';
 
 /*
@@ -122,11 +122,10 @@ export async function startEgressProxy(options: EgressOptions): Promise<EgressPr
     }
     if (options.mode === 'full' || (await allowed(host, addresses, port))) return addresses;
     if (tunnel && port !== 443) throw new Refused(`${hostPort(host, port)}: tunnels (CONNECT) go to port 443 only; --network allow=${hostPort(host, port)} opens this one`);
-    const own = hostAddresses();
-    const reachable = addresses.filter((address) => !forbiddenBecause(address, own));
+    const why = await Promise.all(addresses.map((address) => forbiddenBecause(address)));
+    const reachable = addresses.filter((_, index) => why[index] === undefined);
     if (reachable.length === 0) {
-      const why = forbiddenBecause(addresses[0]!, own);
-      throw new Refused(`${hostPort(host, port)}${isIP(host) ? '' : ` (${addresses[0]})`} is ${why}, which the guest's network does not reach; --network allow=${hostPort(host, port)} opens it`);
+      throw new Refused(`${hostPort(host, port)}${isIP(host) ? '' : ` (${addresses[0]})`} is ${why[0]}, which the guest's network does not reach; --network allow=${hostPort(host, port)} opens it`);
     }
     return reachable;
   };

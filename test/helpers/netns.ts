@@ -31,6 +31,17 @@ export class TestNamespaces {
   }
 
   /**
+   * Gives namespace `ns` an address (CIDR) on a link without a carrier (a veth whose peer stays down,
+   * like a bridge with nothing attached): the host still reaches it, through its local routes.
+   */
+  async addUnplugged(ns: string, address: string): Promise<void> {
+    const [end, peer] = [`bbu${process.pid}a`, `bbu${process.pid}b`];
+    await ip(['-n', ns, 'link', 'add', end, 'type', 'veth', 'peer', 'name', peer]);
+    await ip(['-n', ns, 'addr', 'add', address, 'dev', end]);
+    await ip(['-n', ns, 'link', 'set', end, 'up']);
+  }
+
+  /**
    * Starts an HTTP server in namespace `ns` on each of `addresses` (port `port`), answering every
    * request with the URL asked for and the address that answered; resolves once it listens.
    */

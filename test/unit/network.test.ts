@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { cachePath } from '../../src/package-cache/cache.js';
-import { forbiddenBecause, sameAddress } from '../../src/network/addresses.js';
+import { networkInterfaces } from 'node:os';
+import { forbiddenBecause, forbiddenRange, isHostAddress, sameAddress } from '../../src/network/addresses.js';
 import { parseNetwork } from '../../src/network/mode.js';
 import { guestNetworkEnvironment, guestProxyEnvironment, guestProxyUrl } from '../../src/runner/network.js';
 
@@ -58,7 +59,6 @@ describe('--network', () => {
 });
 
 describe('addresses the filtered network does not reach', () => {
-  const own = new Set(['c0000202', '192.0.2.2']);
   test.each([
     ['127.0.0.1', "the host's loopback"],
     ['127.8.9.10', "the host's loopback"],
@@ -77,15 +77,25 @@ describe('addresses the filtered network does not reach', () => {
     ['::ffff:169.254.169.254', 'link-local (cloud metadata services answer there)'],
     ['::127.0.0.1', "the host's loopback"],
     ['64:ff9b::a9fe:a9fe', 'link-local (cloud metadata services answer there)'],
-    ['192.0.2.2', "one of the host's own addresses"],
-  ])('%s: %s', (address, why) => {
-    expect(forbiddenBecause(address, new Set(['192.0.2.2']))).toBe(why);
+  ])('%s: %s', async (address, why) => {
+    expect(forbiddenRange(address)).toBe(why);
+    expect(await forbiddenBecause(address)).toBe(why);
   });
 
-  test('the internet and private networks other than the host are reached', () => {
+  test('the internet and private networks other than the host are reached', async () => {
     for (const address of ['203.0.113.80', '192.0.2.3', '10.1.2.3', '172.16.0.1', '192.168.1.1', '100.64.0.1', '2001:db8::1', 'fd12::1', '::ffff:203.0.113.80']) {
-      expect(forbiddenBecause(address, own), address).toBeUndefined();
+      expect(await forbiddenBecause(address), address).toBeUndefined();
     }
+  });
+
+  test("the host's own addresses (those of its interfaces here; addresses on interfaces without a carrier: test/e2e/network)", async () => {
+    const own = Object.values(networkInterfaces()).flat().flatMap((info) => (info && !info.internal && info.family === 'IPv4' ? [info.address] : []));
+    for (const address of own) {
+      expect(await isHostAddress(address), address).toBe(true);
+      expect(await forbiddenBecause(address), address).toBe("one of the host's own addresses");
+      expect(await forbiddenBecause(`::ffff:${address}`), address).toBe("one of the host's own addresses");
+    }
+    expect(await isHostAddress('192.0.2.3')).toBe(false);
   });
 
   test('one address, several spellings', () => {
