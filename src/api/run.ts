@@ -7,7 +7,7 @@ import { type NetworkWord, parseNetwork } from '../network/mode.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import { shareSpec } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
-import type { RunOptions } from '../runner/session.js';
+import type { RunOptions } from '../runner/options.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { parseMemoryMiB } from '../util/size.js';
 
@@ -135,7 +135,7 @@ async function runWith(request: VmRequest, input: RunRequest['input'], start: (o
  */
 export function run(request: RunRequest): Promise<RunResult> {
   return runWith(request, request.input, async (options) => {
-    const { runInBox } = await import('../runner/run.js');
+    const { runInBox } = await import('../runner/agent.js');
     return runInBox(options, () => {
       const shares = (request.shares ?? []).map((share) => shareSpec(share.host, share.guest, share.readOnly ?? false));
       if (request.cwd !== undefined && !isAbsolute(request.cwd)) throw usageError(`cwd "${request.cwd}" must be an absolute guest path`);
@@ -152,14 +152,14 @@ export function run(request: RunRequest): Promise<RunResult> {
 export function build(request: BuildRequest): Promise<RunResult> {
   const args = ['--description', request.description, '--target-dir', request.targetDir, ...(request.args ?? [])];
   return runWith(request, undefined, async (options) => {
-    const { lookupBox } = await import('../runner/session.js');
+    const { lookupBox } = await import('../runner/stages.js');
     const { box, arch } = lookupBox(options);
     if (box.protocol === 'kiwi') {
       if (request.env) throw usageError(`env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
       const { runKiwiBox } = await import('../runner/kiwi.js');
       return runKiwiBox(options, box, arch, { buildArgs: args, globals: { type: request.kiwi?.type, profiles: request.kiwi?.profiles } });
     }
-    const { runInBox } = await import('../runner/run.js');
+    const { runInBox } = await import('../runner/agent.js');
     return runInBox(options, () => ({ ...buildCommand(box, args), env: request.env }));
   });
 }

@@ -229,7 +229,7 @@ export function parseRegistry(file: string, text: string): BoxEntry[] {
   try {
     doc = JSON.parse(text);
   } catch (error) {
-    throw new BoxbuildError('usage', `${file}: not valid JSON: ${(error as Error).message}`);
+    throw new BoxbuildError('usage', `${file}: not valid JSON: ${(error as Error).message}`, { cause: error });
   }
   const boxes = (doc as Json | null)?.boxes;
   if (typeof boxes !== 'object' || boxes === null || Array.isArray(boxes)) {

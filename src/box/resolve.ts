@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { Share } from '../sharing/types.js';
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest } from '../guest/guest-files.js';
 import type { Arch } from './arch.js';
@@ -8,6 +9,18 @@ import type { NetOptions } from './http.js';
 import { withLock } from './lock.js';
 import { describeFailure, describeNetError, stoppedError } from './failures.js';
 import { type BoxEntry, findBox, loadRegistry } from './registry.js';
+
+/** Runs a script in a VM of the `debian` box with `disk` attached and `shares` shared; resolves with its exit status. */
+export type DiskScriptRunner = (request: {
+  arch: Arch;
+  cacheRoot: string;
+  disk: string;
+  script: string;
+  shares: Share[];
+  output: Writable;
+  log: (line: string) => void;
+  signal?: AbortSignal;
+}) => Promise<number>;
 
 export interface BoxRequest {
   cacheRoot: string;
@@ -23,6 +36,8 @@ export interface BoxRequest {
   signal?: AbortSignal;
   /** For made system boxes: extra packages and the disk size (`box make --package --disk-size`). */
   recipe?: { packages?: string[]; diskSizeMiB?: number };
+  /** How a system box's disk is prepared: in a VM (the runner gives it; src/box starts no VM of its own). */
+  runScript?: DiskScriptRunner;
 }
 
 /*
@@ -38,7 +53,7 @@ const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
 
 /** A system box boots with the kernel and initramfs of the bundled `debian` box of its architecture, which also makes its disk. */
 async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
-  const { box, cacheRoot, arch, log } = request;
+  const { box, cacheRoot, arch, log, runScript } = request;
   const initramfs = { ...request, box: findBox(loadRegistry(), 'debian', arch).box };
   const { makeDebianSystemBox } = await import('../guest/make-debian-system.js');
   return makeDebianSystemBox({
@@ -50,13 +65,9 @@ async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {
     diskSizeMiB: request.recipe?.diskSizeMiB,
     packages: [...(box.arches[arch]?.packages ?? []), ...(request.recipe?.packages ?? [])],
     initramfsBox: () => ensureBox(initramfs),
-    runWithDisk: async (disk, script, shares, output) => {
-      const { runInBox } = await import('../runner/run.js'); // the runner depends on this module
-      const options = { box: 'debian', arch, cacheRoot, accel: 'auto' as const, sharing: '9p' as const, memoryMiB: 2048, cpus: 2, cold: true };
-      return runInBox(
-        { ...options, bootTimeoutMs: 120_000, timeoutMs: 4 * 3_600_000, stdout: output, stderr: output, notice: log, signal: request.signal, extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }] },
-        () => ({ shares, argv: ['sh', '-c', script], cwd: '/' }),
-      );
+    runWithDisk: (disk, script, shares, output) => {
+      if (!runScript) throw new BoxbuildError('usage', `making ${box.name} boots a VM, which this caller did not provide`);
+      return runScript({ arch, cacheRoot, disk, script, shares, output, log, signal: request.signal });
     },
   });
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseMemoryMiB } from '../util/size.js';
 import { isObject, readJsonFile } from './json-file.js';
 
-/** Saved VM states (warm start) live in `<cache>/states`; see src/runner/warm.ts for their layout. */
+/** Saved VM states (warm start) live in `<cache>/states`; see src/driver/qemu/warm.ts for their layout. */
 export const statesDir = (cacheRoot: string) => join(cacheRoot, 'states');
 
 export interface StateInfo {

@@ -6,6 +6,7 @@ import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
+import { runDiskScript } from '../runner/box-vm.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { UNUSED_DAYS, packageCacheSizes } from '../package-cache/store.js';
 import { formatBytes, parseMemoryMiB } from '../util/size.js';
@@ -28,7 +29,7 @@ const print = (line: string) => process.stdout.write(`${line}\n`);
 
 function request(flags: BoxFlags, box: BoxEntry, arch: Arch, signal?: AbortSignal): BoxRequest {
   const recipe = { packages: flags.package, diskSizeMiB: flags.diskSize === undefined ? undefined : parseMemoryMiB(flags.diskSize, '--disk-size') };
-  return { cacheRoot: openCache(cacheRoot()), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal };
+  return { cacheRoot: openCache(cacheRoot()), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal, runScript: runDiskScript };
 }
 
 /** The cached variants a command acts on: all, or those of one box (and one architecture). */

@@ -6,7 +6,7 @@ import { ExitCode, usageError } from '../errors.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { parseEnvSpecs, parseShareSpec, splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
-import type { RunOptions } from '../runner/session.js';
+import type { RunOptions } from '../runner/options.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
@@ -160,7 +160,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
 
 /** A build in either kind of box; its output also goes into the log of past builds. */
 async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: string[], argv: string[]): Promise<number> {
-  const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
+  const { box, arch } = (await import('../runner/stages.js')).lookupBox(options);
   if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
   if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
   const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
@@ -171,7 +171,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
       const { runKiwiBox } = await import('../runner/kiwi.js');
       code = await runKiwiBox({ ...logged, terminal: terminalUse(flags, false) }, box, arch, kiwiRequest(flags, build, options.notice));
     } else {
-      const { runInBox } = await import('../runner/run.js');
+      const { runInBox } = await import('../runner/agent.js');
       code = await runInBox({ ...logged, terminal: terminalUse(flags, false) }, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
       if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
     }
@@ -230,7 +230,7 @@ Examples:
         // The command reads boxbuild's stdin, as `ssh host CMD` does, unless the terminal is lent (to it, or to a debug shell).
         const io = { stdin: terminal ? undefined : process.stdin, terminal, onStarted: result.started };
         if (flags.image === undefined) {
-          const { runInBox } = await import('../runner/run.js');
+          const { runInBox } = await import('../runner/agent.js');
           return runInBox({ ...runOptions(flags, signal), ...io }, guestCommand);
         }
         if (flags.box) throw usageError('--image and --box: give one of them');

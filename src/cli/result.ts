@@ -2,7 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { replaceInGuestDirectory } from '../box/provenance.js';
 import { BoxbuildError, ExitCode, usageError } from '../errors.js';
-import type { RunStarted } from '../runner/session.js';
+import type { RunStarted } from '../runner/options.js';
 
 /** Why no file can be written at `path` (its directory missing or not writable, a directory in its place). */
 function unwritable(path: string): string | undefined {

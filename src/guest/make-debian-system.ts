@@ -9,7 +9,7 @@ import { BoxbuildError } from '../errors.js';
 import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
 import { startEgressProxy } from '../network/egress.js';
 import { DEBIAN_MIRRORS, PackageCache } from '../package-cache/cache.js';
-import { guestProxyUrl } from '../runner/network.js';
+import { guestProxyUrl } from '../network/guest.js';
 import type { Share } from '../sharing/types.js';
 import { downloadPackages, unpackPackage } from './debian-packages.js';
 import { guestFilesDigest } from './guest-files.js';

@@ -91,8 +91,10 @@ export interface VmSpec {
   qmpSocket?: string;
   /** Wait for a saved state instead of booting (restoreVmState names it over QMP). */
   incoming?: boolean;
-  /** Devices contributed by sharing backends. */
+  /** Arguments of shares QEMU serves itself (9p). */
   extraArgs?: string[];
+  /** Devices on the command line (a share daemon's, when not plugged in once the VM runs). */
+  devices?: PluggableDevice[];
 }
 
 /** A -blockdev node of a layer and the layers below it; `backing: null` ends the chain. */
@@ -171,7 +173,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   if (profile.hotplugPorts) {
     for (let index = 0; index < (spec.hotplugSlots ?? 0); index++) args.push('-device', `pcie-root-port,id=${hotplugPort(index)},chassis=${index + 1}`);
   }
-  args.push(...(spec.extraArgs ?? []));
+  args.push(...(spec.extraArgs ?? []), ...(spec.devices ?? []).flatMap(deviceArgs));
   if (spec.incoming) args.push('-incoming', 'defer');
   return args;
 }

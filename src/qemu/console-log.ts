@@ -43,9 +43,18 @@ export class ConsoleLog {
     socket.on('error', () => {});
   }
 
-  /** Resolves once the console shows a line matching `pattern` (printed from now on). */
-  whenShown(pattern: RegExp): Promise<RegExpExecArray> {
-    return new Promise((found) => this.watchers.push({ pattern, text: '', found }));
+  /** Resolves once the console shows a line matching `pattern` (printed from now on); rejects when `signal` aborts. */
+  whenShown(pattern: RegExp, signal: AbortSignal): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const watcher = { pattern, text: '', found: (match: RegExpExecArray) => (signal.removeEventListener('abort', stop), resolve(match)) };
+      const stop = () => {
+        this.watchers.splice(this.watchers.indexOf(watcher), 1);
+        reject(signal.reason);
+      };
+      if (signal.aborted) return reject(signal.reason);
+      signal.addEventListener('abort', stop, { once: true });
+      this.watchers.push(watcher);
+    });
   }
 
   /** What is written here is typed on the guest's console (a debug shell reads it). */

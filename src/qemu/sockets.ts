@@ -5,15 +5,18 @@ export interface SocketEndpoint {
   path: string;
   /** Resolves with QEMU's connection. */
   connection: Promise<Socket>;
+  /** The connection, once there is one. */
+  readonly connected: Socket | undefined;
   close(): void;
 }
 
 export async function listenOnce(path: string): Promise<SocketEndpoint> {
   const server: Server = createServer();
+  let connected: Socket | undefined;
   const connection = new Promise<Socket>((resolve) => {
     server.once('connection', (socket) => {
       server.close();
-      resolve(socket);
+      resolve((connected = socket));
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -23,5 +26,12 @@ export async function listenOnce(path: string): Promise<SocketEndpoint> {
       resolve();
     });
   });
-  return { path, connection, close: () => server.close() };
+  return {
+    path,
+    connection,
+    get connected() {
+      return connected;
+    },
+    close: () => server.close(),
+  };
 }

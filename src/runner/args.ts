@@ -1,5 +1,6 @@
 import { realpathSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { isWithin } from '../util/file.js';
 import { usageError } from '../errors.js';
 
 /** Splits argv at the first `--`: boxbuild's own options before it, the build's arguments after. */
@@ -32,12 +33,6 @@ export function parseBuildArgs(args: string[]): BuildArgs {
     found[name] = value;
   }
   return { description: found.description, targetDir: found['target-dir'], rest };
-}
-
-/** True when `inner` is `outer` or lies below it. */
-export function isWithin(inner: string, outer: string): boolean {
-  const rel = relative(outer, inner);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
 /**

@@ -1,19 +1,18 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import type { ChannelEnds } from '../driver/types.js';
 import { BoxbuildError } from '../errors.js';
-import type { SerialPort } from '../qemu/argv.js';
-import { type SocketEndpoint, listenOnce } from '../qemu/sockets.js';
+import type { SocketEndpoint } from '../qemu/sockets.js';
 import { readLines } from '../util/lines.js';
-import { type GuestMessage, type OutputCounts, PORT_NAMES, parseGuestMessage } from './protocol.js';
+import { type GuestMessage, type OutputCounts, parseGuestMessage } from './protocol.js';
 
 /** The longest line the agent may send on its control port (its longest, an ERROR, is far shorter). */
 export const MAX_LINE_BYTES = 64 * 1024;
 /** How many of its messages may wait unread: the agent sends one at a time, each in answer to something. */
 export const MAX_PENDING_MESSAGES = 16;
 
-/** The host end of the guest agent's four ports: control, stdin, stdout, stderr. */
+/** The host end of the guest agent's four streams (control, stdin, stdout, stderr), whatever carries them. */
 export class GuestChannel {
   private readonly messages: GuestMessage[] = [];
   private readonly waiters: Array<() => void> = [];
@@ -22,13 +21,14 @@ export class GuestChannel {
   /** Set once the guest broke the protocol: every wait on the channel fails with it. */
   private broken?: BoxbuildError;
 
-  private constructor(
-    private readonly control: SocketEndpoint,
-    private readonly stdin: SocketEndpoint,
-    private readonly stdout: SocketEndpoint,
-    private readonly stderr: SocketEndpoint,
-  ) {
-    void control.connection.then((socket) => {
+  private readonly control: SocketEndpoint;
+  private readonly stdin: SocketEndpoint;
+  private readonly stdout: SocketEndpoint;
+  private readonly stderr: SocketEndpoint;
+
+  constructor(ends: ChannelEnds) {
+    ({ control: this.control, stdin: this.stdin, stdout: this.stdout, stderr: this.stderr } = ends);
+    void this.control.connection.then((socket) => {
       socket.on('error', () => {}); // QEMU went away: the VM's exit is reported elsewhere
       const breaks = (what: string) => {
         this.broken ??= new BoxbuildError('vmFailed', `the guest broke the protocol on its control port (${what})`);
@@ -49,42 +49,39 @@ export class GuestChannel {
     });
   }
 
-  static async listen(runDir: string): Promise<GuestChannel> {
-    const [control, stdin, stdout, stderr] = await Promise.all(
-      ['ctl', 'in', 'out', 'err'].map((name) => listenOnce(join(runDir, `${name}.sock`))),
-    );
-    return new GuestChannel(control!, stdin!, stdout!, stderr!);
-  }
-
-  get ports(): SerialPort[] {
-    return [
-      { name: PORT_NAMES.control, socket: this.control.path },
-      { name: PORT_NAMES.stdin, socket: this.stdin.path },
-      { name: PORT_NAMES.stdout, socket: this.stdout.path },
-      { name: PORT_NAMES.stderr, socket: this.stderr.path },
-    ];
-  }
-
-  /** Resolves with the first message of one of the given types; rejects once the guest broke the protocol. */
-  async next<T extends GuestMessage['type']>(...types: T[]): Promise<Extract<GuestMessage, { type: T }>> {
+  /**
+   * Resolves with the first message of one of the given types; rejects once the guest broke the
+   * protocol, or with the signal's reason when it aborts.
+   */
+  async next<T extends GuestMessage['type']>(signal: AbortSignal, ...types: T[]): Promise<Extract<GuestMessage, { type: T }>> {
     for (;;) {
       if (this.broken) throw this.broken;
       const index = this.messages.findIndex((message) => (types as string[]).includes(message.type));
       if (index >= 0) return this.messages.splice(index, 1)[0] as Extract<GuestMessage, { type: T }>;
-      await this.changed();
+      await this.changed(signal);
     }
   }
 
-  /** Resolves once as many bytes of each stream were passed on as the guest reported writing. */
-  async outputPassedOn(expected: OutputCounts): Promise<void> {
+  /** Resolves once as many bytes of each stream were passed on as the guest reported writing (or rejects as `next`). */
+  async outputPassedOn(expected: OutputCounts, signal: AbortSignal): Promise<void> {
     while (this.passedOn.stdout < expected.stdout || this.passedOn.stderr < expected.stderr) {
       if (this.broken) throw this.broken;
-      await this.changed();
+      await this.changed(signal);
     }
   }
 
-  private changed(): Promise<void> {
-    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  /** Resolves at the next message or output; a waiter whose signal aborts is taken off the list. */
+  private changed(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const gone = () => {
+        this.waiters.splice(this.waiters.indexOf(wake), 1);
+        reject(signal.reason);
+      };
+      const wake = () => (signal.removeEventListener('abort', gone), resolve());
+      signal.addEventListener('abort', gone, { once: true });
+      this.waiters.push(wake);
+    });
   }
 
   private wake(): void {
@@ -133,7 +130,7 @@ export class GuestChannel {
   async drained(): Promise<void> {
     const ended = async (endpoint: SocketEndpoint) => {
       endpoint.close();
-      const socket = await Promise.race([endpoint.connection, Promise.resolve(undefined)]);
+      const socket = endpoint.connected;
       if (!socket || socket.destroyed || socket.readableEnded) return;
       // A stream whose reader went away (EPIPE) was unpiped and paused: let it run to its end.
       socket.resume();
@@ -142,7 +139,6 @@ export class GuestChannel {
     await Promise.all([ended(this.stdout), ended(this.stderr)]);
     this.control.close();
     this.stdin.close();
-    const input = await Promise.race([this.stdin.connection, Promise.resolve(undefined)]);
-    input?.destroy(); // unpipes what fed it
+    this.stdin.connected?.destroy(); // unpipes what fed it
   }
 }

@@ -2,9 +2,10 @@ import { resolve } from 'node:path';
 import type { BoxEntry } from '../box/registry.js';
 import { usageError } from '../errors.js';
 import type { Share } from '../sharing/types.js';
-import { type ShareSpec, existingDirectory, isWithin, parseBuildArgs, realPath } from './args.js';
+import { isWithin } from '../util/file.js';
+import { type ShareSpec, existingDirectory, parseBuildArgs, realPath } from './args.js';
 import { makeDirectories } from '../util/file.js';
-import type { GuestCommand } from './session.js';
+import type { GuestCommand } from './options.js';
 
 /** Where the build's directories appear in the guest. */
 export const GUEST_DESCRIPTION = '/description';

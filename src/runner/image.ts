@@ -7,12 +7,14 @@ import { type Arch, hostArch } from '../box/arch.js';
 import type { InstalledBox } from '../box/cache.js';
 import type { BoxEntry } from '../box/registry.js';
 import { BoxbuildError, usageError } from '../errors.js';
-import { type GuestCommand, type RunOptions } from './session.js';
-import { runInBox, runOnBox } from './run.js';
 import { readHead } from '../util/file.js';
-import { createOverlay } from './system-disk.js';
+import { createOverlay } from '../driver/qemu/system-disk.js';
 import type { DiskSpec } from '../qemu/argv.js';
 import { selfContainedImage } from '../qemu/image-file.js';
+import { runOnBox } from './agent.js';
+import { type RunContext, inRun } from './context.js';
+import type { GuestCommand, RunOptions } from './options.js';
+import { lookupBox, resolveBox } from './stages.js';
 
 /*
  * `exec --image FILE`: boots a disk image a build produced, on a throwaway overlay, and runs a
@@ -92,6 +94,57 @@ async function guestWritten(path: string, what: string): Promise<string> {
 
 const manifestFile = (name: string) => ({ name, sha256: '', size: 0 });
 
+/**
+ * The preparing VM's run: a VM of the `debian` box with the image's overlay, no network, its output
+ * kept for the error message. Of the user's options it takes only what says how to run VMs here:
+ * not the command's stdin or terminal, not what the image's VM is told to be.
+ */
+function preparingRun(options: RunOptions, disk: DiskSpec, output: PassThrough): RunOptions {
+  const { cacheRoot, accel, sharing, virtiofsd, bootTimeoutMs, notice, verbose, boxFetch } = options;
+  return { box: 'debian', arch: hostArch(), cacheRoot, accel, sharing, virtiofsd, bootTimeoutMs, notice, verbose, boxFetch, cold: true, network: { mode: 'none', allow: [] }, stdout: output, stderr: output, extraDisks: [disk] };
+}
+
+/** Finds the image's kernel, initrd and root file system with a preparing VM: the box that boots it. */
+async function imageBox(ctx: RunContext, options: RunOptions, imagePath: string, image: string, work: string, disk: DiskSpec): Promise<{ box: BoxEntry; installed: InstalledBox }> {
+  const found = join(work, 'found');
+  await mkdir(found);
+  const output = new PassThrough();
+  // The last lines the preparation printed (what it found, or why it failed): no more are kept.
+  let lines: string[] = [];
+  output.on('data', (chunk: Buffer) => (lines = [...lines, ...chunk.toString().split('\n').filter(Boolean)].slice(-3)));
+  options.notice(`finding the kernel and root file system of ${imagePath}`);
+  const preparing = preparingRun(options, disk, output);
+  const { box: debian, arch: hostBoxArch } = lookupBox(preparing);
+  const command = { shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' };
+  const status = await runOnBox(ctx, preparing, debian, await resolveBox(ctx, preparing, debian, hostBoxArch), command);
+  if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.join(' / ') || `preparing it failed (${status})`}`);
+  ctx.detail(`image: ${lines.at(-1)}`);
+  const kernel = await guestWritten(join(found, 'kernel'), 'kernel');
+  await guestWritten(join(found, 'initrd'), 'initrd');
+  const uuid = (await readFile(await guestWritten(join(found, 'root'), 'root file system'), 'utf8')).trim();
+  if (!/^[0-9A-Fa-f-]{8,36}$/.test(uuid)) throw usageError(`--image ${imagePath}: its root file system has no UUID to boot it by`);
+  const arch = kernelArch(await readHead(kernel, 64 * 1024));
+  if (!arch) throw usageError(`--image ${imagePath}: its kernel is neither an x86_64 bzImage nor an arm64 Image`);
+  if (options.arch && options.arch !== arch) throw usageError(`--image ${imagePath}: its kernel is for ${arch}, not ${options.arch}`);
+  const box: BoxEntry = {
+    name: basename(imagePath),
+    description: `the image ${image}`,
+    protocol: 'boxbuild',
+    memoryMiB: 1024,
+    cpus: 1,
+    console: 'ttyS0',
+    // The image's initrd mounts its root; boxbuild's init starts the agent there.
+    cmdline: `root=UUID=${uuid} rw init=/usr/lib/boxbuild/init quiet mitigations=off`,
+    arches: { [arch]: { cmdline: '', sources: [], packages: [] } },
+    origin: '--image',
+  };
+  const installed: InstalledBox = {
+    dir: work,
+    manifest: { name: box.name, arch, version: image, files: { kernel: manifestFile('found/kernel'), initrd: manifestFile('found/initrd') }, sources: {} },
+  };
+  return { box, installed };
+}
+
 /** Boots the image on a throwaway overlay and runs the command there; returns its exit status. */
 export async function runInImage(options: RunOptions, imagePath: string, command: GuestCommand): Promise<number> {
   const image = resolve(imagePath);
@@ -99,51 +152,15 @@ export async function runInImage(options: RunOptions, imagePath: string, command
   if (!info?.isFile()) throw usageError(`--image ${imagePath}: not a file`);
   // Checked before any QEMU or qemu-img sees it: an image that names host files is refused.
   const inspected = await selfContainedImage(image, imagePath, 'usage');
-  const work = await mkdtemp(join(tmpdir(), 'boxbuild-image-'));
-  try {
+  return inRun(options, async (ctx) => {
+    const work = await mkdtemp(join(tmpdir(), 'boxbuild-image-'));
+    ctx.defer(() => rm(work, { recursive: true, force: true }));
     const overlay = join(work, 'image.qcow2');
-    const found = join(work, 'found');
-    await mkdir(found);
     await createOverlay(overlay, { path: image, ...inspected });
     // The image behind a throwaway overlay, first for the preparing VM, then as the booted VM's disk.
     const disk: DiskSpec = { path: overlay, format: 'qcow2', backing: { path: image, format: inspected.format }, cache: 'unsafe' };
-    const output = new PassThrough();
-    // The last lines the preparation printed (what it found, or why it failed): no more are kept.
-    let lines: string[] = [];
-    output.on('data', (chunk: Buffer) => (lines = [...lines, ...chunk.toString().split('\n').filter(Boolean)].slice(-3)));
-    options.notice(`finding the kernel and root file system of ${imagePath}`);
-    const status = await runInBox(
-      { ...options, box: 'debian', arch: hostArch(), registryFiles: undefined, memoryMiB: undefined, cpus: undefined, cold: true, network: { mode: 'none', allow: [] }, stdout: output, stderr: output, extraDisks: [disk] },
-      () => ({ shares: [{ tag: 'found', hostPath: found, guestPath: '/found', readOnly: false }], argv: ['sh', '-c', PREPARE], cwd: '/' }),
-    );
-    if (status !== 0) throw usageError(`--image ${imagePath}: ${lines.join(' / ') || `preparing it failed (${status})`}`);
-    if (options.verbose) options.notice(`image: ${lines.at(-1)}`);
-    const kernel = await guestWritten(join(found, 'kernel'), 'kernel');
-    await guestWritten(join(found, 'initrd'), 'initrd');
-    const uuid = (await readFile(await guestWritten(join(found, 'root'), 'root file system'), 'utf8')).trim();
-    if (!/^[0-9A-Fa-f-]{8,36}$/.test(uuid)) throw usageError(`--image ${imagePath}: its root file system has no UUID to boot it by`);
-    const arch = kernelArch(await readHead(kernel, 64 * 1024));
-    if (!arch) throw usageError(`--image ${imagePath}: its kernel is neither an x86_64 bzImage nor an arm64 Image`);
-    if (options.arch && options.arch !== arch) throw usageError(`--image ${imagePath}: its kernel is for ${arch}, not ${options.arch}`);
-    const box: BoxEntry = {
-      name: basename(imagePath),
-      description: `the image ${image}`,
-      protocol: 'boxbuild',
-      memoryMiB: 1024,
-      cpus: 1,
-      console: 'ttyS0',
-      // The image's initrd mounts its root; boxbuild's init starts the agent there.
-      cmdline: `root=UUID=${uuid} rw init=/usr/lib/boxbuild/init quiet mitigations=off`,
-      arches: { [arch]: { cmdline: '', sources: [], packages: [] } },
-      origin: '--image',
-    };
-    const installed: InstalledBox = {
-      dir: work,
-      manifest: { name: box.name, arch, version: image, files: { kernel: manifestFile('found/kernel'), initrd: manifestFile('found/initrd') }, sources: {} },
-    };
+    const { box, installed } = await imageBox(ctx, options, imagePath, image, work, disk);
     // A saved state would belong to this image only: every run boots.
-    return await runOnBox({ ...options, cold: true, extraDisks: [disk] }, box, installed, command);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+    return runOnBox(ctx, { ...options, cold: true, extraDisks: [disk] }, box, installed, command);
+  });
 }

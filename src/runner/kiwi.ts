@@ -4,22 +4,22 @@ import { join } from 'node:path';
 import type { Arch } from '../box/arch.js';
 import type { BoxEntry } from '../box/registry.js';
 import { writeProvenance } from '../box/provenance.js';
+import type { Guest } from '../driver/types.js';
 import { BoxbuildError } from '../errors.js';
-import type { VmSpec } from '../qemu/argv.js';
-import { type RunningVm, describeExit, launchVm, vmError } from '../qemu/launcher.js';
+import { EGRESS_ENVIRONMENT, guestNetworkEnvironment, networkOf } from '../network/guest.js';
 import { PROFILES } from '../qemu/profiles.js';
 import type { Share, SharingName } from '../sharing/types.js';
 import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
 import { DEBIAN_MIRRORS, PackageCache, buildMirrors } from '../package-cache/cache.js';
+import { waitFor } from '../util/abort.js';
 import { checkGuestPath, existingDirectory } from './args.js';
 import { buildDirectories } from './commands.js';
-import { abortable } from './deadline.js';
+import { inRun } from './context.js';
 import { type KiwiGlobals, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from './kiwi-cmdline.js';
-import { attachSystemDisk } from './system-disk.js';
-import { EGRESS_ENVIRONMENT, guestNetworkEnvironment, networkOf } from './network.js';
+import type { RunOptions } from './options.js';
+import { consoleDevice, kernelCmdline, prepareRun, reportStarted, resolveBox, shareLoss } from './stages.js';
 import { bootKernel } from './vmlinux.js';
-import { type LentTerminal, lendTerminal, windowSize } from './terminal.js';
-import { type RunOptions, type Session, baseVmSpec, consoleDevice, fetchBox, kernelCmdline, prepareRun, reportStarted, runSignal, sharingLost, teardown } from './session.js';
+import { terminalLender, windowSize } from './terminal.js';
 
 /** What kiwi's `system boxbuild` command line asks for, besides the VM options. */
 export interface KiwiRequest {
@@ -82,13 +82,13 @@ export async function readResultCode(path: string): Promise<string | undefined> 
 }
 
 /** The build's exit status from result.code, which the box writes into the target directory. */
-async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
+async function buildStatus(targetDir: string, guest: Guest): Promise<number> {
   const text = await readResultCode(join(targetDir, RESULT_CODE));
   if (text === undefined) {
-    throw vmError('guestLost', `the box stopped without writing ${RESULT_CODE}: the build did not run to its end (see ${join(targetDir, RESULT_LOG)})`, vm);
+    throw guest.error('guestLost', `the box stopped without writing ${RESULT_CODE}: the build did not run to its end (see ${join(targetDir, RESULT_LOG)})`);
   }
   const status = /^\s*(\d{1,3})\s*$/.exec(text);
-  if (!status || Number(status[1]) > 255) throw vmError('guestLost', `${join(targetDir, RESULT_CODE)} holds ${JSON.stringify(text.trim())}, not an exit status`, vm);
+  if (!status || Number(status[1]) > 255) throw guest.error('guestLost', `${join(targetDir, RESULT_CODE)} holds ${JSON.stringify(text.trim())}, not an exit status`);
   return Number(status[1]);
 }
 
@@ -97,6 +97,7 @@ async function buildStatus(targetDir: string, vm: RunningVm): Promise<number> {
  * its system disk behind a throwaway overlay, the build's words in kiwi="…" on the kernel command
  * line, the description and target directory shared by tag; the box writes result.code and
  * result.log into the target directory and powers off. Returns the build's exit status.
+ * The same stages as an agent run (stages.ts), then: boot, wait for the box to power off, read its result.
  */
 export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch, request: KiwiRequest): Promise<number> {
   const plan = planKiwiBuild(request);
@@ -124,58 +125,48 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const environment = caching ? { ...EGRESS_ENVIRONMENT } : guestNetworkEnvironment(network);
   // The longest backend name: refuses a command line that is too long before any download.
   cmdline('virtiofs', environment);
-  const installed = await fetchBox(options, box, arch);
-  const kernel = await bootKernel(installed, arch, options.notice);
-  const session: Session = {};
-  const startedAt = new Date();
-  const ending = runSignal(options);
-  const { signal } = ending;
-  let lent: LentTerminal | undefined;
-  try {
+  return inRun(options, async (ctx) => {
+    const installed = await resolveBox(ctx, options, box, arch);
+    if (!installed.manifest.files.system) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
+    const kernel = await bootKernel(installed, arch, options.notice);
+    const startedAt = new Date();
     // A result.code left by an earlier build must not pass for this one's.
     await rm(join(plan.targetDir, RESULT_CODE), { force: true });
     const packageCache = caching
       ? await PackageCache.open(join(options.cacheRoot, 'packages'), packageCacheDir(options.cacheRoot, box.name, arch), [...DEBIAN_MIRRORS, ...(await buildMirrors(plan.description, plan.words))])
       : undefined;
-    const { runDir, accel, sharing } = await prepareRun(options, session, { kernel, shares: plan.shares, profile, signal, packageCache });
-    const system = await attachSystemDisk(installed, runDir, options.snapshot ?? true);
-    session.releaseDisk = system.release;
-    if (!system.disk) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
-    await system.prepare();
-    const spec: VmSpec = {
-      ...baseVmSpec(options, box, installed, { profile, accel, kernel, runDir }),
-      cmdline: cmdline(sharing, environment),
-      ports: session.sharing!.ports,
-      sharedMemory: session.sharing!.sharedMemory,
-      disks: [system.disk],
-      extraArgs: session.sharing!.qemuArgs,
-    };
-    signal.throwIfAborted();
+    const prepared = await prepareRun(ctx, options, { box, installed, kernel, packageCache, coldBecause: 'KIWI boxes always boot' });
+    const { driver, provenance } = prepared;
+    const sharing = await driver.share(ctx, plan.shares);
+    ctx.enter('running the build');
     // The box's console is the build's output: kiwi's log as it goes (the kernel is quiet).
-    const vm = (session.vm = await launchVm(spec, { runDir, consoleEcho: options.stdout }));
+    const guest = await driver.boot(ctx, {
+      kernel,
+      initrd: join(installed.dir, installed.manifest.files.initrd.name),
+      cmdline: cmdline(prepared.sharing, environment),
+      disks: [],
+      shares: plan.shares,
+      sharing,
+      consoleEcho: options.stdout,
+    });
     if (host) {
       // The box says so on its console (the build's output), then the shell reads what is typed there.
-      void vm.console.whenShown(/kiwi-box: the build failed with exit status \d+; here is a shell/).then(() => {
-        lent = lendTerminal(host, { resized: () => {}, escaped: ending.escape });
-        if (vm.console.input) lent.typeInto(vm.console.input);
-      });
+      const lend = terminalLender(ctx, host, { resized: () => {}, escaped: ctx.escape });
+      void guest.consoleShows(/kiwi-box: the build failed with exit status \d+; here is a shell/, ctx.background()).then(
+        () => guest.consoleInput && lend(guest.consoleInput),
+        () => {}, // the run ended without one
+      );
     }
-    const provenance = { installed, accelerator: accel, sharing };
     reportStarted(options, provenance, false);
-    const started = Date.now();
     if (options.boxDebug) options.notice('--box-debug: the box stays up after the build (kiwi-no-halt); stop it with Ctrl-C');
-    const exit = await abortable(Promise.race([vm.exited, sharingLost(session.sharing!, vm)]), signal);
-    if (options.verbose) options.notice(`timing: VM stopped ${((Date.now() - started) / 1000).toFixed(2)} s after QEMU started`);
-    if (exit.signal || exit.exitCode !== 0) throw vmError('vmFailed', `the box did not run: ${describeExit(exit)}`, vm);
-    const status = await buildStatus(plan.targetDir, vm);
+    const exit = await ctx.race([(signal) => waitFor(guest.exited, signal), ...shareLoss(sharing, guest)]);
+    ctx.detail(`timing: VM stopped ${((Date.now() - guest.startedAt) / 1000).toFixed(2)} s after QEMU started`);
+    if (exit.signal || exit.exitCode !== 0) throw guest.error('vmFailed', `the box did not run: ${guest.describe(exit)}`);
+    const status = await buildStatus(plan.targetDir, guest);
     await writeProvenance(plan.targetDir, provenance, { argv: plan.words, exitCode: status, startedAt, endedAt: new Date(), warm: false });
-    if (packageCache) options.notice(describeCacheUse(packageCache.stats, session.egress!.passedBytes));
+    if (packageCache) options.notice(describeCacheUse(packageCache.stats, prepared.egress?.passedBytes ?? 0));
     const log = join(plan.targetDir, RESULT_LOG);
     options.notice(status === 0 ? `build done; its log: ${log}` : `the build failed with exit status ${status}; its log: ${log}`);
     return status;
-  } finally {
-    lent?.giveBack();
-    ending.clear();
-    await teardown(session);
-  }
+  });
 }

@@ -1,14 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { GuestMount } from '../sharing/types.js';
 
-/** Names of the virtio-serial ports the guest agent opens (see src/guest/files/agent). */
-export const PORT_NAMES = {
-  control: 'org.boxbuild.ctl',
-  stdin: 'org.boxbuild.in',
-  stdout: 'org.boxbuild.out',
-  stderr: 'org.boxbuild.err',
-} as const;
-
 /** A terminal's size in character cells. */
 export interface WindowSize {
   rows: number;

@@ -74,3 +74,18 @@ export function lendTerminal(terminal: HostTerminal, on: { resized: (size: Windo
     },
   };
 }
+
+/**
+ * Lends the terminal at the first call (keys typed into the stream given then, or into the one of a
+ * later call) and registers its return with `ctx`: one loan per run, given back on every path.
+ */
+export function terminalLender(ctx: { defer(undo: () => unknown): void }, terminal: HostTerminal, on: Parameters<typeof lendTerminal>[1]): (keys: Writable) => void {
+  let lent: LentTerminal | undefined;
+  return (keys) => {
+    if (!lent) {
+      const loan = (lent = lendTerminal(terminal, on));
+      ctx.defer(() => loan.giveBack());
+    }
+    lent.typeInto(keys);
+  };
+}

@@ -1,3 +1,4 @@
+import { EventEmitter, once } from 'node:events';
 import { stat } from 'node:fs/promises';
 import type { Stream } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,23 +16,20 @@ export interface DaemonStdio {
 export class Daemon {
   private output = '';
   private stopping = false;
-  /** Rejects when the daemon ends before it was asked to stop: the guest lost its share. */
-  readonly died: Promise<never>;
 
+  /** `died` is told when the daemon ends before it was asked to stop: the guest lost its share. */
   private constructor(
     readonly what: string,
     private readonly child: Child,
+    died: (error: BoxbuildError) => void,
   ) {
     child.process.stderr?.on('data', (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000)));
-    this.died = new Promise<never>((_, reject) => {
-      void child.ended.then(() => this.stopping || reject(new BoxbuildError('vmFailed', `${this.what} stopped during the run: ${this.lastWords || 'it printed nothing'}`)));
-    });
-    this.died.catch(() => {});
+    void child.ended.then(() => this.stopping || died(new BoxbuildError('vmFailed', `${this.what} stopped during the run: ${this.lastWords || 'it printed nothing'}`)));
   }
 
-  static start(what: string, argv: string[], stdio: DaemonStdio = {}): Daemon {
+  static start(what: string, argv: string[], died: (error: BoxbuildError) => void, stdio: DaemonStdio = {}): Daemon {
     const [file, ...args] = diesWithParent(argv);
-    return new Daemon(what, new Child(file!, args, { stdio: [stdio.stdin ?? 'ignore', stdio.stdout ?? 'ignore', 'pipe'], collect: false }));
+    return new Daemon(what, new Child(file!, args, { stdio: [stdio.stdin ?? 'ignore', stdio.stdout ?? 'ignore', 'pipe'], collect: false }), died);
   }
 
   get exited(): boolean {
@@ -59,22 +57,27 @@ export class Daemon {
   }
 }
 
-/** The daemons of one backend's shares: stopped together; `failed` rejects when one stops on its own. */
+/** The daemons of one backend's shares: stopped together; `lost` tells when one stopped on its own. */
 export class Daemons {
   private readonly started: Daemon[] = [];
-  private fail: (error: unknown) => void = () => {};
-  readonly failed = new Promise<never>((_, reject) => (this.fail = reject));
-
-  constructor() {
-    this.failed.catch(() => {});
-  }
+  private failure?: BoxbuildError;
+  private readonly events = new EventEmitter();
 
   start(what: string, argv: string[], stdio?: DaemonStdio): Daemon {
-    const daemon = Daemon.start(what, argv, stdio);
+    const daemon = Daemon.start(what, argv, (error) => {
+      if (this.failure) return;
+      this.failure = error;
+      this.events.emit('failed', error);
+    }, stdio);
     this.started.push(daemon);
-    daemon.died.catch(this.fail);
     return daemon;
   }
+
+  /** Rejects with the first daemon's failure, once there is one; ends (AbortError) when `signal` aborts. */
+  readonly lost = async (signal: AbortSignal): Promise<never> => {
+    const [error] = this.failure ? [this.failure] : await once(this.events, 'failed', { signal });
+    throw error;
+  };
 
   async stop(): Promise<void> {
     await Promise.all(this.started.map((daemon) => daemon.stop()));

@@ -38,11 +38,11 @@ export const ninePBackend: SharingBackend = {
   name: '9p',
   async start(shares, { profile }): Promise<ActiveSharing> {
     return {
-      qemuArgs: shares.flatMap((share, index) => ninePQemuArgs(share, index, profile)),
+      qemuArgs: shares.flatMap((share, index) => ninePQemuArgs(share, index, profile)), // QEMU serves 9p itself
+      devices: [],
       ports: [],
       sharedMemory: false,
       mounts: shares.map(ninePGuestMount),
-      failed: new Promise<never>(() => {}), // QEMU serves 9p itself
       stop: async () => {},
     };
   },

@@ -56,10 +56,11 @@ export const sshfsBackend: SharingBackend = {
     });
     return {
       qemuArgs: [],
+      devices: [],
       ports: shares.map((share, index) => ({ name: sftpPortName(share), socket: endpoints[index]!.path })),
       sharedMemory: false,
       mounts: shares.map(sshfsGuestMount),
-      failed: daemons.failed,
+      lost: daemons.lost,
       stop: async () => {
         stopped = true;
         endpoints.forEach((endpoint) => endpoint.close());

@@ -24,20 +24,24 @@ export interface GuestMount {
 
 /** A backend's shares, set up on the host for one run. */
 export interface ActiveSharing {
-  /** Devices on QEMU's command line. */
+  /** QEMU arguments of shares that QEMU serves itself (9p). */
   qemuArgs: string[];
   /**
-   * The same devices, for a VM that gets them plugged in once it runs instead (virtiofs: QEMU cannot
-   * save the state of a vhost-user device, so a VM that is saved or restored gets them afterwards).
+   * Devices of shares served by a daemon (virtiofs), on QEMU's command line or plugged into the
+   * running VM (QEMU cannot save the state of a vhost-user device: a VM that is saved or restored
+   * gets them once it runs).
    */
-  pluggable?: PluggableDevice[];
+  devices: PluggableDevice[];
   /** Extra virtio-serial ports the backend needs (none for 9p). */
   ports: SerialPort[];
   /** Guest memory must be shareable (vhost-user). */
   sharedMemory: boolean;
   mounts: GuestMount[];
-  /** Rejects when a host-side helper stops during the run (the guest lost a share). */
-  failed: Promise<never>;
+  /**
+   * Rejects when a host-side helper stops on its own (the guest lost a share); ends with an
+   * AbortError when `signal` aborts. Absent for a backend without helpers (9p).
+   */
+  lost?: (signal: AbortSignal) => Promise<never>;
   /** Stops host-side helpers; safe to call more than once. */
   stop(): Promise<void>;
 }

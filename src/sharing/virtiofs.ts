@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
-import { type PluggableDevice, deviceArgs } from '../qemu/argv.js';
+import type { PluggableDevice } from '../qemu/argv.js';
 import { deviceOnBus } from '../qemu/profiles.js';
-import { isWithin } from '../runner/args.js';
+import { isWithin } from '../util/file.js';
 import { underShareFilter } from '../sandbox/exec.js';
 import { type Namespacing, confinedCommand, namespacingFor } from './confine.js';
 import { runChild } from '../util/child.js';
@@ -96,12 +96,12 @@ export function virtiofsBackend(options: { virtiofsd?: string } = {}): SharingBa
         await Promise.all(started.map((d, index) => d.waitForSocket(sockets[index]!)));
         const devices = shares.map((share, index) => virtiofsDevice(share, index, sockets[index]!, context));
         return {
-          qemuArgs: devices.flatMap(deviceArgs),
-          pluggable: devices,
+          qemuArgs: [],
+          devices,
           ports: [],
           sharedMemory: true,
           mounts: shares.map((share) => ({ modules: ['virtiofs'], fstype: 'virtiofs', source: share.tag, target: share.guestPath, options: share.readOnly ? 'ro' : 'rw' })),
-          failed: daemons.failed,
+          lost: daemons.lost,
           stop: () => daemons.stop(),
         };
       } catch (error) {

@@ -1,6 +1,12 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
+
+/** True when `inner` is `outer` or lies below it. */
+export function isWithin(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
 
 /** The first `bytes` bytes of a file (fewer when it is shorter). */
 export async function readHead(path: string, bytes: number): Promise<Buffer> {

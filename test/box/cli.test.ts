@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { readInstalled } from '../../src/box/cache.js';
 import { PROVENANCE_FILE, writeProvenance } from '../../src/box/provenance.js';
 import { commandLine } from '../../src/cli/program.js';
-import { attachSystemDisk } from '../../src/runner/system-disk.js';
+import { attachSystemDisk } from '../../src/driver/qemu/system-disk.js';
 import { BoxServer } from './server.js';
 
 let server: BoxServer;

@@ -43,7 +43,7 @@ describe('the packed package', () => {
       `import { run } from 'boxbuild';
 const result = await run({ box: 'debian', argv: ['sh', '-c', 'cat; echo to-stderr >&2; exit 3'], input: 'from stdin\\n', accel: 'tcg', cacheDir: process.env.CACHE });
 let internals = 'importable';
-await import('boxbuild/dist/runner/run.js').catch((error) => (internals = error.code));
+await import('boxbuild/dist/runner/agent.js').catch((error) => (internals = error.code));
 console.log(JSON.stringify({ result, internals }));
 `,
     );

@@ -158,7 +158,7 @@ describe('limits and failures', () => {
     const resultFile = join(tempDir(), 'result.json');
     const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--timeout', '5s', '--result', resultFile, '--', 'sleep', '600']);
     expect(result.exitCode).toBe(124);
-    expect(result.stderr).toMatch(/^boxbuild: error: the build did not finish within --timeout 5 s; the VM was killed$/m);
+    expect(result.stderr).toMatch(/^boxbuild: error: the run did not finish within --timeout 5 s \(it was running the command\); the VM was stopped$/m);
     expect(JSON.parse(readFileSync(resultFile, 'utf8'))).toMatchObject({ exitCode: 124, error: { kind: 'timeout', message: expect.stringContaining('--timeout 5 s') }, argv: expect.arrayContaining(['sleep', '600']) });
   });
 

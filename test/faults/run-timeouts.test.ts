@@ -43,7 +43,7 @@ describe('--timeout and aborts at any moment', () => {
   test('--timeout 1ms fires before QEMU exists', async () => {
     const result = await runIsolated([...exec, '-q', '--timeout', '1ms', '--', 'true']);
     expect(result.exitCode).toBe(124);
-    expect(result.stderr).toBe('boxbuild: error: the build did not finish within --timeout 0.001 s; the VM was killed');
+    expect(result.stderr).toBe('boxbuild: error: the run did not finish within --timeout 0.001 s (it was getting box debian (x86_64))');
   });
 
   test('an abort while the booted VM is being saved for warm starts', async () => {
@@ -72,6 +72,6 @@ describe('--timeout and aborts at any moment', () => {
   test('a timeout while the command runs', async () => {
     const result = await runIsolated([...exec, '-q', '--timeout', '3s', '--', 'sleep', '600']);
     expect(result.exitCode).toBe(124);
-    expect(errorLines(result.stderr)).toEqual(['boxbuild: error: the build did not finish within --timeout 3 s; the VM was killed']);
+    expect(errorLines(result.stderr)).toEqual(['boxbuild: error: the run did not finish within --timeout 3 s (it was running the command); the VM was stopped']);
   });
 });

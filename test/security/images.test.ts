@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { fetchTestBox } from '../helpers/boxes.js';
-import { TEST_CACHE } from '../helpers/env.js';
+import { bootableImage } from '../helpers/images.js';
 import { type Runner, asRoot, asUnprivilegedUser } from './runners.js';
 
 /*
@@ -17,28 +17,6 @@ const runners = process.getuid!() === 0 ? [asRoot, asUnprivilegedUser] : [asRoot
 
 /** The guest reads the first sector of its disk (the image's own kernel and initrd leave loading virtio_blk to the command). */
 const READ_DISK = ['sh', '-c', 'modprobe virtio_blk; i=0; until [ -b /dev/vda ] || [ $i -gt 200 ]; do sleep 0.05; i=$((i+1)); done; dd if=/dev/vda bs=512 count=1 2>/dev/null | tr -d "\\0"'];
-
-/**
- * A qcow2 image that exec --image boots: one ext4 file system on the whole disk with os-release and,
- * in /boot, the aarch64 debian box's kernel and initrd (whose init runs the agent in the initramfs).
- * ext4 leaves the disk's first KiB unused: it holds `head`; when there is none, its 512-byte clusters
- * stay unallocated in the qcow2, so that a backing file shows through there.
- */
-async function bootableImage(dir: string, name: string, head = ''): Promise<string> {
-  const root = join(dir, `${name}.root`);
-  mkdirSync(join(root, 'etc'), { recursive: true });
-  mkdirSync(join(root, 'boot'));
-  copyFileSync('/etc/os-release', join(root, 'etc/os-release'));
-  const box = join(TEST_CACHE, 'boxes/debian/aarch64/current');
-  copyFileSync(join(box, 'kernel'), join(root, 'boot/vmlinuz-1'));
-  copyFileSync(join(box, 'initrd'), join(root, 'boot/initrd.img-1'));
-  const raw = join(dir, `${name}.raw`);
-  await execa('mkfs.ext4', ['-q', '-d', root, raw, '64M']);
-  if (head) await execa('dd', [`of=${raw}`, 'conv=notrunc', 'status=none'], { input: head });
-  const image = join(dir, `${name}.qcow2`);
-  await execa('qemu-img', ['convert', '-S', '512', '-O', 'qcow2', '-o', 'cluster_size=512', raw, image]);
-  return image;
-}
 
 describe.each(runners)('disk images that name host files, boxbuild run by %s', (runner: Runner) => {
   let dir: string;

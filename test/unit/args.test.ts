@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { checkGuestPath, isWithin, parseBuildArgs, parseShareSpec, splitAtDoubleDash } from '../../src/runner/args.js';
+import { checkGuestPath, parseBuildArgs, parseShareSpec, splitAtDoubleDash } from '../../src/runner/args.js';
+import { isWithin } from '../../src/util/file.js';
 import { buildDirectories, execCommand } from '../../src/runner/commands.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../../src/util/size.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { ImageRefused, inspectImageFile, selfContainedImage } from '../../src/qemu/image-file.js';
-import { createOverlay } from '../../src/runner/system-disk.js';
+import { createOverlay } from '../../src/driver/qemu/system-disk.js';
 import { tempDir } from '../helpers/temp.js';
 
 /*

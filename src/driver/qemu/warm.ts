@@ -1,18 +1,28 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readlink, rename, rm, rmdir, stat, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readlink, rename, rm, rmdir, stat, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import type { InstalledBox } from '../box/cache.js';
-import { BoxbuildError } from '../errors.js';
-import { writeJsonFile } from '../box/json-file.js';
-import { PRIVATE_DIR, PRIVATE_FILE } from '../box/modes.js';
-import { statesCapBytes, statesDir, tidyStates } from '../box/states.js';
-import { type VmSpec, buildQemuArgs } from '../qemu/argv.js';
-import { type QmpClient, saveVmState } from '../qemu/qmp.js';
-import type { Share } from '../sharing/types.js';
-import { lastWords, runChild } from '../util/child.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { InstalledBox } from '../../box/cache.js';
+import { BoxbuildError } from '../../errors.js';
+import { writeJsonFile } from '../../box/json-file.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from '../../box/modes.js';
+import { statesCapBytes, statesDir, tidyStates } from '../../box/states.js';
+import { type VmSpec, buildQemuArgs } from '../../qemu/argv.js';
+import { describeExit } from '../../qemu/launcher.js';
+import { type QmpClient, VmNotResumed, restoreVmState, saveVmState } from '../../qemu/qmp.js';
+import type { Share } from '../../sharing/types.js';
+import { race, untilAborted, waitFor } from '../../util/abort.js';
+import { lastWords, runChild } from '../../util/child.js';
+import { cpuTimeMs } from '../../util/proc.js';
+import { formatBytes } from '../../util/size.js';
+import type { DriverContext, Restored, WarmStart } from '../types.js';
+import type { Machine } from './machine.js';
 
 /*
+ * Warm start, all of it: a VM's shape, its saved states on disk, saving a booted VM and restoring
+ * one (QEMU's migration stream for the devices, the guest's RAM in a file mapped copy-on-write).
+ *
  * Saved VM states live in `<cache>/states`: for each VM shape a link `<shape>` to the directory of
  * its newest state, `<shape>.d/<id>/`, which holds the guest's RAM (`ram`, a sparse file that a
  * restored VM maps copy-on-write), its devices (`vm.state`, QEMU's migration stream without the
@@ -137,4 +147,94 @@ export async function saveState(
 /** Drops a state that failed to restore (if another run replaced it meanwhile, the link moved on). */
 export async function dropState(state: SavedState): Promise<void> {
   if (state.dir) await rm(state.dir, { recursive: true, force: true });
+}
+
+/**
+ * How much CPU time QEMU may use restoring a state before the restore counts as stuck: CPU time,
+ * not wall time, so that a loaded host (several restores at once) only makes it slower.
+ */
+const RESTORE_CPU_MS = 10_000;
+
+/** What a state is saved with besides the VM: whose it is, and how long a restore may take. */
+export interface WarmRun {
+  runDir: string;
+  installed: InstalledBox;
+  bootTimeoutMs: number;
+}
+
+/** Warm start of one machine: restore the shape's saved state, or boot and save one. */
+export function warmStart(run: WarmRun, machine: Machine, state: SavedState): WarmStart {
+  const { runDir, installed } = run;
+  const { spec } = machine;
+  const ram = join(runDir, 'ram');
+
+  /**
+   * How a restore ended: the agent answered; QEMU exited or refused the state; or QEMU used
+   * RESTORE_CPU_MS of CPU time, or --boot-timeout passed, without an answer.
+   */
+  const outcome = (ctx: DriverContext, pid: number | undefined, exited: Promise<unknown>, stateSent: Promise<void>, ready: (signal: AbortSignal) => Promise<void>) => {
+    const began = Date.now();
+    return race<'ready' | 'refused' | 'stuck'>(ctx.signal, [
+      (signal) => ready(signal).then(() => 'ready' as const),
+      (signal) => waitFor(exited, signal).then(() => 'refused' as const),
+      (signal) => waitFor(stateSent, signal).then(() => untilAborted(signal), () => 'refused' as const),
+      async (signal) => {
+        while (cpuTimeMs(pid) < RESTORE_CPU_MS && Date.now() - began < run.bootTimeoutMs) await sleep(200, undefined, { signal });
+        return 'stuck' as const;
+      },
+    ]);
+  };
+
+  return {
+    restorable: state.dir !== undefined,
+
+    async restore(ctx, ready): Promise<Restored> {
+      const dir = state.dir;
+      if (!dir) return { failed: 'no saved state' };
+      // The disk as the saved guest knew it: the saved overlay, copied, is this run's overlay.
+      await machine.disk.prepare(stateDisk(dir));
+      ctx.detail(`restoring the saved VM ${dir}`);
+      // Mapped copy-on-write; a vhost-user daemon maps the guest's RAM too, so it gets a shared copy then.
+      let ramFile = { path: stateRam(dir), shared: false };
+      if (spec.sharedMemory) {
+        ramFile = { path: ram, shared: true };
+        await copySparse(stateRam(dir), ramFile.path);
+      }
+      const saved = await open(stateFile(dir), 'r');
+      const { vm, guest } = await machine.launch(ctx, { incoming: true, ramFile }, saved.fd).finally(() => saved.close());
+      const stateSent = machine.monitor().then(restoreVmState);
+      stateSent.catch(() => {});
+      const how = await outcome(ctx, vm.pid, vm.exited, stateSent, ready);
+      if (how === 'ready') return { guest };
+      if (how === 'stuck') {
+        return { failed: `the restored guest did not answer (QEMU used ${RESTORE_CPU_MS / 1000} s of CPU time, or --boot-timeout passed); booting cold and saving the state anew` };
+      }
+      // Only a state QEMU itself refused (its format, a truncated file) is dropped; a slow one is kept.
+      const refusal = await race(ctx.signal, [(signal) => waitFor(stateSent, signal).then(() => '', (error: Error) => `${error.message}; `), (signal) => waitFor(vm.exited, signal).then(() => '')]);
+      const exit = await vm.stop(); // QEMU has exited already, unless it refused a command
+      const tail = vm.console.tail(5);
+      await dropState(state);
+      return { failed: `the saved VM state could not be restored (${refusal}${describeExit(exit)}); booting cold and saving it again${tail ? `; last console lines:\n${tail}` : ''}` };
+    },
+
+    async boot(ctx) {
+      await machine.disk.prepare();
+      // A VM whose state will be saved keeps its RAM in a file, which the state gets a copy of.
+      return (await machine.launch(ctx, { ramFile: { path: ram, shared: true } })).guest;
+    },
+
+    async save(ctx) {
+      ctx.detail('saving the booted VM for warm starts');
+      const monitor = await waitFor(machine.monitor(), ctx.signal);
+      const about = { box: installed.manifest.name, boxDir: installed.dir, arch: installed.manifest.arch, memoryMiB: spec.memoryMiB, ram, disk: machine.disk.overlay };
+      await saveState(monitor, state, about, { runDir, signal: ctx.signal }).then(
+        (size) => ctx.detail(`saved the booted VM (${formatBytes(size)}) for warm starts`),
+        (error: Error) => {
+          ctx.signal.throwIfAborted();
+          if (error instanceof VmNotResumed) throw error;
+          ctx.notice(`warning: could not save the VM state for warm starts: ${error.message}`);
+        },
+      );
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import { EGRESS_URL } from '../qemu/egress-link.js';
-import { DEFAULT_NETWORK, type NetworkChoice } from '../network/mode.js';
+import { DEFAULT_NETWORK, type NetworkChoice } from './mode.js';
 
 /*
  * The guest's network: QEMU user networking (no root, no bridge). The guest always sees the same

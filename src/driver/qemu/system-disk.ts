@@ -1,11 +1,11 @@
 import { copyFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { InstalledBox } from '../box/cache.js';
-import { tryLock } from '../box/lock.js';
-import { BoxbuildError } from '../errors.js';
-import { lastWords, runChild } from '../util/child.js';
-import type { DiskLayer, DiskSpec } from '../qemu/argv.js';
-import { type ImageFile, selfContainedImage } from '../qemu/image-file.js';
+import type { InstalledBox } from '../../box/cache.js';
+import { tryLock } from '../../box/lock.js';
+import { BoxbuildError } from '../../errors.js';
+import { lastWords, runChild } from '../../util/child.js';
+import type { DiskLayer, DiskSpec } from '../../qemu/argv.js';
+import { type ImageFile, selfContainedImage } from '../../qemu/image-file.js';
 
 export interface AttachedDisk {
   disk?: DiskSpec;
