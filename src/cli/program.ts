@@ -163,7 +163,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
   const { box, arch } = (await import('../runner/session.js')).lookupBox(options);
   if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
   if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
-  const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
+  const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv }, options.notice);
   const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
   try {
     let code: number;
@@ -173,7 +173,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
     } else {
       const { runInBox } = await import('../runner/run.js');
       code = await runInBox({ ...logged, terminal: terminalUse(flags, false) }, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
-      if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
+      if (code !== 0) options.notice(`the build failed with exit status ${code}${log.kept ? `; its output is kept in ${log.path}` : ''}`);
     }
     await log.close(`exit status ${code}`);
     return code;
