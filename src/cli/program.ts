@@ -208,7 +208,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
 Examples:
   boxbuild --box debian -- --description examples/hello --target-dir out
   boxbuild --box debian-kiwi --type oem -- --description examples/debian-kiwi --target-dir out
-  boxbuild exec --box debian --share . -- make -j2
+  boxbuild exec --box debian-system --share . -- make -j2
   echo hi | boxbuild exec --box debian --aarch64 -- cat
   boxbuild exec --image out/debian-bookworm.x86_64-12.0.0-0.qcow2 -- cat /etc/os-release
   boxbuild box list; boxbuild doctor; boxbuild config`,
