@@ -125,11 +125,11 @@ class LogFile implements BuildLog {
   close(ending: string): Promise<void> {
     const file = this.file;
     if (!file) return Promise.resolve();
-    const tail = this.tailRing;
-    if (tail) {
-      const left = tail.total - tail.contents().length;
+    if (this.tailRing) {
+      const tail = this.tailRing.contents();
+      const left = this.tailRing.total - tail.length;
       if (left > 0) file.write(`\n# boxbuild: ${left} bytes of output left out here\n`);
-      file.write(tail.contents());
+      file.write(tail);
     }
     return new Promise<void>((resolve) => {
       finished(file, () => resolve()); // also when the footer cannot be written: giveUp said so
