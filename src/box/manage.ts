@@ -9,6 +9,7 @@ import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDi
 import { hashFile } from './hash.js';
 import { tryLock, withLock } from './lock.js';
 import { packageCacheLeftovers, removePackageCache } from '../package-cache/store.js';
+import { deadRunDirs } from '../util/run-dirs.js';
 
 /** A box variant in the cache. */
 export interface CachedVariant {
@@ -128,11 +129,12 @@ async function variantsWithFiles(root: string): Promise<{ name: string; arch: Ar
 /**
  * Drops what no build needs any more: versions other than each variant's current one, saved VM
  * states of other box versions or replaced by newer ones, the logs of past builds, everything under `<cache>/tmp`
- * (partial downloads, work directories of interrupted runs), and package files no build used for
- * a while (all of them with `allPackages`). A variant whose lock a live process holds (a download,
- * a make) is skipped whole, and so is a state still being saved.
+ * (partial downloads, work directories of interrupted runs), package files no build used for
+ * a while (all of them with `allPackages`), and the run directories in `runDirsIn` (TMPDIR) of
+ * runs that were killed (see util/run-dirs). A variant whose lock a live process holds (a
+ * download, a make) is skipped whole, and so is a state still being saved.
  */
-export async function pruneCache(root: string, allPackages = false): Promise<PruneResult> {
+export async function pruneCache(root: string, allPackages = false, runDirsIn?: string): Promise<PruneResult> {
   const result: PruneResult = { removed: [], freed: 0, skipped: [] };
   const drop = async (paths: string[]) => {
     result.freed += await spaceFreed(paths);
@@ -162,5 +164,6 @@ export async function pruneCache(root: string, allPackages = false): Promise<Pru
     const foreign = inside.filter((entry) => !isArch(entry)).map((entry) => join(dir, entry));
     await drop(foreign.length === inside.length ? [dir] : foreign);
   }
+  if (runDirsIn) await drop(await deadRunDirs(runDirsIn));
   return result;
 }

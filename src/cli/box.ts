@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, cacheRoot, openCache } from '../box/cache.js';
@@ -190,10 +191,10 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
       print(`removed ${name} (${arches.join(', ')})`);
     });
 
-  command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache`)
+  command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache, and the run directories of killed runs`)
     .option('--packages', 'empty the package caches (kiwi builds download their packages again)')
     .action(async (flags: BoxFlags) => {
-    const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), flags.packages);
+    const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), flags.packages, tmpdir());
     for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
     print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
   });

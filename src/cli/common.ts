@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { describeSkipped } from '../config/config.js';
 import { distrust } from '../config/trust.js';
+import { usageError } from '../errors.js';
+import { formatBytes, parseMemoryMiB } from '../util/size.js';
 
 /**
  * The user's registry files: ~/.config/boxbuild/boxes.json (unless someone else could have put it
@@ -23,3 +25,10 @@ export const notice = (quiet?: boolean) => (line: string) => {
 
 /** Collects a repeatable option's values. */
 export const collect = (value: string, list: string[] = []) => [...list, value];
+
+/** --box-memory in MiB. More than the host has is refused at once: QEMU would only fail to boot, at the boot timeout. */
+export function guestMemoryMiB(text: string): number {
+  const mib = parseMemoryMiB(text);
+  if (mib * 2 ** 20 > totalmem()) throw usageError(`--box-memory ${text} is more than this host's memory (${formatBytes(totalmem())})`);
+  return mib;
+}

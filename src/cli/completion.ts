@@ -17,6 +17,8 @@ interface Node {
   options: Option[];
   /** Its argument is a box name (box fetch NAME, …). */
   takesBox: boolean;
+  /** Its arguments are a command and the command's own (exec CMD [ARGS...]). */
+  takesCommand: boolean;
 }
 
 function walk(command: Command, path: string[] = []): Node[] {
@@ -25,6 +27,7 @@ function walk(command: Command, path: string[] = []): Node[] {
     commands: command.commands.map((sub) => sub.name()),
     options: command.options.filter((option) => option.long && !option.hidden),
     takesBox: command.registeredArguments.some((argument) => argument.name() === 'name'),
+    takesCommand: command.registeredArguments.some((argument) => argument.name() === 'command'),
   };
   return [node, ...command.commands.flatMap((sub) => walk(sub, [...path, sub.name()]))];
 }
@@ -47,6 +50,7 @@ function bash(nodes: Node[]): string {
   const choices = [...new Map(valued.filter(valuesOf).map((option) => [option.long!, valuesOf(option)!])).entries()]
     .map(([long, values]) => `    ${long}) COMPREPLY=($(compgen -W '${values}' -- "$cur")); return ;;`)
     .join('\n');
+  const commandRunners = nodes.filter((node) => node.takesCommand).map((node) => `'${node.path}'`).join('|');
   const free = [...new Set(valued.filter((option) => !valuesOf(option) && !PATH_OPTIONS.includes(option.long!) && option.long !== '--box').map((option) => option.long!))];
   return `# boxbuild completion for bash (and zsh through bashcompinit): source <(boxbuild completion bash)
 _boxbuild() {
@@ -60,13 +64,13 @@ ${choices}
     ${[...PATH_OPTIONS].join('|')}) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     ${free.join('|') || '--no-such-option'}) return ;;
   esac
-  # The command the words so far name: "", "exec", "box", "box fetch", …
+  # The command the words so far name: "", "exec", "box", "box fetch", …; options and their values aside.
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=\${COMP_WORDS[i]}
-    [[ $word == -* ]] && continue
+    [[ $word == -* || ' ${[...new Set(valued.flatMap((option) => [option.long!, ...(option.short ? [option.short] : [])]))].join(' ')} ' == *" \${COMP_WORDS[i-1]} "* ]] && continue
     case "\${at:+$at }$word" in
 ${nodes.filter((node) => node.path).map((node) => `      '${node.path}') at='${node.path}' ;;`).join('\n')}
-    esac
+${commandRunners ? `      # The first other word after ${commandRunners} is the command to run: the rest is its own.\n      *) case "$at" in ${commandRunners}) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac ;;\n` : ''}    esac
   done
   case "$at" in
 ${cases}

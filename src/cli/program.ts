@@ -3,7 +3,7 @@ import { type Arch, parseArch } from '../box/arch.js';
 import { cacheRoot, openCache } from '../box/cache.js';
 import { openBuildLog } from '../box/logs.js';
 import { ExitCode, usageError } from '../errors.js';
-import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
+import { parseDurationMs, parsePositiveInt } from '../util/size.js';
 import { parseEnvSpecs, parseShareSpec, splitAtDoubleDash } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import type { RunOptions } from '../runner/options.js';
@@ -18,7 +18,7 @@ import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
 import { ResultFile, resultArgument } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
-import { collect, notice, registryFiles } from './common.js';
+import { collect, guestMemoryMiB, notice, registryFiles } from './common.js';
 import { hostTerminal } from '../runner/terminal.js';
 
 
@@ -66,7 +66,11 @@ function chosenArch(flags: Pick<VmFlags, 'arch' | 'x86_64' | 'aarch64'>): Arch |
   return (given[0] as Arch | undefined) ?? undefined;
 }
 
+/** The names other tools give two options (docker run's): each sets the option it stands for. */
+const ALIASES = { memory: 'boxMemory', cpus: 'boxSmpCpus' };
+
 function addVmOptions(command: Command): Command {
+  for (const [alias, key] of Object.entries(ALIASES)) command.on(`option:${alias}`, (value: string) => command.setOptionValueWithSource(key, value, 'cli'));
   return command
     .option('--box <name>', 'the box to boot (see "boxbuild box list")')
     .option('--arch <arch>', 'guest architecture: x86_64 or aarch64 (default: the host\'s)')
@@ -75,7 +79,9 @@ function addVmOptions(command: Command): Command {
     .option('--boxes <file>', 'an extra box registry file (may be repeated)', collect)
     .option('--no-update-check', "use a cached box as it is: don't ask its server for a new version")
     .option('--box-memory <size>', 'guest memory: 2G, 512M; a bare number means GiB (default: the box\'s)')
+    .option('--memory <size>', 'same as --box-memory')
     .option('--box-smp-cpus <n>', 'number of guest CPUs (default: the box\'s)')
+    .option('--cpus <n>', 'same as --box-smp-cpus')
     .addOption(new Option('--accel <accel>', 'accelerator; auto probes that KVM really works').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--no-accel', 'same as --accel tcg')
     .option('--machine <type>', "QEMU machine type instead of the architecture's default")
@@ -138,7 +144,7 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
     machine: flags.machine,
     cpu: flags.cpu,
     console: flags.boxConsole,
-    memoryMiB: flags.boxMemory === undefined ? undefined : parseMemoryMiB(flags.boxMemory),
+    memoryMiB: flags.boxMemory === undefined ? undefined : guestMemoryMiB(flags.boxMemory),
     cpus: flags.boxSmpCpus === undefined ? undefined : parsePositiveInt(flags.boxSmpCpus, '--box-smp-cpus'),
     sharing: flags.sharing,
     virtiofsd: flags.virtiofsd,
@@ -163,7 +169,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
   const { box, arch } = (await import('../runner/stages.js')).lookupBox(options);
   if (box.protocol !== 'kiwi') refuseKiwiOnly(flags, box);
   if (box.protocol === 'kiwi' && flags.env) throw usageError(`--env: box "${box.name}" follows the KIWI box contract, which takes no environment`);
-  const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv });
+  const log = await openBuildLog(options.cacheRoot, { box: box.name, arch, argv }, options.notice);
   const logged = { ...options, stdout: log.tee(process.stdout), stderr: log.tee(process.stderr) };
   try {
     let code: number;
@@ -173,7 +179,7 @@ async function runBuild(options: RunOptions, flags: VmFlags & KiwiFlags, build: 
     } else {
       const { runInBox } = await import('../runner/agent.js');
       code = await runInBox({ ...logged, terminal: terminalUse(flags, false) }, () => ({ ...buildCommand(box, build), env: guestEnv(flags) }));
-      if (code !== 0) options.notice(`the build failed with exit status ${code}; its output is kept in ${log.path}`);
+      if (code !== 0) options.notice(`the build failed with exit status ${code}${log.kept ? `; its output is kept in ${log.path}` : ''}`);
     }
     await log.close(`exit status ${code}`);
     return code;
@@ -202,7 +208,7 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
 Examples:
   boxbuild --box debian -- --description examples/hello --target-dir out
   boxbuild --box debian-kiwi --type oem -- --description examples/debian-kiwi --target-dir out
-  boxbuild exec --box debian --share . -- make -j2
+  boxbuild exec --box debian-system --share . -- make -j2
   echo hi | boxbuild exec --box debian --aarch64 -- cat
   boxbuild exec --image out/debian-bookworm.x86_64-12.0.0-0.qcow2 -- cat /etc/os-release
   boxbuild box list; boxbuild doctor; boxbuild config`,
@@ -248,21 +254,26 @@ Examples:
       .option('--image <file>', 'boot this raw or qcow2 disk image (its own kernel and initrd) on a throwaway overlay instead of a box');
 
   addExecOptions(program.command('exec'))
-    .description('Run any command in a fresh VM of a box, or of a disk image a build made: boxbuild exec --box NAME|--image FILE [--share HOST[:GUEST][:ro]]... -- CMD [ARGS...]')
+    .description('Run any command in a fresh VM of a box, or of a disk image a build made: boxbuild exec --box NAME|--image FILE [--share HOST[:GUEST][:ro]]... [--] CMD [ARGS...]')
+    .argument('[command...]', 'the command and its arguments: everything from the first word that is not an option on (or after --)')
+    // As docker run takes it: the first word that is not an option starts the command, whose options follow it.
+    .passThroughOptions()
     .option('-t, --tty', 'run the command on a terminal in the guest, connected to this one (resizes follow; Enter ~ . ends the run)')
     .addHelpText(
       'after',
       `
 Examples:
-  boxbuild exec --box debian -- uname -a
+  boxbuild exec --box debian uname -a
   boxbuild exec --box debian-system --share .:/src -e CC=gcc -- make -C /src
   boxbuild exec --box debian-system -t -- top
   boxbuild exec --box debian --result run.json --timeout 10m -- ./nightly-test`,
     )
     .exitOverride()
-    .action(async (flags: ExecFlags) => {
-      if (!build || build.length === 0) throw usageError('missing command: put it after "--" (boxbuild exec --box NAME -- CMD [ARGS...])');
-      await execute(flags, build, flags.tty ?? false);
+    .action(async (words: string[], flags: ExecFlags) => {
+      // A "--" after the command's first word is the command's own.
+      const command = words.length > 0 ? [...words, ...(build ? ['--', ...build] : [])] : (build ?? []);
+      if (command.length === 0) throw usageError('missing command (boxbuild exec --box NAME [--] CMD [ARGS...])');
+      await execute(flags, command, flags.tty ?? false);
     });
 
   addExecOptions(program.command('shell'))

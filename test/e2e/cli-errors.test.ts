@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -30,6 +31,8 @@ describe('bad input', () => {
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toMatch(/^Usage: boxbuild exec /);
   });
+  test('--box-memory beyond the host\'s memory: refused at once, no VM waited for', () =>
+    expectUsageError(['exec', '--box', 'debian', '--box-memory', `${Math.ceil(totalmem() / 2 ** 30) + 1}G`, '--', 'true'], /^boxbuild: error: --box-memory \d+G is more than this host's memory \(\d+\.\d GiB\)$/));
   test('no --box', () => expectUsageError(['--', '--description', example, '--target-dir', dir], 'missing --box'));
   test('unknown box', () => expectUsageError(['--box', 'nope', '--', '--description', example, '--target-dir', dir], 'unknown box "nope"'));
   test('--no-cache for a box that is not a KIWI box', () =>

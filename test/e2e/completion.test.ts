@@ -38,6 +38,13 @@ describe('bash completion', () => {
     expect(await complete('boxbuild box list --na')).toEqual(['--names']);
   });
 
+  test('exec: the first word that is not an option (nor an option\'s value) is the command, whose words are its own; --cpus and --memory', async () => {
+    expect(await complete('boxbuild exec --box debian ls --sh')).toEqual([]);
+    expect(await complete('boxbuild exec --share . -e X --sh')).toEqual(['--share', '--sharing']);
+    expect(await complete('boxbuild exec --cp')).toEqual(['--cpu', '--cpus']);
+    expect(await complete('boxbuild --mem')).toEqual(['--memory']);
+  });
+
   test('another shell is a usage error', async () => {
     const other = await runCli(['completion', 'tcsh']);
     expect([other.exitCode, other.stderr]).toEqual([2, 'boxbuild: error: completion: unknown shell "tcsh" (bash, zsh or fish)']);

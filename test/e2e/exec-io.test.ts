@@ -74,3 +74,15 @@ describe('--env', () => {
     expect(result.stderr).toMatch(/^boxbuild: error: --env 1X=y: "1X" is not a variable name/);
   });
 });
+
+describe('a newcomer\'s command line', () => {
+  test('exec without "--" (as docker run takes it: the command starts at the first word that is not an option, its options and a "--" are its own); --cpus and --memory', async () => {
+    const result = await runIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--cold', '--cpus', '2', '--memory', '768M', 'sh', '-c', 'nproc; grep MemTotal /proc/meminfo; echo "$@"', 'sh', '-q', '--', '-v']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const [cpus, memory, args] = result.stdout.split('\n');
+    expect(cpus).toBe('2');
+    expect(Number(/(\d+) kB/.exec(memory!)![1]) / 1024).toBeGreaterThan(600); // 768 MiB, less what the kernel keeps
+    expect(Number(/(\d+) kB/.exec(memory!)![1]) / 1024).toBeLessThan(768);
+    expect(args).toBe('-q -- -v');
+  });
+});

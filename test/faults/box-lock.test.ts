@@ -35,7 +35,7 @@ describe('box making and its lock', () => {
     const aptGet = Number(readFileSync(fake.pidFile, 'utf8'));
 
     const waiter = startMake('hang');
-    await untilStderr(waiter, `waiting for pid ${holder.pid}, making box debian (x86_64)`);
+    await untilStderr(waiter, `boxbuild: waiting for pid ${holder.pid}, making box debian (x86_64)\n`); // the line the README quotes
     waiter.kill('SIGINT');
     const waited = await waiter;
     expect(waited.exitCode).toBe(130);
