@@ -1,5 +1,4 @@
-import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
@@ -14,7 +13,7 @@ import { selfContainedImage } from '../qemu/image-file.js';
 import { runOnBox } from './agent.js';
 import { type RunContext, inRun } from './context.js';
 import type { GuestCommand, RunOptions } from './options.js';
-import { lookupBox, resolveBox } from './stages.js';
+import { lookupBox, privateRunDir, resolveBox } from './stages.js';
 
 /*
  * `exec --image FILE`: boots a disk image a build produced, on a throwaway overlay, and runs a
@@ -153,8 +152,7 @@ export async function runInImage(options: RunOptions, imagePath: string, command
   // Checked before any QEMU or qemu-img sees it: an image that names host files is refused.
   const inspected = await selfContainedImage(image, imagePath, 'usage');
   return inRun(options, async (ctx) => {
-    const work = await mkdtemp(join(tmpdir(), 'boxbuild-image-'));
-    ctx.defer(() => rm(work, { recursive: true, force: true }));
+    const work = await privateRunDir(ctx, 'boxbuild-image-');
     const overlay = join(work, 'image.qcow2');
     await createOverlay(overlay, { path: image, ...inspected });
     // The image behind a throwaway overlay, first for the preparing VM, then as the booted VM's disk.

@@ -19,6 +19,7 @@ import { egressSocket } from '../qemu/egress-link.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, type SharingName, chooseSharing } from '../sharing/index.js';
 import { type Racer, race, untilAborted, waitFor } from '../util/abort.js';
+import { markRunDir, sweepDeadRunDirs } from '../util/run-dirs.js';
 import { runDiskScript } from './box-vm.js';
 import type { RunContext } from './context.js';
 import type { BoxSource, RunIo, RunStarted, VmOptions } from './options.js';
@@ -44,6 +45,14 @@ export function resolveBox(ctx: RunContext, options: BoxSource & Pick<RunIo, 'no
 
 /** Makes the driver of a run (a local QEMU; tests give a fake one). */
 export type DriverFactory = (options: QemuDriverOptions) => Driver;
+
+/** A private directory in TMPDIR, marked as this process's (so that a later run can tell when its owner died); removed with ctx's cleanup. */
+export async function privateRunDir(ctx: RunContext, prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  ctx.defer(() => rm(dir, { recursive: true, force: true }));
+  await markRunDir(dir);
+  return dir;
+}
 
 /** A run ready to start guests: its private directory, the driver that starts them, what it runs on. */
 export interface PreparedRun {
@@ -78,8 +87,8 @@ export async function prepareRun(
   const { box, installed } = target;
   const arch = installed.manifest.arch;
   const profile = PROFILES[arch];
-  const runDir = await mkdtemp(join(tmpdir(), 'boxbuild-'));
-  ctx.defer(() => rm(runDir, { recursive: true, force: true }));
+  await sweepDeadRunDirs(tmpdir()); // those of runs killed before they could remove them
+  const runDir = await privateRunDir(ctx, 'boxbuild-');
   const network = networkOf(options);
   let egress: EgressProxy | undefined;
   if (network.mode !== 'none') {

@@ -6,11 +6,9 @@ import { runCli } from '../helpers/cli.js';
 /*
  * A run killed by SIGKILL cannot remove its directory in TMPDIR (sockets, and while a warm state is
  * saved the guest's RAM); the next run removes it, as `box prune` does (test/faults/box-prune).
- * To do: the runner marks its directory (markRunDir) and sweeps those of dead runs
- * (sweepDeadRunDirs, both in src/util/run-dirs.ts) when it starts; then this test runs.
  */
 
-test.todo('a run killed by SIGKILL leaves its directory; the next run removes it', { timeout: 300_000 }, async () => {
+test('a run killed by SIGKILL leaves its directory; the next run removes it', { timeout: 300_000 }, async () => {
   const { tmp, child } = startIsolated(['exec', '--box', 'debian', '--accel', 'tcg', '-q', '--', 'sh', '-c', 'echo started; exec sleep 600'], { buffer: false });
   await untilOutput(child, 'started');
   child.kill('SIGKILL');
