@@ -1,15 +1,17 @@
 import { isAbsolute } from 'node:path';
+import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import type { Arch } from '../box/arch.js';
 import { cacheRoot, openCache } from '../box/cache.js';
 import { usageError } from '../errors.js';
 import { type NetworkWord, parseNetwork } from '../network/mode.js';
+import { SETTINGS, describeSkipped, findConfigFiles, loadConfig } from '../config/config.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import { shareSpec } from '../runner/args.js';
 import { buildCommand, execCommand } from '../runner/commands.js';
 import type { RunOptions } from '../runner/options.js';
 import type { SharingChoice } from '../sharing/index.js';
-import { parseMemoryMiB } from '../util/size.js';
+import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 
 /** How the VM is set up: what the command-line options of the same names do. */
 export interface VmRequest {
@@ -48,6 +50,11 @@ export interface VmRequest {
   stderr?: Writable;
   /** What the CLI would print as `boxbuild: …` notices (box downloads, fallbacks); default: nothing. */
   onNotice?: (line: string) => void;
+  /**
+   * Read the config files as the CLI does (`$XDG_CONFIG_HOME/boxbuild/config.json`, `.boxbuild.json`
+   * from the current directory up) for what the request leaves out; default false.
+   */
+  config?: boolean;
 }
 
 /** A host directory made visible in the guest. */
@@ -87,53 +94,135 @@ export interface RunResult {
   stderr: string;
 }
 
-/** A Writable that keeps what is written to it. */
+/** A Writable that keeps what is written to it, and gives it line by line as it comes. */
 class Collector extends Writable {
   private readonly chunks: Buffer[] = [];
+  private ended = false;
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
     this.chunks.push(chunk);
+    this.emit('changed');
+    done();
+  }
+
+  override _final(done: () => void): void {
+    this.ended = true;
+    this.emit('changed');
     done();
   }
 
   text(): string {
     return Buffer.concat(this.chunks).toString('utf8').replace(/\r?\n$/, '');
   }
+
+  /** Every line written, from the first, as it comes (without its line end); ends when the stream ends. */
+  async *lines(): AsyncGenerator<string> {
+    let read = 0;
+    let partial = '';
+    for (;;) {
+      while (read < this.chunks.length) {
+        const parts = (partial + this.chunks[read++]!.toString('utf8')).split('\n');
+        partial = parts.pop() ?? '';
+        for (const line of parts) yield line.replace(/\r$/, '');
+      }
+      if (this.ended) break;
+      await once(this, 'changed');
+    }
+    if (partial) yield partial;
+  }
 }
 
-/** Runs `start` with the run options a request gives, and collects the output it did not stream. */
-async function runWith(request: VmRequest, input: RunRequest['input'], start: (options: RunOptions) => Promise<number>): Promise<RunResult> {
-  const stdout = request.stdout ?? new Collector();
-  const stderr = request.stderr ?? new Collector();
-  const options: RunOptions = {
+/** A run under way: a promise of its result that can also be stopped and read line by line (as execa's subprocess). */
+export interface RunHandle extends Promise<RunResult> {
+  /**
+   * Stops the run: the VM is stopped and the handle rejects with a BoxbuildError of kind
+   * `interrupted` (exit code 130), or `terminated` (143) for SIGTERM.
+   */
+  kill(signal?: 'SIGINT' | 'SIGTERM'): void;
+  /** The command's stdout line by line as it comes, from its first line (when `stdout` is not given; else nothing). */
+  [Symbol.asyncIterator](): AsyncIterator<string>;
+}
+
+/** The config files' settings (as the CLI reads them) for what the request leaves out. */
+function configured(request: VmRequest): Partial<RunOptions> {
+  const { settings, skipped } = loadConfig(findConfigFiles(process.cwd()));
+  for (const file of skipped) request.onNotice?.(describeSkipped(file));
+  /** A setting's value, checked as the CLI checks it, then parsed; undefined when no file sets it. */
+  const value = <T>(name: keyof typeof SETTINGS, parse: (value: never, where: string) => T): T | undefined => {
+    const setting = settings[name];
+    if (setting === undefined) return undefined;
+    const where = `${setting.from}: ${name}`;
+    return parse(SETTINGS[name]!.check(setting.value, where) as never, where);
+  };
+  const as = <T>(value: T) => value;
+  return {
+    arch: request.arch ?? value('arch', (arch: Arch) => arch),
+    memoryMiB: request.memory === undefined ? value('memory', parseMemoryMiB) : undefined,
+    cpus: request.cpus ?? value('cpus', parsePositiveInt),
+    accel: request.accel ?? value('accel', (accel: AccelRequest) => accel),
+    sharing: request.sharing ?? value('sharing', (sharing: SharingChoice) => sharing),
+    network: request.network === undefined ? value('network', (network: NetworkWord | boolean, where) => parseNetwork(network, where)) : undefined,
+    bootTimeoutMs: request.bootTimeout ?? value('bootTimeout', parseDurationMs),
+    timeoutMs: request.timeout ?? value('timeout', parseDurationMs),
+    registryFiles: [...(value('registries', as<string[]>) ?? []), ...(request.registries ?? [])],
+  };
+}
+
+/** The run options a request gives (errors name the request's fields, not the CLI's options). */
+function runOptions(request: VmRequest, streams: { stdout: Writable; stderr: Writable; stdin?: Readable; signal: AbortSignal }): RunOptions {
+  const config = request.config ? configured(request) : {};
+  const defined = Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined));
+  return {
     box: request.box,
     arch: request.arch,
     registryFiles: request.registries ?? [],
     cacheRoot: openCache(request.cacheDir ?? cacheRoot()),
     accel: request.accel ?? 'auto',
-    memoryMiB: request.memory === undefined ? undefined : parseMemoryMiB(request.memory),
+    memoryMiB: request.memory === undefined ? undefined : parseMemoryMiB(request.memory, 'memory'),
     cpus: request.cpus,
     sharing: request.sharing ?? '9p',
     bootTimeoutMs: request.bootTimeout ?? 60_000,
     timeoutMs: request.timeout,
     network: parseNetwork(request.network, 'network'),
     cold: request.cold,
-    stdin: input === undefined ? undefined : input instanceof Readable ? input : Readable.from([Buffer.from(input)]),
-    stdout,
-    stderr,
     notice: request.onNotice ?? (() => {}),
-    signal: request.signal,
+    optionNames: LIBRARY_NAMES,
+    ...defined,
+    ...streams,
   };
-  const exitCode = await start(options);
+}
+
+/** What errors call the limits in a library run. */
+const LIBRARY_NAMES = { timeout: 'timeout', bootTimeout: 'bootTimeout' };
+
+/** Starts `start` with the run options a request gives; the handle collects the output it does not stream. */
+function runWith(request: VmRequest, input: RunRequest['input'], start: (options: RunOptions) => Promise<number>): RunHandle {
+  const stdout = request.stdout ?? new Collector();
+  const stderr = request.stderr ?? new Collector();
+  const stopping = new AbortController();
+  const signal = request.signal ? AbortSignal.any([request.signal, stopping.signal]) : stopping.signal;
+  const stdin = input === undefined ? undefined : input instanceof Readable ? input : Readable.from([Buffer.from(input)]);
   const text = (stream: Writable) => (stream instanceof Collector ? stream.text() : '');
-  return { exitCode, stdout: text(stdout), stderr: text(stderr) };
+  const result = (async (): Promise<RunResult> => {
+    try {
+      const exitCode = await start(runOptions(request, { stdout, stderr, stdin, signal }));
+      return { exitCode, stdout: text(stdout), stderr: text(stderr) };
+    } finally {
+      for (const stream of [stdout, stderr]) if (stream instanceof Collector) stream.end();
+    }
+  })();
+  return Object.assign(result, {
+    kill: (how: 'SIGINT' | 'SIGTERM' = 'SIGINT') => stopping.abort(how),
+    [Symbol.asyncIterator]: () => (stdout instanceof Collector ? stdout.lines() : (async function* () {})()),
+  });
 }
 
 /**
- * Runs a command in a fresh VM of a box and resolves with its exit status and output (a non-zero
- * status is a result, not an error). Rejects with a BoxbuildError when boxbuild itself fails.
+ * Runs a command in a fresh VM of a box; the handle resolves with its exit status and output (a
+ * non-zero status is a result, not an error) and rejects with a BoxbuildError when boxbuild itself
+ * fails. `for await (const line of run(…))` reads its stdout as it comes; `kill()` stops it.
  */
-export function run(request: RunRequest): Promise<RunResult> {
+export function run(request: RunRequest): RunHandle {
   return runWith(request, request.input, async (options) => {
     const { runInBox } = await import('../runner/agent.js');
     return runInBox(options, () => {
@@ -149,7 +238,7 @@ export function run(request: RunRequest): Promise<RunResult> {
  * Runs the box's build program on a description, into a target directory, as
  * `boxbuild --box B -- --description D --target-dir T` does; for a KIWI box, a kiwi build.
  */
-export function build(request: BuildRequest): Promise<RunResult> {
+export function build(request: BuildRequest): RunHandle {
   const args = ['--description', request.description, '--target-dir', request.targetDir, ...(request.args ?? [])];
   return runWith(request, undefined, async (options) => {
     const { lookupBox } = await import('../runner/stages.js');

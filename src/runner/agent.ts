@@ -13,7 +13,7 @@ import { type Racer, after, waitFor } from '../util/abort.js';
 import type { ChildEnd } from '../util/child.js';
 import { GuestChannel } from './channel.js';
 import { type RunContext, inRun } from './context.js';
-import type { GuestCommand, RunIo, RunOptions, VmOptions } from './options.js';
+import { CLI_OPTION_NAMES, type GuestCommand, type RunIo, type RunOptions, type VmOptions } from './options.js';
 import { type GuestMessage, type GuestRequest, encodeCommand, encodeRequest, encodeSshdRequest, encodeWindowSize } from './protocol.js';
 import { type SshSetup, prepareSsh, startSshSession } from './ssh-channel.js';
 import { type DriverFactory, type PreparedRun, consoleDevice, guestStops, kernelCmdline, lookupBox, prepareRun, reportStarted, resolveBox, shareLoss } from './stages.js';
@@ -59,21 +59,23 @@ async function setUpAttempt(ctx: RunContext, prepared: PreparedRun, command: Gue
 }
 
 /** Waits for the agent's READY; a guest that stops, loses a share or stays silent for too long is an error. */
-function agentReady(ctx: RunContext, guest: Guest, { plan, channel }: Attempt, limitMs: number): Promise<unknown> {
+function agentReady(ctx: RunContext, guest: Guest, { plan, channel }: Attempt, options: Pick<RunOptions, 'bootTimeoutMs' | 'optionNames'>): Promise<unknown> {
+  const limitMs = options.bootTimeoutMs;
+  const name = (options.optionNames ?? CLI_OPTION_NAMES).bootTimeout;
   return ctx.race<unknown>([
     (signal) => channel.next(signal, 'ready'),
     guestStops(guest, 'vmFailed', 'the VM stopped before the guest agent was ready'),
-    after(limitMs, () => guest.error('vmFailed', `the guest showed no sign of life within --boot-timeout ${limitMs / 1000} s`)),
+    after(limitMs, () => guest.error('vmFailed', `the guest showed no sign of life within ${name} ${limitMs / 1000} s`)),
     ...shareLoss(plan.sharing, guest),
   ]);
 }
 
 /** Boots the attempt's guest and waits for its agent; with a warm start, saves its state for the next runs (before anything is mounted). */
-async function bootGuest(ctx: RunContext, attempt: Attempt, options: Pick<VmOptions, 'bootTimeoutMs'>, driver: PreparedRun['driver']): Promise<StartedGuest> {
+async function bootGuest(ctx: RunContext, attempt: Attempt, options: Pick<RunOptions, 'bootTimeoutMs' | 'optionNames'>, driver: PreparedRun['driver']): Promise<StartedGuest> {
   ctx.enter('booting the VM');
   const { warm, plan, channel } = attempt;
   const guest = warm ? await warm.boot(ctx) : await driver.boot(ctx, plan);
-  await agentReady(ctx, guest, attempt, options.bootTimeoutMs);
+  await agentReady(ctx, guest, attempt, options);
   if (warm) {
     ctx.enter('saving the booted VM');
     await warm.save(ctx, guest);
@@ -87,7 +89,7 @@ async function bootGuest(ctx: RunContext, attempt: Attempt, options: Pick<VmOpti
  * one, else booted (and saved). A state that does not restore never fails the run: that attempt is
  * undone and the guest boots, saving the state anew.
  */
-async function startGuest(ctx: RunContext, options: Pick<VmOptions, 'bootTimeoutMs'>, prepared: PreparedRun, command: GuestCommand, base: BasePlan): Promise<StartedGuest> {
+async function startGuest(ctx: RunContext, options: Pick<RunOptions, 'bootTimeoutMs' | 'optionNames'>, prepared: PreparedRun, command: GuestCommand, base: BasePlan): Promise<StartedGuest> {
   const first = ctx.attempt();
   try {
     const attempt = await setUpAttempt(first, prepared, command, base);

@@ -2,7 +2,7 @@ import { BoxbuildError } from '../errors.js';
 import { type Racer, race, waitFor } from '../util/abort.js';
 import { CleanupStack } from '../util/cleanup.js';
 import { runEnding } from './ending.js';
-import type { RunControl, RunIo } from './options.js';
+import { CLI_OPTION_NAMES, type RunControl, type RunIo } from './options.js';
 
 /*
  * A run's context, handed to every stage: the one signal every wait is given, the cleanup stack
@@ -114,7 +114,8 @@ export async function inRun<T>(options: RunIo & RunControl, body: (ctx: RunConte
   const timeoutError = () => {
     const seconds = options.timeoutMs! / 1000;
     const what = ctx?.vmStarted ? '; the VM was stopped' : '';
-    return new BoxbuildError('timeout', `the run did not finish within --timeout ${seconds} s (it was ${ctx?.stage ?? 'starting'})${what}`);
+    const name = (options.optionNames ?? CLI_OPTION_NAMES).timeout;
+    return new BoxbuildError('timeout', `the run did not finish within ${name} ${seconds} s (it was ${ctx?.stage ?? 'starting'})${what}`);
   };
   const ending = runEnding(options.signal, options.timeoutMs, timeoutError);
   ctx = new RunContext(ending.signal, options, ending.escape);

@@ -74,7 +74,11 @@ export interface RunControl {
   signal?: AbortSignal;
   /** Told what the run runs on once its VM runs (for a machine-readable result, --result). */
   onStarted?: (about: RunStarted) => void;
+  /** What messages call the limits: the CLI's options (default), or the library's fields. */
+  optionNames?: { timeout: string; bootTimeout: string };
 }
+
+export const CLI_OPTION_NAMES = { timeout: '--timeout', bootTimeout: '--boot-timeout' };
 
 export interface RunOptions extends BoxSource, VmOptions, RunIo, RunControl {}
 

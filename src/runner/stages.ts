@@ -18,7 +18,7 @@ import { type VmSpec, consoleName } from '../qemu/argv.js';
 import { egressSocket } from '../qemu/egress-link.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, type SharingName, chooseSharing } from '../sharing/index.js';
-import { type Racer, race, untilAborted, waitFor } from '../util/abort.js';
+import { type Racer, race, settledWithin, untilAborted, waitFor } from '../util/abort.js';
 import { markRunDir, sweepDeadRunDirs } from '../util/run-dirs.js';
 import { runDiskScript } from './box-vm.js';
 import type { RunContext } from './context.js';
@@ -37,10 +37,22 @@ export function lookupBox(options: Pick<BoxSource, 'box' | 'arch' | 'registryFil
   return { box: findBox(loadRegistry(options.registryFiles), options.box, arch).box, arch };
 }
 
-/** Stage 1: the installed box, made or downloaded first when needed (the box layer stops on the run's signal too). */
-export function resolveBox(ctx: RunContext, options: BoxSource & Pick<RunIo, 'notice'>, box: BoxEntry, arch: Arch): Promise<InstalledBox> {
+/** How long making or downloading a box may take to clean up once the run must end. */
+const BOX_STOP_GRACE_MS = 5000;
+
+/**
+ * Stage 1: the installed box, made or downloaded first when needed. The box layer stops on the
+ * run's signal too: an ending run gives it a moment to remove what it had begun.
+ */
+export async function resolveBox(ctx: RunContext, options: BoxSource & Pick<RunIo, 'notice'>, box: BoxEntry, arch: Arch): Promise<InstalledBox> {
   ctx.enter(`getting box ${box.name} (${arch})`);
-  return ctx.wait(ensureBox({ cacheRoot: options.cacheRoot, box, arch, log: options.notice, signal: ctx.signal, runScript: runDiskScript, ...options.boxFetch }));
+  const getting = ensureBox({ cacheRoot: options.cacheRoot, box, arch, log: options.notice, signal: ctx.signal, runScript: runDiskScript, ...options.boxFetch });
+  try {
+    return await ctx.wait(getting);
+  } catch (error) {
+    if (ctx.signal.aborted) await settledWithin(getting, BOX_STOP_GRACE_MS);
+    throw error;
+  }
 }
 
 /** Makes the driver of a run (a local QEMU; tests give a fake one). */

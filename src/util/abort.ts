@@ -53,3 +53,12 @@ export async function untilAborted(signal: AbortSignal): Promise<never> {
   if (!signal.aborted) await once(signal, 'abort');
   throw signal.reason;
 }
+
+/** Waits until `promise` has settled, whatever its outcome, or `ms` have passed. */
+export function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  const settled = promise.then(
+    () => {},
+    () => {},
+  );
+  return race(new AbortController().signal, [() => settled, (signal) => sleep(ms, undefined, { signal })]);
+}

@@ -72,12 +72,40 @@ console.log(JSON.stringify({ isBoxbuildError: error instanceof BoxbuildError, ki
     expectNoLeftovers(tmp);
   });
 
+  test('a run handle: its stdout line by line as it comes, kill(); config files when asked for, errors in the library\'s words', async () => {
+    writeFileSync(join(app, '.boxbuild.json'), JSON.stringify({ timeout: '3s' }));
+    writeFileSync(
+      join(app, 'handle.mjs'),
+      `import { run } from 'boxbuild';
+const running = run({ box: 'debian', argv: ['sh', '-c', 'echo one; echo two; sleep 60'], accel: 'tcg', cacheDir: process.env.CACHE });
+const lines = [];
+for await (const line of running) {
+  lines.push(line);
+  if (lines.length === 2) running.kill();
+}
+const error = await running.then(() => undefined, (error) => error);
+const unconfigured = await run({ box: 'debian', argv: ['true'], accel: 'tcg', cacheDir: process.env.CACHE });
+const limited = await run({ box: 'debian', argv: ['sleep', '60'], accel: 'tcg', cacheDir: process.env.CACHE, config: true }).then(() => undefined, (error) => error);
+console.log(JSON.stringify({ lines, kind: error?.kind, unconfigured: unconfigured.exitCode, limited: [limited?.kind, limited?.message] }));
+`,
+    );
+    const tmp = tempDir();
+    const { stdout } = await execa('node', ['handle.mjs'], { cwd: app, env: { CACHE: TEST_CACHE, TMPDIR: tmp } });
+    const seen = JSON.parse(stdout);
+    expect(seen).toMatchObject({ lines: ['one', 'two'], kind: 'interrupted', unconfigured: 0 });
+    expect(seen.limited[0]).toBe('timeout');
+    expect(seen.limited[1]).toMatch(/^the run did not finish within timeout 3 s \(it was [a-z ]+\)/);
+    expectNoLeftovers(tmp);
+  });
+
   test('its types: a TypeScript program type-checks against the installed package', async () => {
     writeFileSync(
       join(app, 'check.ts'),
-      `import { type RunResult, BoxbuildError, run } from 'boxbuild';
+      `import { type RunHandle, type RunResult, BoxbuildError, run } from 'boxbuild';
 export async function twice(): Promise<RunResult[]> {
-  const one = await run({ box: 'debian', argv: ['true'], shares: [{ host: '.', readOnly: true }], env: { A: 'b' } });
+  const handle: RunHandle = run({ box: 'debian', argv: ['true'], shares: [{ host: '.', readOnly: true }], env: { A: 'b' } });
+  for await (const line of handle) console.log(line.toUpperCase());
+  const one = await handle;
   if (one.exitCode !== 0) throw new BoxbuildError('usage', 'unexpected');
   // @ts-expect-error argv is required
   await run({ box: 'debian' });

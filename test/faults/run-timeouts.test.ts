@@ -1,8 +1,10 @@
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../helpers/box-cli.js';
 import { TEST_CACHE } from '../helpers/env.js';
+import { tempDir } from '../helpers/temp.js';
 
 /*
  * A timeout or an abort ends the run cleanly whenever it comes: no QEMU, no run directory, the right
@@ -67,6 +69,25 @@ describe('--timeout and aborts at any moment', () => {
     const result = await signalAt(['--', 'sh', '-c', 'exit 3'], 'timing: command finished', 'SIGTERM');
     expect(result.exitCode).toBe(3);
     expect(errorLines(result.stderr)).toEqual([]);
+  });
+
+  test('--timeout bounds getting the box too: making it on a fresh cache, waiting for the lock another boxbuild holds', async () => {
+    const cache = tempDir('cache-');
+    const making = await runIsolated([...exec, '-q', '--timeout', '3s', '--', 'true'], { env: { BOXBUILD_CACHE_DIR: cache } });
+    expect([making.exitCode, making.stderr]).toEqual([124, 'boxbuild: error: the run did not finish within --timeout 3 s (it was getting box debian (x86_64))']);
+    expect(readdirSync(join(cache, 'tmp/debian/x86_64'))).toEqual([]); // the making's work is removed
+    // Another boxbuild making the box holds its lock: the wait counts.
+    mkdirSync(join(cache, 'locks'), { recursive: true });
+    const holder = execa('sh', ['-c', 'exec 9>"$0" && flock -x 9 && echo locked && exec sleep 600', join(cache, 'locks/debian-x86_64.lock')], { buffer: false });
+    await new Promise((resolve) => holder.stdout!.once('data', resolve));
+    try {
+      const waiting = await runIsolated([...exec, '-q', '--timeout', '3s', '--', 'true'], { env: { BOXBUILD_CACHE_DIR: cache } });
+      expect(waiting.exitCode).toBe(124);
+      expect(waiting.stderr).toMatch(/boxbuild: error: the run did not finish within --timeout 3 s \(it was getting box debian \(x86_64\)\)$/);
+    } finally {
+      holder.kill('SIGKILL');
+      await holder.catch(() => {});
+    }
   });
 
   test('a timeout while the command runs', async () => {
