@@ -21,13 +21,15 @@ import { HttpStatusError } from './http.js';
 import { PRIVATE_FILE } from './modes.js';
 import { verifySignature } from './openpgp.js';
 import { type FileSource, parseSidecar, sidecarUrl, signatureUrl } from './sources.js';
-import { unpackKernelTarball } from './tarball.js';
+import { unpackKernelTarball, unpackLimit } from './tarball.js';
 
 export interface RemoteVariant {
   cacheRoot: string;
   name: string;
   arch: Arch;
   sources: FileSource[];
+  /** The box's memory: what its kernel and initrd must fit into. */
+  memoryMiB: number;
 }
 
 /** What one source became in the staging directory. */
@@ -104,8 +106,12 @@ async function fetchVerified(
   const { size, lastModified } = await downloadFile(ctx, url, partial, sha256, source.name);
   let files: Partial<BoxFiles>;
   if (source.role === 'kernelTarball') {
-    files = await unpackKernelTarball(partial, source.name, staging);
-    await rm(partial, { force: true });
+    // Unpacked or refused, the tarball is of no more use: a later download starts over.
+    try {
+      files = await unpackKernelTarball(partial, source.name, staging, unpackLimit(variant.memoryMiB, size));
+    } finally {
+      await rm(partial, { force: true });
+    }
   } else {
     await rename(partial, join(staging, source.name));
     files = { [source.role]: { name: source.name, sha256, size } satisfies ManifestFile };

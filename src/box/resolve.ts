@@ -107,7 +107,8 @@ async function netContext(request: BoxRequest): Promise<NetContext> {
 }
 
 function remoteVariant(request: BoxRequest) {
-  return { cacheRoot: request.cacheRoot, name: request.box.name, arch: request.arch, sources: request.box.arches[request.arch]?.sources ?? [] };
+  const { cacheRoot, box, arch } = request;
+  return { cacheRoot, name: box.name, arch, sources: box.arches[arch]?.sources ?? [], memoryMiB: box.memoryMiB };
 }
 
 /**
