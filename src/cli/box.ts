@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, cacheRoot, openCache } from '../box/cache.js';
 import { describeNetError } from '../box/failures.js';
-import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from '../box/manage.js';
+import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, verifyBox } from '../box/manage.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
@@ -22,6 +22,7 @@ interface BoxFlags {
   package?: string[];
   diskSize?: string;
   packages?: boolean;
+  dryRun?: boolean;
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -191,9 +192,16 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
 
   command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache`)
     .option('--packages', 'empty the package caches (kiwi builds download their packages again)')
+    .option('--dry-run', 'remove nothing: list what would be removed and the space it takes')
     .action(async (flags: BoxFlags) => {
-    const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), flags.packages);
-    for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
-    print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
-  });
+      const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), { allPackages: flags.packages, dryRun: flags.dryRun });
+      for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
+      const items = `${removed.length} ${removed.length === 1 ? 'item' : 'items'}`;
+      if (flags.dryRun) {
+        for (const path of removed) print(`would remove ${path} (${formatBytes(await spaceFreed([path]))})`);
+        print(`would prune ${items}, freeing ${formatBytes(freed)}`);
+      } else {
+        print(`pruned ${items}, freed ${formatBytes(freed)}`);
+      }
+    });
 }
