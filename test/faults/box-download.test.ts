@@ -123,6 +123,55 @@ describe('unpacked sizes', () => {
   });
 });
 
+describe('small files that must end', () => {
+  const withList = () =>
+    parseRegistry('test-boxes.json', JSON.stringify({ boxes: { tbox: { ...registryDoc().boxes.tbox, files: { ...registryDoc().boxes.tbox.files, packages: { url: 'packages.json' } } } } }))[0]!;
+
+  test.each([
+    ['checksum file', '/kernel.sha256', '64.0 KiB', false],
+    ['package list', '/packages.json', '4.00 MiB', true],
+  ])('an endless %s is cut off at its limit (%s is at most %s), not retried; nothing is installed', { timeout: 20_000 }, async (what, path, limit, listed) => {
+    const cache = testDir('bb-faults-small-');
+    publishBox(4096);
+    server.publish('/packages.json', '["kernel-1"]');
+    server.endless.add(path);
+    const url = `${server.url}${path}`;
+    await expect(ensureBox(request(cache, listed ? { box: withList() } : {}))).rejects.toMatchObject({
+      exitCode: 69,
+      message: expect.stringContaining(`: ${what} ${url} is larger than ${limit}, the most a ${what} may be`),
+    });
+    expect(server.hitsOf(path)).toHaveLength(1);
+    expect(server.bytesSent(path)).toBeLessThan(16 << 20);
+    expect(await filesIn(join(cache, 'tmp'))).toEqual([]);
+  });
+
+  test('a trickling checksum file is given up when its time is up, retries included', async () => {
+    const cache = testDir('bb-faults-small-');
+    publishBox(4096);
+    server.trickles.set('/kernel.sha256', 20); // 80 bytes: 1.6 s, a byte long before each idle timeout
+    const started = Date.now();
+    await expect(ensureBox(request(cache, { net: { ...FAST, smallFileTimeoutMs: 500 } }))).rejects.toMatchObject({
+      exitCode: 69,
+      message: `cannot download kernel from ${server.url}/kernel: checksum file ${server.url}/kernel.sha256 did not arrive within 0.5 s, the longest a checksum file may take`,
+    });
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(server.hitsOf('/kernel.sha256')).toHaveLength(1);
+  });
+
+  test('a cached box whose checksum file became endless: the update check stops at 64 KiB, says so, and the cached box is used', async () => {
+    const cache = testDir('bb-faults-small-');
+    const logged: string[] = [];
+    publishBox(4096);
+    const installed = await ensureBox(request(cache));
+    server.endless.add('/kernel.sha256');
+    const started = Date.now();
+    expect(await ensureBox(request(cache, { log: (line) => logged.push(line) }))).toEqual(installed);
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(server.bytesSent('/kernel.sha256')).toBeLessThan(16 << 20);
+    expect(logged).toEqual([expect.stringMatching(/^warning: cannot update box tbox \(x86_64\) \(checksum file \S+\/kernel\.sha256 is larger than 64\.0 KiB, the most a checksum file may be\); using the cached version /)]);
+  });
+});
+
 describe('a full disk', () => {
   test.skipIf(!isRoot)('an update that does not fit falls back to the cached box; box update says so in one line (exit 69); nothing is left behind', async () => {
     const dir = testDir('bb-faults-enospc-');
