@@ -49,7 +49,8 @@ interface Holder {
 
 /** Starts a flock(1) child on the lock file, which waits for the lock when `wait` is true. */
 function startHolder(lockPath: string, wait: boolean): Holder {
-  const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, '-c', 'echo locked; exec cat >/dev/null'];
+  // --close: flock(1) alone holds the lock, not the command it runs, so the lock is free once flock(1) has ended.
+  const args = ['--exclusive', '--close', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, '-c', 'echo locked; exec cat >/dev/null'];
   // In a process group of its own, so that a Ctrl-C at the terminal does not release the lock before
   // boxbuild has cleaned up, and so that ending the group ends the command flock(1) runs too.
   const child = spawn('flock', args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });

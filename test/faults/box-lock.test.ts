@@ -129,6 +129,16 @@ describe('box making and its lock', () => {
   });
 });
 
+test('a released lock is free at once: the next try takes it, every time', async () => {
+  const path = join(testDir('bb-faults-release-'), 'locks', 'x.lock');
+  for (let round = 0; round < 50; round++) {
+    const lock = await tryLock(path);
+    expect(lock, `round ${round}`).toHaveProperty('release');
+    if ('release' in lock) await lock.release();
+  }
+  expect(processesMentioning(path)).toEqual([]);
+});
+
 describe('a wait for a lock that is given up', () => {
   /** A held lock in a fresh directory, and the flock(1) processes on it. */
   async function heldLock() {
