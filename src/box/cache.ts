@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type Arch, isArch } from './arch.js';
@@ -164,6 +164,20 @@ export async function brokenInstall(root: string, name: string, arch: Arch): Pro
   const dir = await currentDir(root, name, arch);
   if (!dir || (await readManifest(dir))) return undefined;
   return `its manifest ${manifestPath(dir)} is missing or invalid`;
+}
+
+/** The files of an installed version that are not there, by name: a stat each, no hashing (that is `box verify`'s). */
+export async function missingFiles(installed: InstalledBox): Promise<string[]> {
+  const files = Object.values(installed.manifest.files) as ManifestFile[];
+  const present = await Promise.all(files.map((file) => stat(join(installed.dir, file.name)).then((info) => info.isFile(), () => false)));
+  return files.filter((_, index) => !present[index]).map((file) => file.name);
+}
+
+/** Removes the current version of a variant, whole or damaged, so that it is made or downloaded afresh. Call it under the variant's lock. */
+export async function dropCurrentVersion(root: string, name: string, arch: Arch): Promise<void> {
+  const dir = await currentDir(root, name, arch);
+  await rm(join(boxArchDir(root, name, arch), 'current'), { force: true });
+  if (dir) await rm(dir, { recursive: true, force: true });
 }
 
 /**

@@ -48,16 +48,17 @@ async function fileSize(path: string): Promise<number> {
 }
 
 /** Runs `task` under the retry policy: exponential backoff on network errors, timeouts and 5xx; 4xx fail at once. */
-export function withRetries<T>(ctx: NetContext, label: string, task: () => Promise<T>): Promise<T> {
+function withRetries<T>(ctx: NetContext, label: string, task: () => Promise<T>): Promise<T> {
   return pRetry(task, {
     retries: ctx.net.retries,
     factor: 2,
     minTimeout: ctx.net.minBackoffMs,
     maxTimeout: ctx.net.maxBackoffMs,
     signal: ctx.signal,
-    shouldRetry: ({ error }) => isTransient(error),
+    // A request the signal stopped (Ctrl-C, a deadline) failed for that reason alone: it is not tried again, nor said to be.
+    shouldRetry: ({ error }) => !ctx.signal?.aborted && isTransient(error),
     onFailedAttempt: ({ error, retriesLeft }) => {
-      if (isTransient(error) && retriesLeft > 0) ctx.log(`${label}: ${describeNetError(error)}; trying again`);
+      if (!ctx.signal?.aborted && isTransient(error) && retriesLeft > 0) ctx.log(`${label}: ${describeNetError(error)}; trying again`);
     },
   });
 }
@@ -163,16 +164,64 @@ export interface SmallResponse {
   lastModified?: string;
 }
 
-/** GETs a small file (a checksum sidecar, a package list), conditionally when validators are given. */
-export async function fetchSmall(ctx: NetContext, url: string, validators: { etag?: string; lastModified?: string } = {}): Promise<SmallResponse> {
+/** A small file boxbuild fetches besides a box's own files, and the most it may be. */
+export interface SmallFile {
+  what: string;
+  maxBytes: number;
+}
+
+export const CHECKSUM_FILE: SmallFile = { what: 'checksum file', maxBytes: 64 << 10 };
+export const SIGNATURE_FILE: SmallFile = { what: 'signature', maxBytes: 64 << 10 };
+export const PACKAGE_LIST: SmallFile = { what: 'package list', maxBytes: 4 << 20 };
+
+const tooLarge = (kind: SmallFile, url: string, announced?: number) =>
+  new Error(`${kind.what} ${url} is larger than ${formatBytes(kind.maxBytes)}, the most a ${kind.what} may be${announced === undefined ? '' : ` (the server announced ${formatBytes(announced)})`}`);
+
+/**
+ * GETs a small file (a checksum sidecar, a signature, a package list) in one request,
+ * conditionally when validators are given. A body larger than the kind allows is cut off there
+ * (never retried: a server sending that much is not worth asking again).
+ */
+export async function fetchSmall(ctx: NetContext, url: string, kind: SmallFile, validators: { etag?: string; lastModified?: string } = {}): Promise<SmallResponse> {
   const headers: Record<string, string> = {};
   if (validators.etag) headers['if-none-match'] = validators.etag;
   if (validators.lastModified) headers['if-modified-since'] = validators.lastModified;
-  const response = await ctx.client.get(url, { headers, responseType: 'buffer', signal: ctx.signal });
-  const meta = { etag: response.headers.etag, lastModified: response.headers['last-modified'] };
-  if (response.statusCode === 304) return meta;
-  if (response.statusCode >= 300) throw new HttpStatusError(response.statusCode, response.statusMessage, url);
-  return { ...meta, body: response.body };
+  const stream = ctx.client.stream(url, { headers, signal: ctx.signal });
+  stream.on('error', () => {}); // errors arrive through responseOf and the reading below
+  try {
+    const response = await responseOf(stream);
+    const meta = { etag: response.headers.etag, lastModified: response.headers['last-modified'] };
+    if (response.statusCode === 304) return meta;
+    if (response.statusCode >= 300) throw new HttpStatusError(response.statusCode, response.statusMessage, url);
+    const length = Number(response.headers['content-length'] ?? Number.NaN);
+    if (length > kind.maxBytes) throw tooLarge(kind, url, length);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > kind.maxBytes) throw tooLarge(kind, url);
+      chunks.push(chunk);
+    }
+    if (Number.isFinite(length) && size !== length) throw new TruncatedError(size, length);
+    return { ...meta, body: Buffer.concat(chunks) };
+  } finally {
+    stream.destroy();
+  }
+}
+
+/**
+ * Fetches a small file with retries, all of them within `net.smallFileTimeoutMs`: a server that
+ * trickles it (which no idle timeout notices) is given up on then, not retried.
+ */
+export async function fetchSmallFile(ctx: NetContext, label: string, url: string, kind: SmallFile): Promise<SmallResponse> {
+  const deadline = AbortSignal.timeout(ctx.net.smallFileTimeoutMs);
+  const bounded = { ...ctx, signal: ctx.signal ? AbortSignal.any([ctx.signal, deadline]) : deadline };
+  try {
+    return await withRetries(bounded, label, () => fetchSmall(bounded, url, kind));
+  } catch (error) {
+    if (!deadline.aborted || ctx.signal?.aborted) throw error;
+    throw new Error(`${kind.what} ${url} did not arrive within ${ctx.net.smallFileTimeoutMs / 1000} s, the longest a ${kind.what} may take`, { cause: error });
+  }
 }
 
 /** The error of a download stopped by Ctrl-C or SIGTERM (its partial file stays for the next run). */
@@ -184,6 +233,7 @@ export const downloadStopped = (signal: AbortSignal) => stoppedError(signal, 'a 
  */
 export async function fromMirrors<T>(label: string, urls: string[], task: (url: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const failures: string[] = [];
+  const causes: unknown[] = [];
   for (const url of urls) {
     try {
       return await task(url);
@@ -191,8 +241,9 @@ export async function fromMirrors<T>(label: string, urls: string[], task: (url: 
       if (signal?.aborted) throw downloadStopped(signal);
       if (error instanceof BoxbuildError) throw error;
       failures.push(`${url}: ${describeNetError(error)}`);
+      causes.push(error);
     }
   }
-  if (urls.length === 1) throw new BoxbuildError('boxUnavailable', `cannot download ${label} from ${failures[0]}`);
-  throw new BoxbuildError('boxUnavailable', `cannot download ${label} from any of its ${urls.length} mirrors`, { detail: failures.join('\n') });
+  if (urls.length === 1) throw new BoxbuildError('boxUnavailable', `cannot download ${label} from ${failures[0]}`, { cause: causes[0] });
+  throw new BoxbuildError('boxUnavailable', `cannot download ${label} from any of its ${urls.length} mirrors`, { detail: failures.join('\n'), cause: new AggregateError(causes, 'every mirror failed') });
 }

@@ -16,18 +16,20 @@ import {
   freshWorkDir,
   installVersion,
 } from './cache.js';
-import { type NetContext, downloadFile, fetchSmall, fromMirrors, withRetries } from './download.js';
+import { CHECKSUM_FILE, type NetContext, PACKAGE_LIST, SIGNATURE_FILE, downloadFile, fetchSmall, fetchSmallFile, fromMirrors } from './download.js';
 import { HttpStatusError } from './http.js';
 import { PRIVATE_FILE } from './modes.js';
 import { verifySignature } from './openpgp.js';
-import { type FileSource, parseSidecar, sidecarUrl, signatureUrl } from './sources.js';
-import { unpackKernelTarball } from './tarball.js';
+import { type FileSource, isSidecarUrl, parseSidecar, sidecarUrl, signatureUrl } from './sources.js';
+import { unpackKernelTarball, unpackLimit } from './tarball.js';
 
 export interface RemoteVariant {
   cacheRoot: string;
   name: string;
   arch: Arch;
   sources: FileSource[];
+  /** The box's memory: what its kernel and initrd must fit into. */
+  memoryMiB: number;
 }
 
 /** What one source became in the staging directory. */
@@ -48,10 +50,10 @@ async function reuse(from: string, to: string): Promise<void> {
 async function fetchSignature(ctx: NetContext, label: string, url: string): Promise<Buffer> {
   const signature = signatureUrl(url);
   try {
-    return (await withRetries(ctx, `${label}.asc`, () => fetchSmall(ctx, signature))).body!;
+    return (await fetchSmallFile(ctx, `${label}.asc`, signature, SIGNATURE_FILE)).body!;
   } catch (error) {
     if (!(error instanceof HttpStatusError) || error.status >= 500) throw error;
-    throw new BoxbuildError('boxUnavailable', `${label}: the registry requires an OpenPGP signature, but ${signature} answers ${error.message}`);
+    throw new BoxbuildError('boxUnavailable', `${label}: the registry requires an OpenPGP signature, but ${signature} answers ${error.message}`, { cause: error });
   }
 }
 
@@ -59,7 +61,7 @@ async function fetchSignature(ctx: NetContext, label: string, url: string): Prom
 async function sidecarChecksum(ctx: NetContext, source: FileSource, url: string): Promise<{ sha256: string; probe: ProbeRecord }> {
   const probeUrl = sidecarUrl(url);
   const label = `${source.name}.sha256`;
-  const response = await withRetries(ctx, label, () => fetchSmall(ctx, probeUrl));
+  const response = await fetchSmallFile(ctx, label, probeUrl, CHECKSUM_FILE);
   if (source.signedBy) await verifySignature(label, source.signedBy, response.body!, await fetchSignature(ctx, label, probeUrl), ctx.signal);
   const sha256 = parseSidecar(response.body!.toString('utf8'));
   if (!sha256) throw new BoxbuildError('boxUnavailable', `${probeUrl} is not a sha256 checksum file`);
@@ -68,7 +70,7 @@ async function sidecarChecksum(ctx: NetContext, source: FileSource, url: string)
 
 /** A small unverified file (the package list): fetched whole; it is its own update probe. */
 async function fetchListing(ctx: NetContext, source: FileSource, url: string, staging: string): Promise<Fetched> {
-  const response = await withRetries(ctx, source.name, () => fetchSmall(ctx, url));
+  const response = await fetchSmallFile(ctx, source.name, url, PACKAGE_LIST);
   const body = response.body!;
   await writeFile(join(staging, source.name), body, { mode: PRIVATE_FILE });
   const sha256 = sha256Of(body);
@@ -104,8 +106,12 @@ async function fetchVerified(
   const { size, lastModified } = await downloadFile(ctx, url, partial, sha256, source.name);
   let files: Partial<BoxFiles>;
   if (source.role === 'kernelTarball') {
-    files = await unpackKernelTarball(partial, source.name, staging);
-    await rm(partial, { force: true });
+    // Unpacked or refused, the tarball is of no more use: a later download starts over.
+    try {
+      files = await unpackKernelTarball(partial, source.name, staging, unpackLimit(variant.memoryMiB, size));
+    } finally {
+      await rm(partial, { force: true });
+    }
   } else {
     await rename(partial, join(staging, source.name));
     files = { [source.role]: { name: source.name, sha256, size } satisfies ManifestFile };
@@ -173,7 +179,7 @@ export async function isUpToDate(installed: InstalledBox, sources: FileSource[],
   }
   const answers = await Promise.all(
     (installed.manifest.probes ?? []).map(async (probe) => {
-      const response = await fetchSmall(ctx, probe.url, probe);
+      const response = await fetchSmall(ctx, probe.url, isSidecarUrl(probe.url) ? CHECKSUM_FILE : PACKAGE_LIST, probe);
       return response.body === undefined || sha256Of(response.body) === probe.sha256;
     }),
   );

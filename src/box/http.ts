@@ -19,6 +19,8 @@ export interface NetOptions {
   maxBackoffMs: number;
   /** Limit for the whole update check of one box (it is skipped with a warning on expiry). */
   updateCheckTimeoutMs: number;
+  /** Limit for fetching a small file (a checksum sidecar, a signature, a package list), all its retries included. */
+  smallFileTimeoutMs: number;
   /** The largest file a box may have (BOXBUILD_MAX_DOWNLOAD); a server sending more is cut off. */
   maxBytes: number;
   /** Bytes per second a download must average over each slow window (BOXBUILD_MIN_RATE; 0: no minimum). */
@@ -33,6 +35,7 @@ export const DEFAULT_NET: NetOptions = {
   minBackoffMs: 1_000,
   maxBackoffMs: 30_000,
   updateCheckTimeoutMs: 10_000,
+  smallFileTimeoutMs: 60_000,
   maxBytes: 16 * 2 ** 30,
   minRate: 1024,
   slowWindowMs: 60_000,

@@ -1,5 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BoxbuildError } from '../errors.js';
@@ -40,42 +39,70 @@ async function readHolder(lockPath: string): Promise<HolderInfo | undefined> {
 
 const describeHolder = (holder: HolderInfo | undefined) => (holder ? `pid ${holder.pid}, ${holder.doing}` : 'another boxbuild');
 
-/**
- * Starts a flock(1) child on the lock file. Resolves with it once it holds the lock, or with
- * undefined when `wait` is false and the lock is held.
- */
-function startHolder(lockPath: string, wait: boolean): { child: ChildProcess; locked: Promise<ChildProcess | undefined> } {
-  const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, '-c', 'echo locked; exec cat >/dev/null'];
-  // In a process group of its own, so that a Ctrl-C at the terminal does not release the lock before boxbuild has cleaned up.
+/** A flock(1) child on a lock file. */
+interface Holder {
+  /** Resolves true once the child holds the lock, false when it was told not to wait and the lock is held. */
+  locked: Promise<boolean>;
+  /** Ends the child, whatever it is doing (waiting, or holding the lock: the kernel releases it); resolves once it is gone. */
+  end(): Promise<void>;
+}
+
+/** Starts a flock(1) child on the lock file, which waits for the lock when `wait` is true. */
+function startHolder(lockPath: string, wait: boolean): Holder {
+  // --close: flock(1) alone holds the lock, not the command it runs, so the lock is free once flock(1) has ended.
+  const args = ['--exclusive', '--close', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, '-c', 'echo locked; exec cat >/dev/null'];
+  // In a process group of its own, so that a Ctrl-C at the terminal does not release the lock before
+  // boxbuild has cleaned up, and so that ending the group ends the command flock(1) runs too.
   const child = spawn('flock', args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   child.stdin!.on('error', () => {}); // EPIPE when the child is gone: the lock is released either way
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const locked = new Promise<ChildProcess | undefined>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve(child));
+  const gone = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
+  const locked = new Promise<boolean>((resolve, reject) => {
+    child.stdout!.once('data', () => {
+      resolve(true);
+      // A held lock never keeps boxbuild running: should a way out forget to release it, boxbuild still
+      // exits, and the kernel releases the lock with it.
+      child.unref();
+      for (const pipe of [child.stdin, child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
+    });
     child.once('error', (error) => reject(new BoxbuildError('internal', `cannot run flock(1) to lock ${lockPath}: ${error.message}`, { cause: error })));
     child.once('exit', (code) => {
-      if (code === HELD) resolve(undefined);
+      if (code === HELD) resolve(false);
       else reject(new BoxbuildError('internal', `cannot lock ${lockPath}: flock(1) ${stderr.trim() || `ended with status ${code}`}`));
     });
   });
-  return { child, locked };
-}
-
-/** The release function of a held lock: clears the holder information and ends the flock(1) child. */
-function releaser(lockPath: string, child: ChildProcess): () => Promise<void> {
-  return async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    await writeFile(lockPath, '').catch(() => {});
-    const exited = once(child, 'exit');
-    child.stdin!.end();
-    await exited;
+  const end = async () => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // it ended meanwhile
+      }
+    }
+    child.ref();
+    await gone;
   };
+  return { locked, end };
 }
 
-async function takeOver(lockPath: string, child: ChildProcess, doing: string): Promise<{ release: () => Promise<void> }> {
-  await writeFile(lockPath, JSON.stringify({ pid: process.pid, doing } satisfies HolderInfo), { mode: PRIVATE_FILE });
-  return { release: releaser(lockPath, child) };
+/**
+ * The lock, held by `holder`: says who holds it, for those who wait, and returns its release
+ * function (which clears that and ends the holder; later calls do nothing). The holder's
+ * information is only that: a full disk that cannot take it does not stop the work (nor `box
+ * prune`, which frees the disk).
+ */
+async function takeOver(lockPath: string, holder: Holder, doing: string): Promise<{ release: () => Promise<void> }> {
+  await writeFile(lockPath, JSON.stringify({ pid: process.pid, doing } satisfies HolderInfo), { mode: PRIVATE_FILE }).catch(() => {});
+  let released: Promise<void> | undefined;
+  const release = async () => {
+    await writeFile(lockPath, '').catch(() => {});
+    await holder.end();
+  };
+  return { release: () => (released ??= release()) };
 }
 
 /**
@@ -84,8 +111,8 @@ async function takeOver(lockPath: string, child: ChildProcess, doing: string): P
  */
 export async function tryLock(lockPath: string, doing = 'using it'): Promise<{ release: () => Promise<void> } | { heldBy: number }> {
   await mkdir(dirname(lockPath), { recursive: true, mode: PRIVATE_DIR });
-  const { child, locked } = startHolder(lockPath, false);
-  if (await locked) return takeOver(lockPath, child, doing);
+  const holder = startHolder(lockPath, false);
+  if (await holder.locked) return takeOver(lockPath, holder, doing);
   return { heldBy: (await readHolder(lockPath))?.pid ?? 0 };
 }
 
@@ -99,7 +126,22 @@ export interface LockOptions {
   timeoutMs?: number;
 }
 
-/** Waits for the lock, announcing it once, until it is free, the signal stops the wait, or the timeout expires. */
+/** Resolves once `signal` is aborted (at once when it is already); `cleanup` removes the listener. */
+function whenAborted(signal: AbortSignal): { aborted: Promise<void>; cleanup: () => void } {
+  let cleanup = () => {};
+  const aborted = new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const listener = () => resolve();
+    signal.addEventListener('abort', listener, { once: true });
+    cleanup = () => signal.removeEventListener('abort', listener);
+  });
+  return { aborted, cleanup };
+}
+
+/**
+ * Waits for the lock, announcing it once, until it is free, the signal stops the wait, or the
+ * timeout expires. A wait given up ends its flock(1) child before it rejects.
+ */
 async function waitForLock(lockPath: string, options: LockOptions): Promise<{ release: () => Promise<void> }> {
   const first = await tryLock(lockPath, options.doing);
   if (!('heldBy' in first)) return first;
@@ -107,25 +149,21 @@ async function waitForLock(lockPath: string, options: LockOptions): Promise<{ re
   options.onWait?.(`waiting for ${holder}`);
   const timeoutMs = options.timeoutMs ?? lockTimeoutMs();
   const timeout = AbortSignal.timeout(timeoutMs);
-  const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-  const { child, locked } = startHolder(lockPath, true);
-  const abandon = () => {
-    child.kill('SIGKILL');
-    child.stdin!.end();
-  };
-  stop.addEventListener('abort', abandon, { once: true });
+  const stop = whenAborted(options.signal ? AbortSignal.any([options.signal, timeout]) : timeout);
+  const waiter = startHolder(lockPath, true);
   try {
-    await locked.catch((error: unknown) => {
-      if (!stop.aborted) throw error;
-    });
+    const won = await Promise.race([waiter.locked, stop.aborted.then(() => false)]);
     if (options.signal?.aborted) throw stoppedError(options.signal, `stopped waiting for ${holder}`);
-    if (timeout.aborted) {
+    if (!won) {
       throw new BoxbuildError('boxUnavailable', `gave up after ${timeoutMs / 1000} s waiting for ${holder} (BOXBUILD_LOCK_TIMEOUT sets how long to wait)`);
     }
+  } catch (error) {
+    await waiter.end();
+    throw error;
   } finally {
-    stop.removeEventListener('abort', abandon);
+    stop.cleanup();
   }
-  return takeOver(lockPath, child, options.doing);
+  return takeOver(lockPath, waiter, options.doing);
 }
 
 /** Runs `task` while holding the lock; waiting for it is announced once and bounded (see LockOptions). */

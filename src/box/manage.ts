@@ -78,7 +78,7 @@ export async function removeBox(root: string, name: string, arch: Arch | undefin
 }
 
 export interface PruneResult {
-  /** Directories and files removed. */
+  /** Directories and files removed (with `dryRun`: that would be). */
   removed: string[];
   /** Bytes of disk space they held that are free now. */
   freed: number;
@@ -91,7 +91,7 @@ export interface PruneResult {
  * a qcow2 disk holds less than its length), each inode counted once, and a file only when every
  * one of its hard links goes (a file the current version shares with an old one frees nothing).
  */
-async function spaceFreed(paths: string[]): Promise<number> {
+export async function spaceFreed(paths: string[]): Promise<number> {
   const inodes = new Map<string, { bytes: number; links: number; seen: number }>();
   const walk = async (path: string): Promise<void> => {
     const info = await lstat(path).catch(() => undefined);
@@ -132,14 +132,16 @@ async function variantsWithFiles(root: string): Promise<{ name: string; arch: Ar
  * (partial downloads, work directories of interrupted runs), package files no build used for
  * a while (all of them with `allPackages`), and the run directories in `runDirsIn` (TMPDIR) of
  * runs that were killed (see util/run-dirs). A variant whose lock a live process holds (a
- * download, a make) is skipped whole, and so is a state still being saved.
+ * download, a make) is skipped whole, and so is a state still being saved. With `dryRun`, nothing
+ * is removed: the result says what would be, and the space that would be freed.
  */
-export async function pruneCache(root: string, allPackages = false, runDirsIn?: string): Promise<PruneResult> {
+export async function pruneCache(root: string, options: { allPackages?: boolean; dryRun?: boolean; runDirsIn?: string } = {}): Promise<PruneResult> {
   const result: PruneResult = { removed: [], freed: 0, skipped: [] };
   const drop = async (paths: string[]) => {
+    result.removed.push(...paths);
+    if (options.dryRun) return;
     result.freed += await spaceFreed(paths);
     for (const path of paths) await rm(path, { recursive: true, force: true });
-    result.removed.push(...paths);
   };
   for (const { name, arch } of await variantsWithFiles(root)) {
     const lock = await tryLock(boxLockPath(root, name, arch), `pruning box ${name} (${arch})`);
@@ -156,7 +158,7 @@ export async function pruneCache(root: string, allPackages = false, runDirsIn?: 
   await drop(await staleStatePaths(root));
   await drop(await allLogs(root));
   const cached = new Set((await listCached(root)).map((variant) => `${variant.name}/${variant.arch}`));
-  await drop(await packageCacheLeftovers(root, (box, arch) => cached.has(`${box}/${arch}`), allPackages));
+  await drop(await packageCacheLeftovers(root, (box, arch) => cached.has(`${box}/${arch}`), options.allPackages ?? false));
   // Not a variant's: leftovers of older boxbuild versions or of something else.
   for (const name of await entries(join(root, 'tmp'))) {
     const dir = join(root, 'tmp', name);
@@ -164,6 +166,7 @@ export async function pruneCache(root: string, allPackages = false, runDirsIn?: 
     const foreign = inside.filter((entry) => !isArch(entry)).map((entry) => join(dir, entry));
     await drop(foreign.length === inside.length ? [dir] : foreign);
   }
-  if (runDirsIn) await drop(await deadRunDirs(runDirsIn));
+  if (options.runDirsIn) await drop(await deadRunDirs(options.runDirsIn));
+  if (options.dryRun) result.freed = await spaceFreed(result.removed);
   return result;
 }

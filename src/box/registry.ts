@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BoxbuildError, usageError } from '../errors.js';
+import { closest } from '../util/closest.js';
 import { type Arch, isArch } from './arch.js';
 import { dearmorPublicKey } from './openpgp.js';
 import { type Checksum, type FileSource, SOURCE_ROLES, type SourceRole, isSha256, resolveUrls, urlFileName } from './sources.js';
@@ -258,7 +259,11 @@ export function loadRegistry(overrides: string[] = []): Registry {
 
 export function findBox(registry: Registry, name: string, arch: Arch): { box: BoxEntry; archEntry: BoxArchEntry } {
   const box = registry.get(name);
-  if (!box) throw usageError(`unknown box "${name}" (known: ${[...registry.keys()].sort().join(', ')})`);
+  if (!box) {
+    const names = [...registry.keys()].sort();
+    const near = closest(name, names);
+    throw usageError(`unknown box "${name}"${near ? ` (did you mean "${near}"?)` : ''}; the boxes are ${names.join(', ')}`);
+  }
   const archEntry = box.arches[arch];
   if (!archEntry) throw usageError(`box "${name}" has no ${arch} variant (it has: ${Object.keys(box.arches).join(', ')})`);
   return { box, archEntry };

@@ -1,9 +1,10 @@
+import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Share } from '../sharing/types.js';
 import { BoxbuildError } from '../errors.js';
 import { guestFilesDigest } from '../guest/guest-files.js';
 import type { Arch } from './arch.js';
-import { type InstalledBox, boxLockPath, brokenInstall, readInstalled } from './cache.js';
+import { type InstalledBox, boxLockPath, brokenInstall, dropCurrentVersion, missingFiles, readInstalled } from './cache.js';
 import type { NetContext } from './download.js';
 import type { NetOptions } from './http.js';
 import { withLock } from './lock.js';
@@ -83,7 +84,7 @@ export async function isMadeBoxCurrent(installed: InstalledBox | undefined): Pro
  * Runs `task` under the variant's lock. Whatever fails in it becomes one line: exit 130/143 when
  * stopped by a signal, else exit 69 saying what could not be done (a failed tool, a full disk).
  */
-function underVariantLock<T>(request: BoxRequest, doing: 'making' | 'downloading', task: () => Promise<T>): Promise<T> {
+function underVariantLock<T>(request: BoxRequest, doing: 'making' | 'downloading' | 'repairing', task: () => Promise<T>): Promise<T> {
   const what = `${doing} ${variantName(request)}`;
   const lockPath = boxLockPath(request.cacheRoot, request.box.name, request.arch);
   const locked = withLock(lockPath, task, { doing: what, onWait: request.log, signal: request.signal });
@@ -118,7 +119,8 @@ async function netContext(request: BoxRequest): Promise<NetContext> {
 }
 
 function remoteVariant(request: BoxRequest) {
-  return { cacheRoot: request.cacheRoot, name: request.box.name, arch: request.arch, sources: request.box.arches[request.arch]?.sources ?? [] };
+  const { cacheRoot, box, arch } = request;
+  return { cacheRoot, name: box.name, arch, sources: box.arches[arch]?.sources ?? [], memoryMiB: box.memoryMiB };
 }
 
 /**
@@ -162,17 +164,40 @@ export async function updateBox(request: BoxRequest): Promise<InstalledBox> {
 }
 
 /**
+ * A cached box must have all its files (a stat each: a run must not find out in QEMU): one that
+ * lacks one is damaged, one line saying which and how to repair it (exit 69).
+ */
+async function whole(request: BoxRequest, installed: InstalledBox): Promise<InstalledBox> {
+  const missing = (await missingFiles(installed)).map((name) => join(installed.dir, name));
+  if (missing.length === 0) return installed;
+  const { box, arch } = request;
+  throw new BoxbuildError(
+    'boxUnavailable',
+    `${variantName(request)} is damaged: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} missing; repair it with "boxbuild box verify --repair ${box.name} --arch ${arch}"`,
+  );
+}
+
+/** Replaces the cached version of a box (a damaged one): it is removed, then the box is made or downloaded afresh. */
+export async function repairBox(request: BoxRequest): Promise<InstalledBox> {
+  const { cacheRoot, box, arch } = request;
+  await underVariantLock(request, 'repairing', () => dropCurrentVersion(cacheRoot, box.name, arch));
+  return box.make ? makeBox(request) : downloadBox(request, undefined);
+}
+
+/**
  * Returns the installed box: made or downloaded first when missing; made again when outdated;
  * for a cached remote box, a new version is downloaded when the update check finds one. When
- * the check or the update fails, the cached (verified) box is used with a one-line warning.
+ * the check or the update fails, the cached (verified) box is used with a one-line warning. A
+ * cached box that lacks a file is an error (see whole).
  */
 export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
   const { cacheRoot, box, arch } = request;
   const installed = await readInstalled(cacheRoot, box.name, arch);
   const broken = installed ? undefined : await brokenInstall(cacheRoot, box.name, arch);
   if (broken) request.log(`${variantName(request)}: ${broken}; ${box.make ? 'making' : 'downloading'} it again`);
-  if (box.make) return installed && (await isMadeBoxCurrent(installed)) ? installed : makeBox(request, true);
+  if (box.make) return installed && (await isMadeBoxCurrent(installed)) ? whole(request, installed) : makeBox(request, true);
   if (!installed) return downloadBox(request, undefined);
+  await whole(request, installed);
   if (request.updateCheck === false) return installed;
   try {
     if (await isBoxCurrent(request, installed)) return installed;

@@ -59,6 +59,7 @@ export function urlFileName(url: string): string {
 }
 
 export const sidecarUrl = (url: string) => `${url}.sha256`;
+export const isSidecarUrl = (url: string) => url.endsWith('.sha256');
 
 /** Where the detached OpenPGP signature of a file is published (OBS: beside the checksum file). */
 export const signatureUrl = (url: string) => `${url}.asc`;

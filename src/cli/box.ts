@@ -3,10 +3,10 @@ import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, cacheRoot, openCache } from '../box/cache.js';
 import { describeNetError } from '../box/failures.js';
-import { type CachedVariant, listCached, pruneCache, removeBox, verifyBox } from '../box/manage.js';
+import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, verifyBox } from '../box/manage.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
-import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, updateBox } from '../box/resolve.js';
+import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, repairBox, updateBox } from '../box/resolve.js';
 import { runDiskScript } from '../runner/box-vm.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { UNUSED_DAYS, packageCacheSizes } from '../package-cache/store.js';
@@ -24,6 +24,8 @@ interface BoxFlags {
   package?: string[];
   diskSize?: string;
   packages?: boolean;
+  dryRun?: boolean;
+  repair?: boolean;
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -126,17 +128,47 @@ async function updateBoxes(name: string | undefined, flags: BoxFlags): Promise<v
   }
 }
 
-async function verifyBoxes(name: string | undefined, flags: BoxFlags): Promise<void> {
+/** What `box verify` found of one cached variant. */
+interface Verified {
+  name: string;
+  arch: Arch;
+  version?: string;
+  dir?: string;
+  ok: boolean;
+  problems: string[];
+  /** With --repair: the version it was replaced by. */
+  repaired?: string;
+}
+
+/** Replaces a damaged variant with a fresh copy; a problem of its own when the registry does not know it. */
+async function repairVariant(flags: BoxFlags, registry: Registry, result: Verified, signal?: AbortSignal): Promise<void> {
+  const box = registry.get(result.name);
+  if (!box?.arches[result.arch]) {
+    result.problems.push('not in the registry, so it cannot be repaired: remove it ("boxbuild box remove NAME")');
+    return;
+  }
+  result.repaired = (await repairBox(request(flags, box, result.arch, signal))).manifest.version;
+}
+
+async function verifyBoxes(name: string | undefined, flags: BoxFlags, signal?: AbortSignal): Promise<void> {
   const variants = await cachedVariants(name, flags);
   if (name && variants.length === 0) throw usageError(`box "${name}"${flags.arch ? ` (${flags.arch})` : ''} is not in the cache`);
-  const failed: string[] = [];
+  const registry = flags.repair ? loadRegistry(registryFiles(flags)) : undefined;
+  const results: Verified[] = [];
   for (const { name: box, arch, installed } of variants) {
     const problems = installed ? await verifyBox(installed) : ['its manifest (box.json) cannot be read'];
-    print(`${box} (${arch})${installed ? ` ${installed.manifest.version}` : ''}: ${problems.length === 0 ? 'ok' : 'FAILED'}`);
-    failed.push(...problems.map((problem) => `${box} (${arch}): ${problem}`));
+    const result: Verified = { name: box, arch, version: installed?.manifest.version, dir: installed?.dir, ok: problems.length === 0, problems };
+    if (!flags.json) print(`${box} (${arch})${result.version ? ` ${result.version}` : ''}: ${result.ok ? 'ok' : 'FAILED'}`);
+    if (!result.ok && registry) {
+      await repairVariant(flags, registry, result, signal);
+      if (result.repaired && !flags.json) print(`${box} (${arch}) repaired: ${result.repaired}`);
+    }
+    results.push(result);
   }
+  if (flags.json) print(JSON.stringify(results, null, 2));
+  const failed = results.filter((result) => !result.ok && !result.repaired).flatMap((result) => result.problems.map((problem) => `${result.name} (${result.arch}): ${problem}`));
   if (failed.length > 0) {
-    throw new BoxbuildError('boxUnavailable', 'some box files are damaged or do not match their manifest: remove the box ("boxbuild box remove NAME") and fetch it again', {
+    throw new BoxbuildError('boxUnavailable', 'some box files are damaged or do not match their manifest: "boxbuild box verify --repair" makes or downloads those boxes afresh', {
       detail: failed.join('\n'),
     });
   }
@@ -182,7 +214,9 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
 
   command('verify [name]', 'Check the files of cached boxes (all, or one box) against the checksums recorded when they were installed')
     .option('--arch <arch>', 'only this architecture')
-    .action((name: string | undefined, flags: BoxFlags) => verifyBoxes(name, flags));
+    .option('--repair', 'make or download a damaged box afresh')
+    .option('--json', 'print JSON')
+    .action((name: string | undefined, flags: BoxFlags) => verifyBoxes(name, flags, signal));
 
   command('remove <name>', 'Remove a box from the cache')
     .option('--arch <arch>', 'only this architecture')
@@ -193,9 +227,16 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
 
   command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache, and the run directories of killed runs`)
     .option('--packages', 'empty the package caches (kiwi builds download their packages again)')
+    .option('--dry-run', 'remove nothing: list what would be removed and the space it takes')
     .action(async (flags: BoxFlags) => {
-    const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), flags.packages, tmpdir());
-    for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
-    print(`pruned ${removed.length} ${removed.length === 1 ? 'item' : 'items'}, freed ${formatBytes(freed)}`);
-  });
+      const { removed, freed, skipped } = await pruneCache(openCache(cacheRoot()), { allPackages: flags.packages, dryRun: flags.dryRun, runDirsIn: tmpdir() });
+      for (const line of skipped) notice(flags.quiet)(`skipped ${line}`);
+      const items = `${removed.length} ${removed.length === 1 ? 'item' : 'items'}`;
+      if (flags.dryRun) {
+        for (const path of removed) print(`would remove ${path} (${formatBytes(await spaceFreed([path]))})`);
+        print(`would prune ${items}, freeing ${formatBytes(freed)}`);
+      } else {
+        print(`pruned ${items}, freed ${formatBytes(freed)}`);
+      }
+    });
 }

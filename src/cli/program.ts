@@ -20,6 +20,7 @@ import { ResultFile, resultArgument } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, guestMemoryMiB, notice, registryFiles } from './common.js';
 import { hostTerminal } from '../runner/terminal.js';
+import { closest } from '../util/closest.js';
 
 
 interface VmFlags {
@@ -334,19 +335,4 @@ Examples:
     throw error;
   }
   return status;
-}
-
-/** The candidate within edit distance 2 of `word`, if any (the nearest). */
-function closest(word: string, candidates: string[]): string | undefined {
-  const distance = (a: string, b: string) => {
-    let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      const next = [i];
-      for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-      row = next;
-    }
-    return row[b.length]!;
-  };
-  const [best] = candidates.map((candidate) => ({ candidate, d: distance(word, candidate) })).filter(({ d }) => d <= 2).sort((x, y) => x.d - y.d);
-  return best?.candidate;
 }

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { Header } from 'tar';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { readInstalled } from '../../src/box/cache.js';
+import { runCli } from '../helpers/cli.js';
 import { PROVENANCE_FILE, writeProvenance } from '../../src/box/provenance.js';
 import { commandLine } from '../../src/cli/program.js';
 import { attachSystemDisk } from '../../src/driver/qemu/system-disk.js';
@@ -153,6 +154,33 @@ describe('boxbuild box ...', () => {
       message: `box kbox (x86_64): its system disk ${cached} names another file as its backing file (${secret}); boxbuild opens only self-contained images`,
     });
     await expect(attachSystemDisk(installed, dir, false)).rejects.toMatchObject({ exitCode: 69 });
+  });
+
+  test('a box file deleted from the cache: a run is refused as a damaged box naming it (exit 69); box verify --json says so, --repair downloads the box afresh', async () => {
+    await publishKiwiBox(randomBytes(1000), ['bash-5']);
+    await boxbuild('box', 'fetch', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q');
+    const installed = (await readInstalled(join(dir, 'cache'), 'kbox', 'x86_64'))!;
+    const kernel = join(installed.dir, installed.manifest.files.kernel.name);
+    await rm(kernel);
+    const description = join(dir, 'description');
+    await mkdir(description);
+    await expect(boxbuild('--box', 'kbox', '--arch', 'x86_64', '--boxes', registry, '-q', '--', '--description', description, '--target-dir', join(dir, 'target'))).rejects.toMatchObject({
+      exitCode: 69,
+      message: `box kbox (x86_64) is damaged: ${kernel} is missing; repair it with "boxbuild box verify --repair kbox --arch x86_64"`,
+    });
+
+    const verified = await runCli(['box', 'verify', '--json'], { env: { BOXBUILD_CACHE_DIR: join(dir, 'cache') } });
+    expect(verified.exitCode).toBe(69);
+    expect(JSON.parse(verified.stdout)).toEqual([
+      { name: 'kbox', arch: 'x86_64', version: installed.manifest.version, dir: installed.dir, ok: false, problems: ['Test-Box.x86_64-1.0.kernel: missing'] },
+    ]);
+    expect(verified.stderr).toMatch(/^boxbuild: error: some box files are damaged or do not match their manifest: "boxbuild box verify --repair" makes or downloads those boxes afresh\n {2}kbox \(x86_64\): Test-Box\.x86_64-1\.0\.kernel: missing$/);
+
+    const tarballHits = server.hitsOf('/images/Test-Box.x86_64-Kernel.tar.xz').length;
+    expect(await boxbuild('box', 'verify', '--repair', '--boxes', registry, '-q')).toBe(`kbox (x86_64) ${installed.manifest.version}: FAILED\nkbox (x86_64) repaired: ${installed.manifest.version}\n`);
+    expect(server.hitsOf('/images/Test-Box.x86_64-Kernel.tar.xz')).toHaveLength(tarballHits + 1);
+    expect(await readFile(kernel, 'utf8')).toBe('kernel image');
+    expect(JSON.parse(await boxbuild('box', 'verify', '--json'))).toEqual([{ name: 'kbox', arch: 'x86_64', version: installed.manifest.version, dir: installed.dir, ok: true, problems: [] }]);
   });
 
   test('a registry typo stops the command with an error naming the file, box and field', async () => {

@@ -136,7 +136,7 @@ describe('remote boxes', () => {
     expect(server.hitsOf('/kernel')).toHaveLength(2);
   });
 
-  test('Ctrl-C stops a download with an "interrupted" error; the next run resumes it', async () => {
+  test('Ctrl-C stops a download with an "interrupted" error, not retried nor said to be; the next run resumes it', async () => {
     const { kernel } = publishBox('1', 1024 * 1024);
     server.stalls.add('/kernel');
     const controller = new AbortController();
@@ -149,6 +149,8 @@ describe('remote boxes', () => {
       exitCode: 130,
       message: 'interrupted; a partial download resumes where it stopped next time',
     });
+    expect(logged.filter((line) => line.includes('trying again'))).toEqual([]);
+    expect(server.hitsOf('/kernel')).toHaveLength(1);
     server.stalls.delete('/kernel');
     const installed = await ensureBox(request());
     expect(await readFile(join(installed.dir, 'kernel'))).toEqual(kernel);

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { execa } from 'execa';
 import { onTestFinished } from 'vitest';
 
 /** A fresh directory for one test, removed when the test has finished (also when it failed). */
@@ -67,4 +68,24 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+export const isRoot = process.getuid?.() === 0;
+
+/**
+ * Runs a shell script in a mount namespace of its own in which `cache` is a fresh tmpfs of `size`
+ * (root only: the host's mounts stay as they are). The script prints sections, `echo "== NAME"`
+ * then their output; returns each section's output, trimmed.
+ */
+export async function onSmallDisk(cache: string, size: string, script: string, timeoutMs = 90_000): Promise<Record<string, string>> {
+  const mounted = `set -e\nmkdir -p "${cache}" && mount -t tmpfs -o size=${size} tmpfs "${cache}"\n${script}`;
+  const { stdout } = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', mounted], { timeout: timeoutMs });
+  const sections: Record<string, string> = {};
+  let section: string | undefined;
+  for (const line of stdout.split('\n')) {
+    const heading = /^== (.+)$/.exec(line)?.[1];
+    if (heading !== undefined) sections[(section = heading)] = '';
+    else if (section !== undefined) sections[section] += `${line}\n`;
+  }
+  return Object.fromEntries(Object.entries(sections).map(([name, text]) => [name, text.trim()]));
 }

@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, onTestFinished, test } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, onTestFinished, test, vi } from 'vitest';
+import { tryLock, withLock } from '../../src/box/lock.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { processesMentioning } from '../helpers/temp.js';
 import { fakeAptTools, isAlive, testDir, untilFile, untilStderr } from './box-fakes.js';
@@ -124,5 +126,57 @@ describe('box making and its lock', () => {
       await maker;
     }
     expect(makeDirsIn(cache)).toEqual([]);
+  });
+});
+
+test('a released lock is free at once: the next try takes it, every time', async () => {
+  const path = join(testDir('bb-faults-release-'), 'locks', 'x.lock');
+  for (let round = 0; round < 50; round++) {
+    const lock = await tryLock(path);
+    expect(lock, `round ${round}`).toHaveProperty('release');
+    if ('release' in lock) await lock.release();
+  }
+  expect(processesMentioning(path)).toEqual([]);
+});
+
+describe('a wait for a lock that is given up', () => {
+  /** A held lock in a fresh directory, and the flock(1) processes on it. */
+  async function heldLock() {
+    const path = join(testDir('bb-faults-wait-'), 'locks', 'x.lock');
+    const held = await tryLock(path, 'holding it');
+    if ('heldBy' in held) throw new Error('the fresh lock is held');
+    onTestFinished(() => held.release());
+    return { path, held, flocks: () => processesMentioning(path) };
+  }
+
+  test('Ctrl-C during the wait: its flock(1) is gone when the wait rejects, the lock stays with its holder', async () => {
+    const { path, flocks } = await heldLock();
+    const controller = new AbortController();
+    const waiting = withLock(path, async () => 'ran', { doing: 'waiting', signal: controller.signal });
+    await vi.waitFor(() => expect(flocks()).toHaveLength(2));
+    controller.abort('SIGINT');
+    await expect(waiting).rejects.toMatchObject({ exitCode: 130, message: 'interrupted; stopped waiting for pid ' + process.pid + ', holding it' });
+    expect(flocks()).toHaveLength(1);
+    expect(await tryLock(path)).toEqual({ heldBy: process.pid });
+  });
+
+  test('a signal aborted before the wait began stops it at once and leaves no flock(1); the lock is free once its holder lets go', async () => {
+    const { path, held, flocks } = await heldLock();
+    const controller = new AbortController();
+    controller.abort('SIGTERM');
+    const waiting = withLock(path, async () => 'ran', { doing: 'waiting', signal: controller.signal });
+    const outcome = await Promise.race([waiting.catch((error: unknown) => error), sleep(2000, 'still waiting')]);
+    expect(outcome).toMatchObject({ exitCode: 143 });
+    await held.release();
+    expect(flocks()).toEqual([]);
+    const again = await tryLock(path);
+    expect(again).toHaveProperty('release');
+    if ('release' in again) await again.release();
+  });
+
+  test('a timeout: one line, exit 69, no flock(1) left', async () => {
+    const { path, flocks } = await heldLock();
+    await expect(withLock(path, async () => 'ran', { doing: 'waiting', timeoutMs: 300 })).rejects.toMatchObject({ exitCode: 69, message: expect.stringMatching(/^gave up after 0\.3 s waiting for pid \d+, holding it/) });
+    expect(flocks()).toHaveLength(1);
   });
 });

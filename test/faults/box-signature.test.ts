@@ -61,7 +61,7 @@ async function fetchBox(): Promise<{ exitCode: number; stderr: string; cache: st
   const registry = join(dir, 'boxes.json');
   writeFileSync(registry, JSON.stringify(registryDoc()));
   const cache = join(dir, 'cache');
-  const result = await runCli(['box', 'fetch', 'sbox', '-q', '--boxes', registry], { env: { BOXBUILD_CACHE_DIR: cache } });
+  const result = await runCli(['box', 'fetch', 'sbox', '-q', '--boxes', registry], { env: { BOXBUILD_CACHE_DIR: cache }, timeout: 20_000 });
   return { ...result, cache };
 }
 
@@ -88,6 +88,16 @@ describe('OpenPGP signatures of checksum sidecars', () => {
     const { exitCode, stderr, cache } = await fetchBox();
     expect(stderr.trim()).toMatch(message);
     expect(exitCode).toBe(69);
+    nothingInstalled(cache);
+  });
+
+  test('an endless signature is cut off at 64 KiB: one line, exit 69, nothing installed', { timeout: 30_000 }, async () => {
+    await publish(PUBLISHER);
+    server.endless.add('/kernel.sha256.asc');
+    const { exitCode, stderr, cache } = await fetchBox();
+    expect(stderr.trim()).toMatch(/^boxbuild: error: cannot download kernel from \S+: signature \S+\/kernel\.sha256\.asc is larger than 64\.0 KiB, the most a signature may be$/);
+    expect(exitCode).toBe(69);
+    expect(server.hitsOf('/kernel.sha256.asc')).toHaveLength(1);
     nothingInstalled(cache);
   });
 

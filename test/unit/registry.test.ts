@@ -34,7 +34,9 @@ describe('registry', () => {
     expect(() => parseRegistry('f.json', made({ packages: [3] }))).toThrow('field "packages" must be a list of Debian package names');
   });
   test('unknown box or architecture', () => {
-    expect(() => findBox(loadRegistry(), 'nope', 'x86_64')).toThrow('unknown box "nope"');
+    expect(() => findBox(loadRegistry(), 'nope', 'x86_64')).toThrow(/^unknown box "nope"; the boxes are debian, debian-kiwi, debian-system, /);
+    expect(() => findBox(loadRegistry(), 'debain', 'x86_64')).toThrow(/^unknown box "debain" \(did you mean "debian"\?\); the boxes are debian, /);
+    expect(() => findBox(loadRegistry(), 'tumbelweed', 'x86_64')).toThrow('unknown box "tumbelweed" (did you mean "tumbleweed"?)');
     expect(() => findBox(loadRegistry(), 'debian', 'riscv64')).toThrow('has no riscv64 variant');
   });
 
