@@ -194,7 +194,7 @@ export function runOnBox(ctx: RunContext, options: RunOptions, box: BoxEntry, in
     const base: BasePlan = {
       kernel,
       initrd: join(installed.dir, installed.manifest.files.initrd.name),
-      cmdline: kernelCmdline(box, arch, { profile, console: consoleDevice(options, box) }, options.boxDebug),
+      cmdline: kernelCmdline(box, arch, { profile, console: consoleDevice(options, box), accel: prepared.accel }, options.boxDebug),
       disks: options.extraDisks ?? [],
       consoleEcho: options.boxDebug ? options.stderr : undefined,
       sshPort: ssh?.port,

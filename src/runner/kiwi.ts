@@ -8,6 +8,7 @@ import type { Guest } from '../driver/types.js';
 import { BoxbuildError } from '../errors.js';
 import { EGRESS_ENVIRONMENT, guestNetworkEnvironment, networkOf } from '../network/guest.js';
 import { PROFILES } from '../qemu/profiles.js';
+import type { Accel } from '../qemu/profiles.js';
 import type { Share, SharingName } from '../sharing/types.js';
 import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
 import { DEBIAN_MIRRORS, PackageCache, buildMirrors } from '../package-cache/cache.js';
@@ -107,10 +108,10 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   const host = options.terminal?.debugShell ? options.terminal.host : undefined;
   const size = host && windowSize(host);
   const debugShell = size ? [`boxbuild.debugshell=${size.rows}x${size.cols}`] : [];
-  const cmdline = (sharing: SharingName, environment: Record<string, string>) =>
+  const cmdline = (sharing: SharingName, accel: Accel, environment: Record<string, string>) =>
     kiwiCmdline({
       arch,
-      base: [kernelCmdline(box, arch, { profile, console }, options.boxDebug), ...debugShell].join(' '),
+      base: [kernelCmdline(box, arch, { profile, console, accel }, options.boxDebug), ...debugShell].join(' '),
       words: plan.words,
       noHalt: options.boxDebug,
       kiwiVersion: request.kiwiVersion,
@@ -123,8 +124,8 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
   // The package cache is part of the egress proxy: with it, the build downloads through the proxy
   // on a full network too.
   const environment = caching ? { ...EGRESS_ENVIRONMENT } : guestNetworkEnvironment(network);
-  // The longest backend name: refuses a command line that is too long before any download.
-  cmdline('virtiofs', environment);
+  // The longest backend name and command line: refuses a command line that is too long before any download.
+  cmdline('virtiofs', 'tcg', environment);
   return inRun(options, async (ctx) => {
     const installed = await resolveBox(ctx, options, box, arch);
     if (!installed.manifest.files.system) throw new BoxbuildError('boxUnavailable', `box ${box.name} has no system disk ("system" file), which a KIWI box needs`);
@@ -143,7 +144,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     const guest = await driver.boot(ctx, {
       kernel,
       initrd: join(installed.dir, installed.manifest.files.initrd.name),
-      cmdline: cmdline(prepared.sharing, environment),
+      cmdline: cmdline(prepared.sharing, prepared.accel, environment),
       disks: [],
       shares: plan.shares,
       sharing,

@@ -16,7 +16,7 @@ import type { PackageCache } from '../package-cache/cache.js';
 import { resolveAccel } from '../qemu/accel.js';
 import { type VmSpec, consoleName } from '../qemu/argv.js';
 import { egressSocket } from '../qemu/egress-link.js';
-import { PROFILES } from '../qemu/profiles.js';
+import { type Accel, PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, type SharingName, chooseSharing } from '../sharing/index.js';
 import { type Racer, race, settledWithin, untilAborted, waitFor } from '../util/abort.js';
 import { markRunDir, sweepDeadRunDirs } from '../util/run-dirs.js';
@@ -70,15 +70,23 @@ export async function privateRunDir(ctx: RunContext, prefix: string): Promise<st
 export interface PreparedRun {
   runDir: string;
   driver: Driver;
+  accel: Accel;
   sharing: SharingName;
   provenance: ProvenanceInfo;
   /** The egress proxy (every run with a network). */
   egress?: EgressProxy;
 }
 
-/** The kernel command line of a box. `debug` (--box-debug) takes `quiet` off and asks boxbuild's guest files to trace (boxbuild.debug). */
-export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'profile' | 'console'>, debug = false): string {
-  const words = [`console=${consoleName(spec)}`, 'panic=-1', box.cmdline, box.arches[arch]?.cmdline ?? ''].join(' ').split(/\s+/).filter(Boolean);
+/**
+ * The kernel command line of a box. `debug` (--box-debug) takes `quiet` off and asks boxbuild's guest
+ * files to trace (boxbuild.debug). An x86_64 guest under TCG keeps time by the ACPI PM timer, not its
+ * TSC: the TSC's frequency is calibrated at boot against the PIT, which a loaded host spoils (a guest
+ * booted at load 6 took its 2.4 GHz TSC for 75 MHz, and every `sleep 1` lasted 10 s), and a saved
+ * state would carry that to every warm start of its shape.
+ */
+export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'profile' | 'console' | 'accel'>, debug = false): string {
+  const clock = arch === 'x86_64' && spec.accel === 'tcg' ? 'clocksource=acpi_pm' : '';
+  const words = [`console=${consoleName(spec)}`, 'panic=-1', box.cmdline, box.arches[arch]?.cmdline ?? '', clock].join(' ').split(/\s+/).filter(Boolean);
   return (debug ? [...words.filter((word) => word !== 'quiet'), 'boxbuild.debug'] : words).join(' ');
 }
 
@@ -140,7 +148,7 @@ export async function prepareRun(
     bootTimeoutMs: options.bootTimeoutMs,
     coldBecause: target.coldBecause,
   });
-  return { runDir, driver, sharing: sharing.name, egress, provenance: { installed, accelerator: accel, sharing: sharing.name } };
+  return { runDir, driver, accel, sharing: sharing.name, egress, provenance: { installed, accelerator: accel, sharing: sharing.name } };
 }
 
 /** Tells `onStarted` what the run runs on. */

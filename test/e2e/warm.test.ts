@@ -47,6 +47,14 @@ describe('warm start', () => {
     expect(randomOf(runs[0]!.stdout)).not.toBe(first.stdout);
   });
 
+  test("a restored x86_64 guest keeps time by the ACPI PM timer, whatever its TSC's calibration was: sleep 1 lasts a second", async () => {
+    const run = await exec(['--accel', 'tcg'], 'cat /sys/devices/system/clocksource/clocksource0/current_clocksource; time -p sleep 1 2>&1 | head -n 1');
+    expect(restored(run.stderr), run.stderr).toBe(true);
+    const [clock, real] = run.stdout.split('\n');
+    expect(clock).toBe('acpi_pm');
+    expect(Number(real!.replace('real ', ''))).toBeLessThan(1.5);
+  });
+
   test('a warm build writes the same artifacts as a cold one, from other host directories behind the same tags', async () => {
     const description = join(tempDir(), 'desc');
     mkdirSync(description);
