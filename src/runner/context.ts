@@ -78,20 +78,9 @@ export class RunContext {
   }
 
   /** Runs `body` in a scope of its own: what it registers is undone when it ends (a failure of `body` wins over one of its cleanup). */
-  async scope<T>(body: (ctx: RunContext) => Promise<T>): Promise<T> {
+  scope<T>(body: (ctx: RunContext) => Promise<T>): Promise<T> {
     const child = this.attempt();
-    let failed = false;
-    try {
-      return await body(child);
-    } catch (error) {
-      failed = true;
-      throw error;
-    } finally {
-      await child.cleanup.unwind().catch((error: unknown) => {
-        if (!failed) throw error;
-        this.notice(`warning: cleaning up failed too: ${(error as Error).message}`);
-      });
-    }
+    return withCleanup(() => body(child), child.cleanup, this.io.notice);
   }
 
   notice(line: string): void {
@@ -118,18 +107,26 @@ export async function inRun<T>(options: RunIo & RunControl, body: (ctx: RunConte
     return new BoxbuildError('timeout', `the run did not finish within ${name} ${seconds} s (it was ${ctx?.stage ?? 'starting'})${what}`);
   };
   const ending = runEnding(options.signal, options.timeoutMs, timeoutError);
-  ctx = new RunContext(ending.signal, options, ending.escape);
+  const run = (ctx = new RunContext(ending.signal, options, ending.escape));
+  try {
+    return await withCleanup(() => body(run), run.cleanup, options.notice);
+  } finally {
+    ending.clear();
+  }
+}
+
+/** Runs `body`, then `cleanup` whatever happened; a failure of `body` wins over one of the cleanup, which `warn` is told of. */
+async function withCleanup<T>(body: () => Promise<T>, cleanup: CleanupStack, warn: (line: string) => void): Promise<T> {
   let failed = false;
   try {
-    return await body(ctx);
+    return await body();
   } catch (error) {
     failed = true;
     throw error;
   } finally {
-    ending.clear();
-    await ctx.cleanup.unwind().catch((error: unknown) => {
+    await cleanup.unwind().catch((error: unknown) => {
       if (!failed) throw error;
-      options.notice(`warning: cleaning up after the run failed too: ${(error as Error).message}`);
+      warn(`warning: cleaning up failed too: ${(error as Error).message}`);
     });
   }
 }

@@ -3,8 +3,8 @@ import { appendFile, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { Header } from 'tar';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { tarOf } from '../helpers/tar.js';
 import { readInstalled } from '../../src/box/cache.js';
 import { runCli } from '../helpers/cli.js';
 import { PROVENANCE_FILE, writeProvenance } from '../../src/box/provenance.js';
@@ -17,16 +17,6 @@ let dir: string;
 let registry: string;
 let savedCache: string | undefined;
 
-/** A tar archive of regular files. */
-function tarOf(members: Record<string, Buffer>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const [path, data] of Object.entries(members)) {
-    const block = Buffer.alloc(512);
-    new Header({ path, type: 'File', size: data.length, mode: 0o644, mtime: new Date(0) }).encode(block, 0);
-    blocks.push(block, data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
-}
 
 /** Publishes a box laid out like the KIWI self-contained boxes: kernel tarball, system disk, package list. */
 async function publishKiwiBox(system: Buffer, packages: string[]): Promise<void> {

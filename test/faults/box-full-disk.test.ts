@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { Header } from 'tar';
 import { afterEach, beforeEach, expect, test } from 'vitest';
+import { tarOf } from '../helpers/tar.js';
 import { parseRegistry } from '../../src/box/registry.js';
 import { ensureBox } from '../../src/box/resolve.js';
 import { CLI } from '../helpers/env.js';
@@ -34,16 +34,6 @@ const registryDoc = () => ({
   },
 });
 
-/** A tar archive of regular files. */
-function tarOf(members: Record<string, Buffer>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const [path, data] of Object.entries(members)) {
-    const block = Buffer.alloc(512);
-    new Header({ path, type: 'File', size: data.length, mode: 0o644, mtime: new Date(0) }).encode(block, 0);
-    blocks.push(block, data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
-}
 
 async function setUp() {
   const dir = testDir('bb-faults-full-');
