@@ -5,6 +5,7 @@ import { type Socket, connect, isIP } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { getProxyForUrl } from 'proxy-from-env';
 import { type Fetch, PARTIAL_HEADERS, type PackageCache, endToEnd } from '../package-cache/cache.js';
+import { settledWithin } from '../util/abort.js';
 import { forbiddenBecause, sameAddress } from './addresses.js';
 import type { Endpoint } from './mode.js';
 
@@ -284,7 +285,7 @@ export async function startEgressProxy(options: EgressOptions): Promise<EgressPr
       for (const socket of upstreams) socket.destroy();
       // Each connection's end reaches its connector, which then exits: none outlives the run.
       const ended = [...guests].map((socket) => new Promise((resolve) => socket.once('close', resolve).end()));
-      await Promise.race([Promise.all(ended), new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref())]);
+      await settledWithin(Promise.all(ended), CLOSE_GRACE_MS);
       for (const socket of guests) socket.destroy();
     },
   };
