@@ -11,7 +11,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export function waitFor<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
+    if (signal.aborted) {
+      promise.catch(() => {}); // how it ends is nobody's concern now, and no unhandled rejection
+      return onAbort();
+    }
     signal.addEventListener('abort', onAbort, { once: true });
     const settle = () => signal.removeEventListener('abort', onAbort);
     promise.then(

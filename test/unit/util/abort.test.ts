@@ -13,6 +13,17 @@ describe('waits that end on abort', () => {
     expect(getEventListeners(controller.signal, 'abort')).toEqual([]);
   });
 
+  test('waitFor on a signal aborted already: the promise\'s later failure is not left unhandled (it crashed boxbuild)', async () => {
+    const controller = new AbortController();
+    controller.abort(new Error('interrupted'));
+    let fail: (error: Error) => void = () => {};
+    const later = new Promise<never>((_, reject) => (fail = reject));
+    await expect(waitFor(later, controller.signal)).rejects.toThrow('interrupted');
+    fail(new Error('the racers end too'));
+    await new Promise((resolve) => setImmediate(resolve)); // an unhandled rejection would fail this test
+    await expect(race(controller.signal, [async () => 'never asked'])).rejects.toThrow('interrupted');
+  });
+
   test('race: the first racer wins, and the losers are told to stop (no timer or listener left)', async () => {
     const outer = new AbortController();
     const seen: AbortSignal[] = [];
