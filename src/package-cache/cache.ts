@@ -174,7 +174,8 @@ export class PackageCache {
   /**
    * Passes a package on to the guest while writing it to a partial file, and keeps it when it is
    * whole and matches its signed index entry. A body longer than the entry says is not the
-   * package: the transfer is aborted. One longer than maxPackageBytes is passed on, not kept.
+   * package: the transfer is aborted. One longer than maxPackageBytes is passed on, not kept. When
+   * the guest has the last byte, the package is in the cache or its partial file is gone.
    */
   private async fetchAndKeep(url: URL, file: string, known: PackageEntry | undefined, upstream: IncomingMessage, response: ServerResponse): Promise<void> {
     if (upstream.statusCode !== 200) {
@@ -222,6 +223,7 @@ export class PackageCache {
             stats.misses++;
             stats.missBytes += bytes;
           } else {
+            await rm(partial, { force: true }); // gone before the guest has the last byte, as a kept one is in place
             stats.unchecked++;
             stats.uncheckedBytes += bytes;
           }
