@@ -41,7 +41,8 @@ export function buildDirectories(buildArgs: string[]): BuildDirectories {
 
 /**
  * The main command: the description is shared read-only, the target directory read-write, and the
- * box's build program gets the build arguments with both paths mapped to their guest paths.
+ * box's build program gets the build arguments with both paths mapped to their guest paths; it runs
+ * in the target directory.
  */
 export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
   if (!box.buildProgram) throw usageError(`box "${box.name}" has no build program`);
@@ -53,7 +54,8 @@ export function buildCommand(box: BoxEntry, buildArgs: string[]): GuestCommand {
     ],
     targetDir,
     argv: [box.buildProgram, '--description', GUEST_DESCRIPTION, '--target-dir', GUEST_TARGET, ...rest],
-    cwd: '/',
+    // The build's directory: where it writes, and where --debug-shell opens after a failure.
+    cwd: GUEST_TARGET,
   };
 }
 

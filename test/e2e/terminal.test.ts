@@ -125,17 +125,18 @@ describe('--debug-shell', () => {
     expect(shown).toContain('MODE-KEPT');
   });
 
-  test('a build that fails opens the shell too; one that succeeds does not', async () => {
+  test("a build that fails opens the shell too, in the build's directory (the target); one that succeeds does not", async () => {
     const description = tempDir();
     writeFileSync(join(description, 'build'), '#!/bin/sh\n[ -e /description/ok ] || { echo BUILD-FAILED; exit 6; }\n', { mode: 0o755 });
     const target = join(tempDir(), 'out');
     const build = () => onTerminal(['--box', 'debian', '--accel', 'tcg', '-q', '--debug-shell', '--', '--description', description, '--target-dir', target]);
     const failing = build();
     await failing.until('a shell in its VM');
-    failing.type('ls /description; exit\r');
+    failing.type('ls /description; echo "in $(pwd)"; exit\r');
     const failed = await ended(failing);
     expect(failed.status).toBe(6);
     expect(failed.shown).toMatch(/BUILD-FAILED[\s\S]*\nbuild\r?\n/);
+    expect(failed.shown).toMatch(/\nin \/target\r?\n/);
     writeFileSync(join(description, 'ok'), '');
     const passed = await ended(build());
     expect(passed.status).toBe(0);
