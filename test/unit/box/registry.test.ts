@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { findBox, loadRegistry, parseRegistry } from '../../src/box/registry.js';
+import { findBox, loadRegistry, parseRegistry } from '../../../src/box/registry.js';
 
 const doc = (box: object) => JSON.stringify({ boxes: { mybox: { buildProgram: '/b', arches: { x86_64: {} }, ...box } } });
 const kernelFiles = { files: { kernel: { url: 'http://x/kernel', sha256: 'sidecar' }, initrd: { url: 'http://x/initrd', sha256: 'sidecar' } } };

@@ -2,10 +2,10 @@ import { existsSync, mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { checkGuestPath, parseBuildArgs, parseShareSpec, splitAtDoubleDash } from '../../src/runner/args.js';
-import { isWithin } from '../../src/util/file.js';
-import { buildDirectories, execCommand } from '../../src/runner/commands.js';
-import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../../src/util/size.js';
+import { checkGuestPath, parseBuildArgs, parseShareSpec, splitAtDoubleDash } from '../../../src/runner/args.js';
+import { isWithin } from '../../../src/util/file.js';
+import { buildDirectories, execCommand } from '../../../src/runner/commands.js';
+import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../../../src/util/size.js';
 
 describe('splitAtDoubleDash', () => {
   test('splits at the first --, keeping later ones as build arguments', () => {

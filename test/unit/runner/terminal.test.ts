@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { escapeWatcher } from '../../src/runner/terminal.js';
+import { escapeWatcher } from '../../../src/runner/terminal.js';
 
 describe('the escape (Enter ~ .)', () => {
   const typed = (...chunks: string[]) => {

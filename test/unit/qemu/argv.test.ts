@@ -1,11 +1,11 @@
 import { describe, expect, test } from 'vitest';
-import { type VmSpec, buildQemuArgs, consoleName, deviceArgs } from '../../src/qemu/argv.js';
-import { CONNECTOR } from '../../src/qemu/egress-link.js';
-import { PROFILES } from '../../src/qemu/profiles.js';
-import { confinedCommand, unshareOptions } from '../../src/sharing/confine.js';
-import { ninePGuestMount, ninePQemuArgs } from '../../src/sharing/ninep.js';
-import { sftpServerArgs, sshfsGuestMount } from '../../src/sharing/sshfs.js';
-import { virtiofsDevice, virtiofsdArgs } from '../../src/sharing/virtiofs.js';
+import { type VmSpec, buildQemuArgs, consoleName, deviceArgs } from '../../../src/qemu/argv.js';
+import { CONNECTOR } from '../../../src/qemu/egress-link.js';
+import { PROFILES } from '../../../src/qemu/profiles.js';
+import { confinedCommand, unshareOptions } from '../../../src/sharing/confine.js';
+import { ninePGuestMount, ninePQemuArgs } from '../../../src/sharing/ninep.js';
+import { sftpServerArgs, sshfsGuestMount } from '../../../src/sharing/sshfs.js';
+import { virtiofsDevice, virtiofsdArgs } from '../../../src/sharing/virtiofs.js';
 
 const spec = (overrides: Partial<VmSpec> = {}): VmSpec => ({
   profile: PROFILES.x86_64,

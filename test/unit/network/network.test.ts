@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import { cachePath } from '../../src/package-cache/cache.js';
+import { cachePath } from '../../../src/package-cache/cache.js';
 import { networkInterfaces } from 'node:os';
-import { forbiddenBecause, forbiddenRange, isHostAddress, sameAddress } from '../../src/network/addresses.js';
-import { parseNetwork } from '../../src/network/mode.js';
-import { guestNetworkEnvironment, guestProxyEnvironment, guestProxyUrl } from '../../src/network/guest.js';
+import { forbiddenBecause, forbiddenRange, isHostAddress, sameAddress } from '../../../src/network/addresses.js';
+import { parseNetwork } from '../../../src/network/mode.js';
+import { guestNetworkEnvironment, guestProxyEnvironment, guestProxyUrl } from '../../../src/network/guest.js';
 
 describe('proxy settings for the guest', () => {
   test("a proxy on the host's loopback is the host's 10.0.2.2 in the guest", () => {

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
-import { readLines } from '../../src/util/lines.js';
+import { readLines } from '../../../src/util/lines.js';
 
 /** Feeds the chunks through readLines with a limit of 8 bytes; what it was told. */
 function read(chunks: Buffer[]) {

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { writeCpio } from '../../src/guest/cpio.js';
-import { moduleClosure } from '../../src/guest/kernel.js';
-import { trimPackages } from '../../src/guest/make-debian-system.js';
-import { encodeRequest, encodeSshdRequest, encodeWindowSize, parseGuestMessage } from '../../src/runner/protocol.js';
+import { writeCpio } from '../../../src/guest/cpio.js';
+import { moduleClosure } from '../../../src/guest/kernel.js';
+import { trimPackages } from '../../../src/guest/make-debian-system.js';
+import { encodeRequest, encodeSshdRequest, encodeWindowSize, parseGuestMessage } from '../../../src/runner/protocol.js';
 
 describe('cpio writer', () => {
   test('writes a newc archive that cpio(1) lists, with modes and symlinks', () => {

@@ -3,8 +3,8 @@ import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { readResultCode } from '../../src/runner/kiwi.js';
-import { refuseNonUtf8Arguments } from '../../src/util/argv.js';
+import { readResultCode } from '../../../src/runner/kiwi.js';
+import { refuseNonUtf8Arguments } from '../../../src/util/argv.js';
 
 describe('arguments that are not UTF-8', () => {
   test('an argument whose bytes were not UTF-8 is refused', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { COMMAND_LINE_SIZE, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from '../../src/runner/kiwi-cmdline.js';
+import { COMMAND_LINE_SIZE, checkBoxVariable, kiwiBuildWords, kiwiCmdline, takeKiwiGlobals } from '../../../src/runner/kiwi-cmdline.js';
 
 const words = (args: string[], given = {}) => {
   const { globals, rest } = takeKiwiGlobals(args, given);

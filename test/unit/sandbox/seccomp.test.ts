@@ -2,9 +2,9 @@ import { lstatSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, test } from 'vitest';
-import { underShareFilter } from '../../src/sandbox/exec.js';
-import { type HostArch, hostArchForSandbox, shareFilter } from '../../src/sandbox/seccomp.js';
-import { tempDir } from '../helpers/temp.js';
+import { underShareFilter } from '../../../src/sandbox/exec.js';
+import { type HostArch, hostArchForSandbox, shareFilter } from '../../../src/sandbox/seccomp.js';
+import { tempDir } from '../../helpers/temp.js';
 
 /** Runs a classic BPF seccomp program (the few instructions the filter uses) on one system call. */
 function verdict(program: Buffer, call: { arch: number; nr: number; args?: number[] }): string {

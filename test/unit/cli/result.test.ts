@@ -1,8 +1,8 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test, vi } from 'vitest';
-import { ResultFile, resultArgument } from '../../src/cli/result.js';
-import { tempDir } from '../helpers/temp.js';
+import { ResultFile, resultArgument } from '../../../src/cli/result.js';
+import { tempDir } from '../../helpers/temp.js';
 
 describe('--result FILE', () => {
   test.each([

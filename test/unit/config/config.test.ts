@@ -1,8 +1,8 @@
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { describeSkipped, findConfigFiles, loadConfig } from '../../src/config/config.js';
-import { tempDir } from '../helpers/temp.js';
+import { describeSkipped, findConfigFiles, loadConfig } from '../../../src/config/config.js';
+import { tempDir } from '../../helpers/temp.js';
 
 describe('config files', () => {
   test.each(['constructor', '__proto__', 'toString', 'hasOwnProperty'])('a key "%s" is an unknown setting, not an internal error', (key) => {

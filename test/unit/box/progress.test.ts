@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, test, vi } from 'vitest';
-import { startProgress } from '../../src/box/progress.js';
+import { startProgress } from '../../../src/box/progress.js';
 
 /** A terminal of `columns` columns: what was drawn on it, each redraw as it would be seen. */
 function terminal(columns: number) {

@@ -3,9 +3,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { ImageRefused, inspectImageFile, selfContainedImage } from '../../src/qemu/image-file.js';
-import { createOverlay } from '../../src/driver/qemu/system-disk.js';
-import { tempDir } from '../helpers/temp.js';
+import { ImageRefused, inspectImageFile, selfContainedImage } from '../../../src/qemu/image-file.js';
+import { createOverlay } from '../../../src/driver/qemu/system-disk.js';
+import { tempDir } from '../../helpers/temp.js';
 
 /*
  * The header reader that decides whether boxbuild opens an image, on images qemu-img made here
