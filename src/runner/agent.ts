@@ -99,9 +99,13 @@ async function startGuest(ctx: RunContext, options: Pick<RunOptions, 'bootTimeou
       return booted;
     }
     ctx.enter('restoring the saved VM');
-    // PING: the restored agent answers READY (QEMU connects its port once the VM runs).
     const { channel } = attempt;
-    const restored = await attempt.warm.restore(first, (signal) => (void channel.send('PING\n'), channel.next(signal, 'ready').then(() => {})));
+    /** A restored agent answers READY to a PING (sent once QEMU connects the port). */
+    const answered = async (signal: AbortSignal) => {
+      void channel.send('PING\n');
+      await channel.next(signal, 'ready');
+    };
+    const restored = await attempt.warm.restore(first, answered);
     if ('guest' in restored) {
       await restored.guest.attach(first);
       first.keep();
