@@ -9,7 +9,6 @@ import { type InstalledBox, type ManifestFile, boxArchDir, boxLockPath, boxTmpDi
 import { hashFile } from './hash.js';
 import { tryLock, withLock } from './lock.js';
 import { packageCacheLeftovers, removePackageCache } from '../package-cache/store.js';
-import { deadRunDirs } from '../util/run-dirs.js';
 
 /** A box variant in the cache. */
 export interface CachedVariant {
@@ -166,7 +165,7 @@ export async function pruneCache(root: string, options: { allPackages?: boolean;
     const foreign = inside.filter((entry) => !isArch(entry)).map((entry) => join(dir, entry));
     await drop(foreign.length === inside.length ? [dir] : foreign);
   }
-  if (options.runDirsIn) await drop(await deadRunDirs(options.runDirsIn));
+  if (options.runDirsIn) await drop(await (await import('../util/run-dirs.js')).deadRunDirs(options.runDirsIn));
   if (options.dryRun) result.freed = await spaceFreed(result.removed);
   return result;
 }

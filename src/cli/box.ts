@@ -7,7 +7,6 @@ import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, veri
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, repairBox, updateBox } from '../box/resolve.js';
-import { runDiskScript } from '../runner/box-vm.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { UNUSED_DAYS, packageCacheSizes } from '../package-cache/store.js';
 import { formatBytes, parseMemoryMiB } from '../util/size.js';
@@ -32,7 +31,7 @@ const print = (line: string) => process.stdout.write(`${line}\n`);
 
 function request(flags: BoxFlags, box: BoxEntry, arch: Arch, signal?: AbortSignal): BoxRequest {
   const recipe = { packages: flags.package, diskSizeMiB: flags.diskSize === undefined ? undefined : parseMemoryMiB(flags.diskSize, '--disk-size') };
-  return { cacheRoot: openCache(cacheRoot()), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal, runScript: runDiskScript };
+  return { cacheRoot: openCache(cacheRoot()), box, arch, log: notice(flags.quiet), updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr, recipe, signal, runScript: async (script) => (await import('../runner/box-vm.js')).runDiskScript(script) };
 }
 
 /** The cached variants a command acts on: all, or those of one box (and one architecture). */
