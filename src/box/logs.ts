@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { type WriteStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -81,10 +82,12 @@ class LogFile implements BuildLog {
     return !this.lost;
   }
 
-  open(header: string): void {
-    this.file = createWriteStream(this.path, { flags: 'wx', mode: PRIVATE_FILE });
-    this.file.on('error', (error) => this.giveUp(error));
-    this.file.write(header);
+  /** Creates the file: it exists once this resolves (unless the log was given up: a full disk). */
+  async open(header: string): Promise<void> {
+    const file = (this.file = createWriteStream(this.path, { flags: 'wx', mode: PRIVATE_FILE }));
+    file.on('error', (error) => this.giveUp(error));
+    file.write(header);
+    await once(file, 'ready').catch(() => {}); // an error gave the log up (see above)
   }
 
   /** Gives the log up (once): says so, and removes what it holds, which would pass for the whole output. */
@@ -154,7 +157,7 @@ export async function openBuildLog(
   try {
     await mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
     await trimLogs(dir);
-    log.open(`# boxbuild ${about.argv.join(' ')}\n# started ${new Date().toISOString()}\n`);
+    await log.open(`# boxbuild ${about.argv.join(' ')}\n# started ${new Date().toISOString()}\n`);
   } catch (error) {
     log.giveUp(error as Error);
   }

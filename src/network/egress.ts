@@ -166,15 +166,25 @@ export async function startEgressProxy(options: EgressOptions): Promise<EgressPr
     request.pipe(outgoing);
     const answer = await answerOf(outgoing);
     const body: Buffer[] | undefined = reading && answer.statusCode === 200 ? [] : undefined;
-    let size = 0;
-    answer.on('data', (chunk: Buffer) => {
-      passedBytes += chunk.length;
-      size += chunk.length;
-      if (body && size <= MAX_INDEX_BODY) body.push(chunk);
-    });
     response.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
-    await pipeline(answer, response);
-    if (body && answer.complete && size <= MAX_INDEX_BODY) cache!.learn(url, Buffer.concat(body));
+    // The index is learnt before the guest has its last byte, so that the packages it asks for next are vouched for.
+    await pipeline(
+      answer,
+      async function* (source: AsyncIterable<Buffer>) {
+        let size = 0;
+        let held: Buffer | undefined;
+        for await (const chunk of source) {
+          passedBytes += chunk.length;
+          size += chunk.length;
+          if (body && size <= MAX_INDEX_BODY) body.push(chunk);
+          if (held) yield held;
+          held = chunk;
+        }
+        if (body && answer.complete && size <= MAX_INDEX_BODY) cache?.learn(url, Buffer.concat(body));
+        if (held) yield held;
+      },
+      response,
+    );
   };
 
   const refusal = (error: unknown): { status: number; text: string } => {
