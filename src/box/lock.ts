@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BoxbuildError } from '../errors.js';
+import { waitFor } from '../util/abort.js';
 import { parseDurationMs } from '../util/size.js';
 import { stoppedError } from './failures.js';
 import { PRIVATE_DIR, PRIVATE_FILE } from './modes.js';
@@ -126,18 +127,6 @@ export interface LockOptions {
   timeoutMs?: number;
 }
 
-/** Resolves once `signal` is aborted (at once when it is already); `cleanup` removes the listener. */
-function whenAborted(signal: AbortSignal): { aborted: Promise<void>; cleanup: () => void } {
-  let cleanup = () => {};
-  const aborted = new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const listener = () => resolve();
-    signal.addEventListener('abort', listener, { once: true });
-    cleanup = () => signal.removeEventListener('abort', listener);
-  });
-  return { aborted, cleanup };
-}
-
 /**
  * Waits for the lock, announcing it once, until it is free, the signal stops the wait, or the
  * timeout expires. A wait given up ends its flock(1) child before it rejects.
@@ -149,10 +138,13 @@ async function waitForLock(lockPath: string, options: LockOptions): Promise<{ re
   options.onWait?.(`waiting for ${holder}`);
   const timeoutMs = options.timeoutMs ?? lockTimeoutMs();
   const timeout = AbortSignal.timeout(timeoutMs);
-  const stop = whenAborted(options.signal ? AbortSignal.any([options.signal, timeout]) : timeout);
+  const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   const waiter = startHolder(lockPath, true);
   try {
-    const won = await Promise.race([waiter.locked, stop.aborted.then(() => false)]);
+    const won = await waitFor(waiter.locked, stop).catch((error: unknown) => {
+      if (stop.aborted) return false;
+      throw error;
+    });
     if (options.signal?.aborted) throw stoppedError(options.signal, `stopped waiting for ${holder}`);
     if (!won) {
       throw new BoxbuildError('boxUnavailable', `gave up after ${timeoutMs / 1000} s waiting for ${holder} (BOXBUILD_LOCK_TIMEOUT sets how long to wait)`);
@@ -160,8 +152,6 @@ async function waitForLock(lockPath: string, options: LockOptions): Promise<{ re
   } catch (error) {
     await waiter.end();
     throw error;
-  } finally {
-    stop.cleanup();
   }
   return takeOver(lockPath, waiter, options.doing);
 }

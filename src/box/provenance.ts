@@ -4,15 +4,17 @@ import { open, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
 import { VERSION } from '../version.js';
+import type { Accel } from '../qemu/profiles.js';
+import type { SharingName } from '../sharing/types.js';
 import type { InstalledBox } from './cache.js';
 
 /** What a build ran on, besides the box itself. */
 export interface ProvenanceInfo {
   installed: InstalledBox;
-  /** The accelerator used (e.g. "kvm", "tcg"). */
-  accelerator: string;
-  /** The sharing backend used (e.g. "9p", "virtiofs"). */
-  sharing: string;
+  /** The accelerator used. */
+  accelerator: Accel;
+  /** The sharing backend used. */
+  sharing: SharingName;
 }
 
 /** The run itself: what ran in the guest, how it ended, when. */

@@ -94,8 +94,8 @@ export interface WarmStart {
   restore(ctx: DriverContext, ready: (signal: AbortSignal) => Promise<void>): Promise<Restored>;
   /** Boots the guest so that its state can be saved (`save`, once its agent is ready). */
   boot(ctx: DriverContext): Promise<Guest>;
-  /** Saves the booted guest's state for the next runs; a failure is told, not thrown (unless the guest cannot run on). */
-  save(ctx: DriverContext, guest: Guest): Promise<void>;
+  /** Saves the state of the guest `boot` started, for the next runs; a failure is told, not thrown (unless the guest cannot run on). */
+  save(ctx: DriverContext): Promise<void>;
 }
 
 export interface Driver {

@@ -78,7 +78,7 @@ async function bootGuest(ctx: RunContext, attempt: Attempt, options: Pick<RunOpt
   await agentReady(ctx, guest, attempt, options);
   if (warm) {
     ctx.enter('saving the booted VM');
-    await warm.save(ctx, guest);
+    await warm.save(ctx);
   }
   await guest.attach(ctx);
   return { guest, channel, plan, warm: false };
@@ -198,7 +198,7 @@ export function runOnBox(ctx: RunContext, options: RunOptions, box: BoxEntry, in
     const base: BasePlan = {
       kernel,
       initrd: join(installed.dir, installed.manifest.files.initrd.name),
-      cmdline: kernelCmdline(box, arch, { profile, console: consoleDevice(options, box), accel: prepared.accel }, options.boxDebug),
+      cmdline: kernelCmdline(box, arch, { profile, console: consoleDevice(options, box), accel: prepared.provenance.accelerator }, options.boxDebug),
       disks: options.extraDisks ?? [],
       consoleEcho: options.boxDebug ? options.stderr : undefined,
       sshPort: ssh?.port,

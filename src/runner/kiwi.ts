@@ -144,7 +144,7 @@ export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch,
     const guest = await driver.boot(ctx, {
       kernel,
       initrd: join(installed.dir, installed.manifest.files.initrd.name),
-      cmdline: cmdline(prepared.sharing, prepared.accel, environment),
+      cmdline: cmdline(provenance.sharing, provenance.accelerator, environment),
       disks: [],
       shares: plan.shares,
       sharing,

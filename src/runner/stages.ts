@@ -16,8 +16,8 @@ import type { PackageCache } from '../package-cache/cache.js';
 import { resolveAccel } from '../qemu/accel.js';
 import { type VmSpec, consoleName } from '../qemu/argv.js';
 import { egressSocket } from '../qemu/egress-link.js';
-import { type Accel, PROFILES } from '../qemu/profiles.js';
-import { type ActiveSharing, type SharingName, chooseSharing } from '../sharing/index.js';
+import { PROFILES } from '../qemu/profiles.js';
+import { type ActiveSharing, chooseSharing } from '../sharing/index.js';
 import { type Racer, race, settledWithin, untilAborted, waitFor } from '../util/abort.js';
 import { markRunDir, sweepDeadRunDirs } from '../util/run-dirs.js';
 import { runDiskScript } from './box-vm.js';
@@ -70,8 +70,7 @@ export async function privateRunDir(ctx: RunContext, prefix: string): Promise<st
 export interface PreparedRun {
   runDir: string;
   driver: Driver;
-  accel: Accel;
-  sharing: SharingName;
+  /** What the run runs on: the box, the accelerator and the sharing backend. */
   provenance: ProvenanceInfo;
   /** The egress proxy (every run with a network). */
   egress?: EgressProxy;
@@ -148,7 +147,7 @@ export async function prepareRun(
     bootTimeoutMs: options.bootTimeoutMs,
     coldBecause: target.coldBecause,
   });
-  return { runDir, driver, accel, sharing: sharing.name, egress, provenance: { installed, accelerator: accel, sharing: sharing.name } };
+  return { runDir, driver, egress, provenance: { installed, accelerator: accel, sharing: sharing.name } };
 }
 
 /** Tells `onStarted` what the run runs on. */
