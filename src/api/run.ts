@@ -147,24 +147,21 @@ export interface RunHandle extends Promise<RunResult> {
 function configured(request: VmRequest): Partial<RunOptions> {
   const { settings, skipped } = loadConfig(findConfigFiles(process.cwd()));
   for (const file of skipped) request.onNotice?.(describeSkipped(file));
-  /** A setting's value, checked as the CLI checks it, then parsed; undefined when no file sets it. */
-  const value = <T>(name: keyof typeof SETTINGS, parse: (value: never, where: string) => T): T | undefined => {
+  /** A setting's value (loadConfig checked it as the CLI does), parsed; undefined when no file sets it. */
+  const value = <T>(name: keyof typeof SETTINGS, parse: (value: never, where: string) => T = (given) => given): T | undefined => {
     const setting = settings[name];
-    if (setting === undefined) return undefined;
-    const where = `${setting.from}: ${name}`;
-    return parse(SETTINGS[name]!.check(setting.value, where) as never, where);
+    return setting === undefined ? undefined : parse(setting.value as never, `${setting.from}: ${name}`);
   };
-  const as = <T>(value: T) => value;
   return {
-    arch: request.arch ?? value('arch', (arch: Arch) => arch),
+    arch: request.arch ?? value<Arch>('arch'),
     memoryMiB: request.memory === undefined ? value('memory', parseMemoryMiB) : undefined,
     cpus: request.cpus ?? value('cpus', parsePositiveInt),
-    accel: request.accel ?? value('accel', (accel: AccelRequest) => accel),
-    sharing: request.sharing ?? value('sharing', (sharing: SharingChoice) => sharing),
+    accel: request.accel ?? value<AccelRequest>('accel'),
+    sharing: request.sharing ?? value<SharingChoice>('sharing'),
     network: request.network === undefined ? value('network', (network: NetworkWord | boolean, where) => parseNetwork(network, where)) : undefined,
     bootTimeoutMs: request.bootTimeout ?? value('bootTimeout', parseDurationMs),
     timeoutMs: request.timeout ?? value('timeout', parseDurationMs),
-    registryFiles: [...(value('registries', as<string[]>) ?? []), ...(request.registries ?? [])],
+    registryFiles: [...(value<string[]>('registries') ?? []), ...(request.registries ?? [])],
   };
 }
 

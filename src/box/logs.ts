@@ -67,7 +67,7 @@ class Ring {
 
 class LogFile implements BuildLog {
   private file?: WriteStream;
-  private lost = false;
+  kept = true;
   /** Bytes of output written into the head so far. */
   private written = 0;
   private tailRing?: Ring;
@@ -77,10 +77,6 @@ class LogFile implements BuildLog {
     private readonly warn: (line: string) => void,
     private readonly bounds: LogBounds,
   ) {}
-
-  get kept(): boolean {
-    return !this.lost;
-  }
 
   /** Creates the file: it exists once this resolves (unless the log was given up: a full disk). */
   async open(header: string): Promise<void> {
@@ -92,8 +88,8 @@ class LogFile implements BuildLog {
 
   /** Gives the log up (once): says so, and removes what it holds, which would pass for the whole output. */
   giveUp(error: Error): void {
-    if (this.lost) return;
-    this.lost = true;
+    if (!this.kept) return;
+    this.kept = false;
     this.file?.destroy();
     this.file = undefined;
     this.warn(`warning: cannot keep the build's log in ${dirname(this.path)}: ${error.message}; the build goes on`);

@@ -106,7 +106,8 @@ export async function prepareRun(
   const { box, installed } = target;
   const arch = installed.manifest.arch;
   const profile = PROFILES[arch];
-  await sweepDeadRunDirs(tmpdir()); // those of runs killed before they could remove them
+  // The directories of runs killed before they could remove them go while this run prepares (it never fails).
+  const swept = sweepDeadRunDirs(tmpdir());
   const runDir = await privateRunDir(ctx, 'boxbuild-');
   const network = networkOf(options);
   let egress: EgressProxy | undefined;
@@ -147,6 +148,7 @@ export async function prepareRun(
     bootTimeoutMs: options.bootTimeoutMs,
     coldBecause: target.coldBecause,
   });
+  await swept;
   return { runDir, driver, egress, provenance: { installed, accelerator: accel, sharing: sharing.name } };
 }
 

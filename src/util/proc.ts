@@ -3,14 +3,21 @@ import { readFileSync } from 'node:fs';
 /** Clock ticks per second of /proc's times (USER_HZ: 100 on every Linux architecture boxbuild runs on). */
 const USER_HZ = 100;
 
-/** CPU time (user + system, all threads) a process has used, in ms; 0 when it is gone. */
-export function cpuTimeMs(pid: number | undefined): number {
+/**
+ * The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses), so
+ * that field N of proc(5) is at index N - 3; undefined when there is no such process.
+ */
+export function statFields(pid: number | undefined): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return undefined;
   }
+}
+
+/** CPU time (user + system, all threads) a process has used, in ms; 0 when it is gone. */
+export function cpuTimeMs(pid: number | undefined): number {
+  const fields = statFields(pid); // utime is field 14, stime 15
+  return fields ? ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ : 0;
 }

@@ -2,6 +2,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { lstat, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { statFields } from './proc.js';
 
 /*
  * A run's private directory (`$TMPDIR/boxbuild-XXXXXX`, `boxbuild-image-XXXXXX`) holds its sockets
@@ -27,7 +28,7 @@ interface Owner {
 }
 
 /** Where this process runs: the boot, the host and the pid namespace; undefined without /proc. */
-function here(): Omit<Owner, 'pid' | 'start'> | undefined {
+function readPlace(): Omit<Owner, 'pid' | 'start'> | undefined {
   try {
     return {
       boot: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
@@ -39,24 +40,19 @@ function here(): Omit<Owner, 'pid' | 'start'> | undefined {
   }
 }
 
-/** The start time of process `pid`, undefined when there is none. */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The fields after the command name (which may hold spaces and parentheses): state is field 3.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
+/** The start time of process `pid` (field 22 of its stat), undefined when there is none. */
+const startTime = (pid: number): string | undefined => statFields(pid)?.[19];
+
+/** This process's place and start time: they cannot change while it runs, so they are read once. */
+let self: { place?: Omit<Owner, 'pid' | 'start'>; start?: string } | undefined;
+const here = () => (self ??= { place: readPlace(), start: startTime(process.pid) });
 
 /**
  * Marks `dir` as this process's run directory. Never fails: a directory left unmarked (no /proc, a
  * full disk) is only never swept, and the run itself still removes it when it ends.
  */
 export async function markRunDir(dir: string): Promise<void> {
-  const where = here();
-  const start = startTime(process.pid);
+  const { place: where, start } = here();
   if (!where || !start) return;
   const owner: Owner = { pid: process.pid, start, ...where };
   // Whole or not at all (temp file + rename): a sweep never reads half an owner.
@@ -80,7 +76,7 @@ async function readOwner(dir: string, uid: number): Promise<Owner | undefined> {
 }
 
 /** Whether the owner is known to be gone; false when it lives or cannot be told (another host or pid namespace). */
-function isGone(owner: Owner, where: NonNullable<ReturnType<typeof here>>): boolean {
+function isGone(owner: Owner, where: NonNullable<ReturnType<typeof readPlace>>): boolean {
   if (owner.host !== where.host) return false;
   if (owner.boot !== where.boot) return true; // the machine was restarted since
   if (owner.pidNamespace !== where.pidNamespace) return false;
@@ -89,7 +85,7 @@ function isGone(owner: Owner, where: NonNullable<ReturnType<typeof here>>): bool
 
 /** The run directories in `tmp` whose owner is gone. */
 export async function deadRunDirs(tmp: string): Promise<string[]> {
-  const where = here();
+  const where = here().place;
   const uid = process.getuid?.();
   if (!where || uid === undefined) return [];
   const dead: string[] = [];
