@@ -9,15 +9,16 @@ import type { WindowSize } from './protocol.js';
  * Enter ~ . ends the run.
  */
 
-/** boxbuild's stdin when it is a terminal, and the output the guest terminal is shown on. */
+/** boxbuild's stdin when it is a terminal, the output the guest terminal is shown on, and boxbuild's own messages. */
 export interface HostTerminal {
   input: ReadStream;
   output: NodeJS.WritableStream & Partial<Pick<WriteStream, 'isTTY' | 'rows' | 'columns' | 'on' | 'off'>>;
+  messages: NodeJS.WritableStream;
 }
 
 /** The terminal boxbuild runs in, or undefined when its stdin is not one. */
 export function hostTerminal(): HostTerminal | undefined {
-  return process.stdin.isTTY ? { input: process.stdin, output: process.stdout } : undefined;
+  return process.stdin.isTTY ? { input: process.stdin, output: process.stdout, messages: process.stderr } : undefined;
 }
 
 /** The terminal's size; 24 x 80 when the output is not a terminal (its size is unknown then). */
@@ -45,17 +46,20 @@ export interface LentTerminal {
 }
 
 /**
- * Lends the terminal: raw mode, each new size to `resized`, `escaped` called on Enter ~ . The
- * returned loan's giveBack() restores it as it was (Node resets the mode on any other way out).
+ * Lends the terminal: raw mode, each new size to `resized`, `escaped` called on Enter ~ . (echoed
+ * with a line end, as ssh does, so that what boxbuild says next starts a line even when the guest's
+ * output stopped mid-line). The returned loan's giveBack() restores it as it was (Node resets the
+ * mode on any other way out).
  */
 export function lendTerminal(terminal: HostTerminal, on: { resized: (size: WindowSize) => void; escaped: () => void }): LentTerminal {
-  const { input, output } = terminal;
+  const { input, output, messages } = terminal;
   const wasRaw = input.isRaw;
   const escape = escapeWatcher();
   let keys: Writable | undefined;
   const typed = (chunk: Buffer) => {
-    if (escape(chunk)) on.escaped();
-    else keys?.write(chunk);
+    if (!escape(chunk)) return void keys?.write(chunk);
+    messages.write('~.\r\n');
+    on.escaped();
   };
   const resize = () => on.resized(windowSize(terminal));
   input.setRawMode(true);
