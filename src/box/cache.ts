@@ -47,6 +47,18 @@ export interface ProbeRecord {
   lastModified?: string;
 }
 
+/** Where a box pulled from an OCI registry came from. */
+export interface OciRecord {
+  /** The reference it was pulled by (registry/repository:tag or @digest). */
+  reference: string;
+  /** The digest of what the reference named then (an index, or the manifest itself). */
+  digest: string;
+  /** The digest of the architecture's manifest. */
+  manifest: string;
+  /** The system disk's parts, in order (a later pull takes the unchanged ones from this version's disk). */
+  parts?: { digest: string; size: number }[];
+}
+
 /** `box.json` inside every installed box version. */
 export interface BoxManifest {
   name: string;
@@ -60,6 +72,8 @@ export interface BoxManifest {
   downloads?: Partial<Record<SourceRole, DownloadRecord>>;
   /** Remote boxes: what the update check asks about (none when every file is pinned in the registry). */
   probes?: ProbeRecord[];
+  /** Boxes pulled from an OCI registry. */
+  oci?: OciRecord;
 }
 
 /** An installed box version: its directory and manifest. */
@@ -138,7 +152,9 @@ export function isManifest(value: unknown): value is BoxManifest {
   if (!isObject(files) || !isManifestFile(files.kernel) || !isManifestFile(files.initrd)) return false;
   if ([files.system, files.packages].some((file) => file !== undefined && !isManifestFile(file))) return false;
   if (!isObject(sources) || !Object.values(sources).every((source) => typeof source === 'string')) return false;
-  return (downloads === undefined || isObject(downloads)) && (probes === undefined || Array.isArray(probes));
+  const { oci } = value;
+  const isOci = isObject(oci) && typeof oci.reference === 'string' && typeof oci.digest === 'string' && typeof oci.manifest === 'string' && (oci.parts === undefined || Array.isArray(oci.parts));
+  return (downloads === undefined || isObject(downloads)) && (probes === undefined || Array.isArray(probes)) && (oci === undefined || isOci);
 }
 
 const manifestPath = (dir: string) => join(dir, 'box.json');

@@ -48,7 +48,7 @@ async function fileSize(path: string): Promise<number> {
 }
 
 /** Runs `task` under the retry policy: exponential backoff on network errors, timeouts and 5xx; 4xx fail at once. */
-function withRetries<T>(ctx: NetContext, label: string, task: () => Promise<T>): Promise<T> {
+export function withRetries<T>(ctx: NetContext, label: string, task: () => Promise<T>): Promise<T> {
   return pRetry(task, {
     retries: ctx.net.retries,
     factor: 2,
@@ -98,7 +98,7 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
   }
   if (response.statusCode >= 300 || (response.statusCode === 206 && !range)) {
     stream.destroy();
-    throw new HttpStatusError(response.statusCode, response.statusMessage, url);
+    throw new HttpStatusError(response.statusCode, response.statusMessage, url, response.headers['www-authenticate']);
   }
   const start = range ? have : 0;
   const length = Number(response.headers['content-length'] ?? Number.NaN);
@@ -162,6 +162,7 @@ export interface SmallResponse {
   body?: Buffer;
   etag?: string;
   lastModified?: string;
+  contentType?: string;
 }
 
 /** A small file boxbuild fetches besides a box's own files, and the most it may be. */
@@ -182,17 +183,17 @@ const tooLarge = (kind: SmallFile, url: string, announced?: number) =>
  * conditionally when validators are given. A body larger than the kind allows is cut off there
  * (never retried: a server sending that much is not worth asking again).
  */
-export async function fetchSmall(ctx: NetContext, url: string, kind: SmallFile, validators: { etag?: string; lastModified?: string } = {}): Promise<SmallResponse> {
-  const headers: Record<string, string> = {};
+export async function fetchSmall(ctx: NetContext, url: string, kind: SmallFile, validators: { etag?: string; lastModified?: string } = {}, extra: Record<string, string> = {}): Promise<SmallResponse> {
+  const headers: Record<string, string> = { ...extra };
   if (validators.etag) headers['if-none-match'] = validators.etag;
   if (validators.lastModified) headers['if-modified-since'] = validators.lastModified;
   const stream = ctx.client.stream(url, { headers, signal: ctx.signal });
   stream.on('error', () => {}); // errors arrive through responseOf and the reading below
   try {
     const response = await responseOf(stream);
-    const meta = { etag: response.headers.etag, lastModified: response.headers['last-modified'] };
+    const meta = { etag: response.headers.etag, lastModified: response.headers['last-modified'], contentType: response.headers['content-type'] };
     if (response.statusCode === 304) return meta;
-    if (response.statusCode >= 300) throw new HttpStatusError(response.statusCode, response.statusMessage, url);
+    if (response.statusCode >= 300) throw new HttpStatusError(response.statusCode, response.statusMessage, url, response.headers['www-authenticate']);
     const length = Number(response.headers['content-length'] ?? Number.NaN);
     if (length > kind.maxBytes) throw tooLarge(kind, url, length);
     const chunks: Buffer[] = [];
@@ -213,11 +214,11 @@ export async function fetchSmall(ctx: NetContext, url: string, kind: SmallFile, 
  * Fetches a small file with retries, all of them within `net.smallFileTimeoutMs`: a server that
  * trickles it (which no idle timeout notices) is given up on then, not retried.
  */
-export async function fetchSmallFile(ctx: NetContext, label: string, url: string, kind: SmallFile): Promise<SmallResponse> {
+export async function fetchSmallFile(ctx: NetContext, label: string, url: string, kind: SmallFile, headers: Record<string, string> = {}): Promise<SmallResponse> {
   const deadline = AbortSignal.timeout(ctx.net.smallFileTimeoutMs);
   const bounded = { ...ctx, signal: ctx.signal ? AbortSignal.any([ctx.signal, deadline]) : deadline };
   try {
-    return await withRetries(bounded, label, () => fetchSmall(bounded, url, kind));
+    return await withRetries(bounded, label, () => fetchSmall(bounded, url, kind, {}, headers));
   } catch (error) {
     if (!deadline.aborted || ctx.signal?.aborted) throw error;
     throw new Error(`${kind.what} ${url} did not arrive within ${ctx.net.smallFileTimeoutMs / 1000} s, the longest a ${kind.what} may take`, { cause: error });

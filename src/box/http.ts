@@ -62,6 +62,8 @@ export class HttpStatusError extends Error {
     readonly status: number,
     statusText: string | undefined,
     readonly url: string,
+    /** A 401's WWW-Authenticate: what the server wants to be asked with. */
+    readonly challenge?: string,
   ) {
     super(`HTTP ${status}${statusText ? ` ${statusText}` : ''}`);
     this.name = 'HttpStatusError';

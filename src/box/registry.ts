@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { BoxbuildError, usageError } from '../errors.js';
 import { closest } from '../util/closest.js';
 import { type Arch, isArch } from './arch.js';
+import { type OciReference, parseReference } from './oci/reference.js';
 import { dearmorPublicKey } from './openpgp.js';
 import { type Checksum, type FileSource, SOURCE_ROLES, type SourceRole, isSha256, resolveUrls, urlFileName } from './sources.js';
 
@@ -16,6 +17,8 @@ export interface BoxArchEntry {
   sources: FileSource[];
   /** Made system boxes: the Debian packages installed besides the box's own (box and architecture lists). */
   packages: string[];
+  /** Boxes published in an OCI registry: where, and the key their signature must verify with (when pinned). */
+  oci?: { ref: OciReference; signedBy?: Buffer };
 }
 
 export interface BoxEntry {
@@ -111,8 +114,8 @@ class FieldReader {
   }
 }
 
-const BOX_FIELDS = ['description', 'protocol', 'make', 'packages', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'openpgpKey', 'files', 'arches'] as const;
-const ARCH_FIELDS = ['cmdline', 'packages', 'mirrors', 'openpgpKey', 'files'] as const;
+const BOX_FIELDS = ['description', 'protocol', 'make', 'packages', 'buildProgram', 'memoryMiB', 'cpus', 'console', 'cmdline', 'mirrors', 'openpgpKey', 'files', 'oci', 'arches'] as const;
+const ARCH_FIELDS = ['cmdline', 'packages', 'mirrors', 'openpgpKey', 'files', 'oci'] as const;
 const FILE_FIELDS = ['url', 'sha256', 'signature'] as const;
 
 function parseChecksum(reader: FieldReader, role: SourceRole): Checksum {
@@ -154,8 +157,22 @@ function parseSource(reader: FieldReader, role: SourceRole, arch: Arch, mirrors:
   return { role, name, urls, checksum, signedBy: parseSignature(reader, checksum, key) };
 }
 
+/**
+ * The OCI source of one architecture (its own `oci`, else the box's), which replaces `files` and
+ * `mirrors`; a pinned `openpgpKey` then verifies the signature published with the box.
+ */
+function parseOci(file: string, name: string, box: FieldReader, archReader: FieldReader): BoxArchEntry['oci'] {
+  const reader = archReader.keys().includes('oci') ? archReader : box;
+  const text = reader.optionalString('oci');
+  if (text === undefined) return undefined;
+  for (const field of ['files', 'mirrors'] as const) {
+    if (archReader.keys().includes(field) || box.keys().includes(field)) reader.fail('oci', `used without "${field}" (a box comes from a registry or from files)`);
+  }
+  return { ref: parseReference(text, `${file}: box "${name}": field "oci"`), signedBy: parseKey(box, archReader) };
+}
+
 /** The files of one architecture: the box's `files` (templates), overridden role by role by the architecture's. */
-function parseSources(box: FieldReader, archReader: FieldReader, arch: Arch, isMade: boolean): FileSource[] {
+function parseSources(box: FieldReader, archReader: FieldReader, arch: Arch, isMade: boolean, isOci: boolean): FileSource[] {
   const boxFiles = box.nested('files');
   const archFiles = archReader.nested('files');
   boxFiles.checkKnown(SOURCE_ROLES);
@@ -167,6 +184,7 @@ function parseSources(box: FieldReader, archReader: FieldReader, arch: Arch, isM
     return reader ? [parseSource(reader.nested(role), role, arch, mirrors, key)] : [];
   });
   const roles = new Set(sources.map((source) => source.role));
+  if (isOci) return sources;
   if (isMade) {
     if (sources.length > 0) archReader.fail('files', 'absent for a box made on this machine ("make")');
     return sources;
@@ -203,7 +221,9 @@ function parseBox(file: string, name: string, raw: unknown): BoxEntry {
     if (!isArch(arch)) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" has unknown architecture "${arch}"`);
     const archReader = archesReader.nested(arch);
     archReader.checkKnown(ARCH_FIELDS);
-    arches[arch] = { cmdline: archReader.string('cmdline', ''), sources: parseSources(reader, archReader, arch, make !== undefined), packages: parsePackages(reader, archReader, make) };
+    const oci = parseOci(file, name, reader, archReader);
+    const sources = parseSources(reader, archReader, arch, make !== undefined, oci !== undefined);
+    arches[arch] = { cmdline: archReader.string('cmdline', ''), sources, packages: parsePackages(reader, archReader, make), ...(oci ? { oci } : {}) };
   }
   if (Object.keys(arches).length === 0) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" lists no architecture`);
   const protocol = reader.oneOf('protocol', ['boxbuild', 'kiwi'] as const, 'boxbuild');

@@ -9,6 +9,7 @@ import type { NetContext } from './download.js';
 import type { NetOptions } from './http.js';
 import { withLock } from './lock.js';
 import { describeFailure, describeNetError, stoppedError } from './failures.js';
+import type { OciVariant } from './oci/pull.js';
 import { type BoxEntry, findBox, loadRegistry } from './registry.js';
 
 /** Runs a script in a VM of the `debian` box with `disk` attached and `shares` shared; resolves with its exit status. */
@@ -112,7 +113,7 @@ export async function makeBox(request: BoxRequest, onlyIfOutdated = false): Prom
 }
 
 /** The network context of a request: got client, timeouts, progress output. */
-async function netContext(request: BoxRequest): Promise<NetContext> {
+export async function netContext(request: Pick<BoxRequest, 'log' | 'progress' | 'net' | 'signal'>): Promise<NetContext> {
   const { DEFAULT_NET, httpClient, netFromEnv } = await import('./http.js');
   const net = { ...DEFAULT_NET, ...netFromEnv(), ...request.net };
   return { client: httpClient(net), net, log: request.log, signal: request.signal, progress: { stream: request.progress, log: request.log } };
@@ -123,18 +124,30 @@ function remoteVariant(request: BoxRequest) {
   return { cacheRoot, name: box.name, arch, sources: box.arches[arch]?.sources ?? [], memoryMiB: box.memoryMiB };
 }
 
+/** The variant as published in an OCI registry, when the registry entry names one (it wins over "make"). */
+async function ociVariant(request: BoxRequest): Promise<OciVariant | undefined> {
+  const { cacheRoot, box, arch } = request;
+  const oci = box.arches[arch]?.oci;
+  return oci && { cacheRoot, name: box.name, arch, ref: oci.ref, signedBy: oci.signedBy, guestDigest: await guestFilesDigest() };
+}
+
+/** Whether this machine makes the variant (else it is downloaded or pulled). */
+const isMadeHere = ({ box, arch }: BoxRequest) => box.make !== undefined && !box.arches[arch]?.oci;
+
 /**
  * Whether the cached version of a box is current: a made box carries this boxbuild's guest
  * files; a remote box matches the registry and the server (one small conditional request,
  * bounded by the update-check timeout). Network failures are thrown.
  */
 export async function isBoxCurrent(request: BoxRequest, installed: InstalledBox): Promise<boolean> {
-  if (request.box.make) return isMadeBoxCurrent(installed);
+  if (isMadeHere(request)) return isMadeBoxCurrent(installed);
   const ctx = await netContext(request);
-  const { isUpToDate } = await import('./fetch.js');
   const timeout = AbortSignal.timeout(ctx.net.updateCheckTimeoutMs);
   const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
   try {
+    const oci = await ociVariant(request);
+    if (oci) return await (await import('./oci/pull.js')).isOciCurrent(oci, installed, { ...ctx, signal });
+    const { isUpToDate } = await import('./fetch.js');
     return await isUpToDate(installed, remoteVariant(request).sources, { ...ctx, signal });
   } catch (error) {
     if (timeout.aborted) throw new Error(`no answer within ${ctx.net.updateCheckTimeoutMs / 1000} s`);
@@ -150,6 +163,8 @@ export async function downloadBox(request: BoxRequest, seen: InstalledBox | unde
   return underVariantLock(request, 'downloading', async () => {
     const installed = await readInstalled(request.cacheRoot, request.box.name, request.arch);
     if (installed && installed.dir !== seen?.dir) return installed;
+    const oci = await ociVariant(request);
+    if (oci) return (await import('./oci/pull.js')).installOci(oci, await netContext(request), installed);
     const { installRemote } = await import('./fetch.js');
     return installRemote(remoteVariant(request), await netContext(request), installed);
   });
@@ -157,7 +172,7 @@ export async function downloadBox(request: BoxRequest, seen: InstalledBox | unde
 
 /** Makes a made box again when it is outdated; downloads a remote box's new version when there is one. */
 export async function updateBox(request: BoxRequest): Promise<InstalledBox> {
-  if (request.box.make) return makeBox(request, true);
+  if (isMadeHere(request)) return makeBox(request, true);
   const installed = await readInstalled(request.cacheRoot, request.box.name, request.arch);
   if (installed && (await isBoxCurrent(request, installed))) return installed;
   return downloadBox(request, installed);
@@ -181,7 +196,7 @@ async function whole(request: BoxRequest, installed: InstalledBox): Promise<Inst
 export async function repairBox(request: BoxRequest): Promise<InstalledBox> {
   const { cacheRoot, box, arch } = request;
   await underVariantLock(request, 'repairing', () => dropCurrentVersion(cacheRoot, box.name, arch));
-  return box.make ? makeBox(request) : downloadBox(request, undefined);
+  return isMadeHere(request) ? makeBox(request) : downloadBox(request, undefined);
 }
 
 /**
@@ -194,8 +209,8 @@ export async function ensureBox(request: BoxRequest): Promise<InstalledBox> {
   const { cacheRoot, box, arch } = request;
   const installed = await readInstalled(cacheRoot, box.name, arch);
   const broken = installed ? undefined : await brokenInstall(cacheRoot, box.name, arch);
-  if (broken) request.log(`${variantName(request)}: ${broken}; ${box.make ? 'making' : 'downloading'} it again`);
-  if (box.make) return installed && (await isMadeBoxCurrent(installed)) ? whole(request, installed) : makeBox(request, true);
+  if (broken) request.log(`${variantName(request)}: ${broken}; ${isMadeHere(request) ? 'making' : 'downloading'} it again`);
+  if (isMadeHere(request)) return installed && (await isMadeBoxCurrent(installed)) ? whole(request, installed) : makeBox(request, true);
   if (!installed) return downloadBox(request, undefined);
   await whole(request, installed);
   if (request.updateCheck === false) return installed;

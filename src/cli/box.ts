@@ -1,12 +1,13 @@
 import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
-import { type InstalledBox, cacheRoot, openCache } from '../box/cache.js';
+import { type InstalledBox, boxLockPath, cacheRoot, openCache, readInstalled } from '../box/cache.js';
 import { describeNetError } from '../box/failures.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, verifyBox } from '../box/manage.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
-import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, repairBox, updateBox } from '../box/resolve.js';
+import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, netContext, repairBox, updateBox } from '../box/resolve.js';
+import { withLock } from '../box/lock.js';
 import { BoxbuildError, usageError } from '../errors.js';
 import { UNUSED_DAYS, packageCacheSizes } from '../package-cache/store.js';
 import { formatBytes, parseMemoryMiB } from '../util/size.js';
@@ -25,6 +26,8 @@ interface BoxFlags {
   packages?: boolean;
   dryRun?: boolean;
   repair?: boolean;
+  sign?: string;
+  partSize?: string;
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -173,6 +176,39 @@ async function verifyBoxes(name: string | undefined, flags: BoxFlags, signal?: A
   }
 }
 
+/**
+ * `box push NAME[:ARCH] REF`: publishes the cached box (every cached architecture, or the one
+ * named, merged into the index the tag has) under each variant's lock, so that no update or
+ * prune changes it meanwhile. Prints the pushed reference with its digest.
+ */
+async function pushBoxes(spec: string, reference: string, flags: BoxFlags, signal?: AbortSignal): Promise<void> {
+  const [name, archName, extra] = spec.split(':');
+  if (!name || extra !== undefined || archName === '') throw usageError(`box push: "${spec}" is not NAME or NAME:ARCH`);
+  const arch = archName === undefined ? undefined : parseArch(archName);
+  const { parseReference, formatReference } = await import('../box/oci/reference.js');
+  const ref = parseReference(reference);
+  const partMiB = flags.partSize === undefined ? 64 : parseMemoryMiB(flags.partSize, '--part-size');
+  const root = openCache(cacheRoot());
+  const variants = (await listCached(root)).filter((variant) => variant.name === name && (!arch || variant.arch === arch));
+  if (variants.length === 0) throw usageError(`box push: box "${name}"${arch ? ` (${arch})` : ''} is not in the cache; fetch or make it first`);
+  const log = notice(flags.quiet);
+  const ctx = await netContext({ log, progress: flags.quiet ? undefined : process.stderr, signal });
+  const { pushBox } = await import('../box/oci/push.js');
+  const locked = async (index: number): Promise<Awaited<ReturnType<typeof pushBox>>> => {
+    if (index === variants.length) {
+      const boxes = await Promise.all(variants.map((variant) => readInstalled(root, name, variant.arch)));
+      const damaged = variants.find((_, at) => !boxes[at]);
+      if (damaged) throw new BoxbuildError('boxUnavailable', `box ${name} (${damaged.arch}) is damaged (its manifest cannot be read); repair it with "boxbuild box verify --repair ${name} --arch ${damaged.arch}"`);
+      return pushBox(ctx, { boxes: boxes as InstalledBox[], ref, partSize: partMiB << 20, signWith: flags.sign, keepOtherArches: arch !== undefined, log });
+    }
+    const variant = variants[index]!;
+    return withLock(boxLockPath(root, name, variant.arch), () => locked(index + 1), { doing: `pushing box ${name} (${variant.arch})`, onWait: log, signal });
+  };
+  const result = await locked(0);
+  log(`pushed box ${name} (${result.manifests.map((manifest) => manifest.arch).join(', ')}): ${result.sent.blobs} blobs sent (${formatBytes(result.sent.bytes)}), ${result.alreadyThere} already there`);
+  print(`${formatReference({ ...ref, digest: undefined })}@${result.digest}`);
+}
+
 /** Adds `boxbuild box ...`: list, fetch, make, update, verify, remove, prune. */
 export function addBoxCommands(program: Command, signal?: AbortSignal): void {
   const box = program.command('box').description('Manage boxes').exitOverride();
@@ -223,6 +259,11 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
       const arches = await removeBox(openCache(cacheRoot()), name, flags.arch ? parseArch(flags.arch) : undefined, notice(flags.quiet), signal);
       print(`removed ${name} (${arches.join(', ')})`);
     });
+
+  command('push <box> <reference>', 'Publish a cached box (NAME, or NAME:ARCH) to an OCI registry as REGISTRY/REPOSITORY:TAG; prints the reference with its digest')
+    .option('--sign <key>', 'sign each architecture\'s manifest with this gpg key (registry entries that pin its public key then require it)')
+    .option('--part-size <size>', 'the size of the system disk\'s parts: a cut pull resumes part by part, an update fetches only the parts that changed (default 64M)')
+    .action((spec: string, reference: string, flags: BoxFlags) => pushBoxes(spec, reference, flags, signal));
 
   command('prune', `Delete superseded box versions, partial downloads, package files unused for ${UNUSED_DAYS} days and other leftovers from the cache, and the run directories of killed runs`)
     .option('--packages', 'empty the package caches (kiwi builds download their packages again)')
