@@ -8,6 +8,7 @@ import { benchDownloads } from './download.js';
 import { benchImages } from './images.js';
 import { benchKiwi } from './kiwi.js';
 import { benchNetwork } from './network.js';
+import { benchOci } from './oci.js';
 import { benchSharing } from './sharing.js';
 import { benchStartup, benchWarm } from './warm.js';
 
@@ -29,6 +30,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   kiwi: () => benchKiwi(env),
   images: () => benchImages(env),
   download: () => benchDownloads(),
+  oci: () => benchOci(env),
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !(name in SECTIONS));

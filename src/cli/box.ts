@@ -4,6 +4,7 @@ import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, boxLockPath, cacheRoot, openCache, readInstalled } from '../box/cache.js';
 import { describeNetError } from '../box/failures.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, verifyBox } from '../box/manage.js';
+import { formatReference } from '../box/oci/reference.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, netContext, repairBox, updateBox } from '../box/resolve.js';
@@ -57,6 +58,13 @@ async function statusOf(flags: BoxFlags, registry: Registry, variant: CachedVari
   }
 }
 
+/** Where a box comes from: the registry reference it is pulled by, "made here", or "download" (files on servers). */
+function sourceOf(box: BoxEntry): string {
+  const refs = [...new Set(Object.values(box.arches).flatMap((entry) => (entry?.oci ? [formatReference(entry.oci.ref)] : [])))];
+  if (refs.length > 0) return refs.join(', ');
+  return box.make ? 'made here' : 'download';
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
   return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
@@ -83,6 +91,7 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
       protocol: box?.protocol,
       origin: box?.origin,
       arches: Object.keys(box?.arches ?? {}),
+      source: box && sourceOf(box),
       cached: cached.flatMap((variant, index) =>
         variant.name === name
           ? [
@@ -92,6 +101,7 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
                 dir: variant.installed?.dir,
                 size: variant.size,
                 ...statuses[index],
+                ...(variant.installed?.manifest.oci ? { oci: variant.installed.manifest.oci } : {}),
                 warmStates: warmStates(variant),
                 packageCache: packageCaches.get(`${name}/${variant.arch}`) ?? 0,
               },
@@ -104,14 +114,15 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
     print(JSON.stringify(boxes, null, 2));
     return;
   }
-  const rows = [['NAME', 'ARCHES', 'CACHED', 'VERSION', 'SIZE', 'WARM STATES', 'PACKAGES', 'STATUS']];
+  const rows = [['NAME', 'ARCHES', 'SOURCE', 'CACHED', 'VERSION', 'SIZE', 'WARM STATES', 'PACKAGES', 'STATUS']];
   for (const box of boxes) {
-    const cells = [box.name, box.arches.join(',') || '-'];
+    const cells = [box.name, box.arches.join(',') || '-', box.source ?? '-'];
     if (box.cached.length === 0) rows.push([...cells, '-', '', '', '', '', box.protocol && box.arches.length ? 'not cached' : '']);
     for (const variant of box.cached) {
       const status = variant.reason ? `${variant.status} (${variant.reason})` : variant.status;
       const warm = variant.warmStates.length ? `${variant.warmStates.length} (${formatBytes(variant.warmStates.reduce((sum, state) => sum + state.size, 0))})` : '-';
-      rows.push([...cells, variant.arch, variant.version ?? '?', formatBytes(variant.size), warm, variant.packageCache ? formatBytes(variant.packageCache) : '-', status]);
+      const version = `${variant.version ?? '?'}${variant.oci ? ` (${variant.oci.manifest.slice(0, 19)})` : ''}`;
+      rows.push([...cells, variant.arch, version, formatBytes(variant.size), warm, variant.packageCache ? formatBytes(variant.packageCache) : '-', status]);
     }
   }
   print(table(rows));
@@ -185,7 +196,7 @@ async function pushBoxes(spec: string, reference: string, flags: BoxFlags, signa
   const [name, archName, extra] = spec.split(':');
   if (!name || extra !== undefined || archName === '') throw usageError(`box push: "${spec}" is not NAME or NAME:ARCH`);
   const arch = archName === undefined ? undefined : parseArch(archName);
-  const { parseReference, formatReference } = await import('../box/oci/reference.js');
+  const { parseReference } = await import('../box/oci/reference.js');
   const ref = parseReference(reference);
   const partMiB = flags.partSize === undefined ? 64 : parseMemoryMiB(flags.partSize, '--part-size');
   const root = openCache(cacheRoot());

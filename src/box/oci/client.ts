@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Response } from 'got';
 import { BoxbuildError } from '../../errors.js';
 import { type DownloadResult, type NetContext, type SmallFile, downloadFile, fetchSmallFile, withRetries } from '../download.js';
+import { describeNetError } from '../failures.js';
 import { HttpStatusError } from '../http.js';
 import { MEDIA_TYPES, hexOf } from './artifact.js';
 import { type Credentials, basicAuth, findCredentials, parseChallenge } from './auth.js';
@@ -75,6 +76,16 @@ export class RegistryClient {
     }
   }
 
+  /** Runs a request of `what`; a failure other than boxbuild's own becomes one line naming it and its URL. */
+  private async asking<T>(what: string, url: string, task: () => Promise<T>): Promise<T> {
+    try {
+      return await task();
+    } catch (error) {
+      if (error instanceof BoxbuildError || this.ctx.signal?.aborted) throw error;
+      throw new BoxbuildError('boxUnavailable', `cannot download ${what} from ${url}: ${describeNetError(error)}`, { cause: error });
+    }
+  }
+
   private refused(why: string): BoxbuildError {
     return new BoxbuildError('boxUnavailable', `${this.name}: ${why}`);
   }
@@ -123,8 +134,20 @@ export class RegistryClient {
 
   /** A manifest or index, by tag or digest (then checked against it); at most 4 MiB. */
   async manifest(reference: string): Promise<FetchedManifest> {
+    return (await this.findManifest(reference, false))!;
+  }
+
+  /** A manifest as manifest() fetches it, or undefined when the registry has none of that name (404). */
+  async findManifest(reference: string, missingOk = true): Promise<FetchedManifest | undefined> {
     const url = this.url('manifests', reference);
-    const response = await this.authed((net) => fetchSmallFile(net, `manifest ${reference}`, url, MANIFEST_FILE, { accept: ACCEPT }));
+    const fetch = () => this.authed((net) => fetchSmallFile(net, `manifest ${reference}`, url, MANIFEST_FILE, { accept: ACCEPT }));
+    const response = await this.asking(`the manifest of ${this.name}:${reference}`, url, () =>
+      fetch().catch((error: unknown) => {
+        if (missingOk && error instanceof HttpStatusError && error.status === 404) return undefined;
+        throw error;
+      }),
+    );
+    if (!response) return undefined;
     const bytes = response.body!;
     const digest = sha256Digest(bytes);
     if (DIGEST.test(reference) && digest !== reference) throw this.refused(`the manifest served for ${reference} has the digest ${digest}`);
@@ -134,7 +157,7 @@ export class RegistryClient {
   /** A small blob (a config, a signature) in memory, checked against its descriptor. */
   async smallBlob(blob: { digest: string; size: number }, kind: SmallFile): Promise<Buffer> {
     const url = this.url('blobs', blob.digest);
-    const bytes = (await this.authed((net) => fetchSmallFile(net, kind.what, url, kind))).body!;
+    const bytes = (await this.asking(`the ${kind.what}`, url, () => this.authed((net) => fetchSmallFile(net, kind.what, url, kind)))).body!;
     if (sha256Digest(bytes) !== blob.digest || bytes.length !== blob.size) throw this.refused(`the ${kind.what} ${url} is not the blob ${blob.digest} its manifest names`);
     return bytes;
   }
@@ -153,7 +176,8 @@ export class RegistryClient {
 
   /** Downloads a blob into `partial` (resuming what is there), verified against its digest as it streams. */
   downloadBlob(digest: string, partial: string, label: string): Promise<DownloadResult> {
-    return this.authed((net) => downloadFile(net, this.url('blobs', digest), partial, hexOf(digest), label));
+    const url = this.url('blobs', digest);
+    return this.asking(label, url, () => this.authed((net) => downloadFile(net, url, partial, hexOf(digest), label)));
   }
 
   async hasBlob(digest: string): Promise<boolean> {

@@ -8,7 +8,6 @@ import type { Arch } from '../arch.js';
 import { type BoxFiles, type BoxManifest, type InstalledBox, type ManifestFile, type OciRecord, boxTmpDir, freshWorkDir, installVersion, readManifest } from '../cache.js';
 import type { NetContext, SmallFile } from '../download.js';
 import { Sha256Stream } from '../hash.js';
-import { HttpStatusError } from '../http.js';
 import { writeJsonFile } from '../json-file.js';
 import { PRIVATE_FILE } from '../modes.js';
 import { verifySignature } from '../openpgp.js';
@@ -53,13 +52,8 @@ async function archManifest(variant: OciVariant, client: RegistryClient): Promis
 
 /** The signature the registry's key must have made of the manifest: one line when it is missing or does not verify. */
 async function checkSignature(variant: OciVariant, client: RegistryClient, manifest: FetchedManifest, key: Buffer, signal?: AbortSignal): Promise<void> {
-  let signed: FetchedManifest;
-  try {
-    signed = await client.manifest(signatureTag(manifest.digest));
-  } catch (error) {
-    if (error instanceof HttpStatusError && error.status === 404) throw refused(variant, `the box registry pins an OpenPGP key, but ${manifest.digest} carries no signature (tag ${signatureTag(manifest.digest)})`, error);
-    throw error;
-  }
+  const signed = await client.findManifest(signatureTag(manifest.digest));
+  if (!signed) throw refused(variant, `the box registry pins an OpenPGP key, but ${manifest.digest} carries no signature (tag ${signatureTag(manifest.digest)})`);
   const layer = checked(variant, 'signature manifest', () => readSignatureManifest(signed.bytes, manifest.digest));
   const signature = await client.smallBlob(layer, SIGNATURE_BLOB);
   await verifySignature(`box ${variant.name} (${variant.arch}) from ${formatReference(variant.ref)}`, key, manifest.bytes, signature, signal);

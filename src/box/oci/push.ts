@@ -7,7 +7,6 @@ import { formatBytes } from '../../util/size.js';
 import type { Arch } from '../arch.js';
 import type { InstalledBox } from '../cache.js';
 import type { NetContext } from '../download.js';
-import { HttpStatusError } from '../http.js';
 import { type Descriptor, MEDIA_TYPES, boxConfig, boxManifestBytes, indexBytes, isIndex, otherArchEntries, signatureManifestBytes, signatureTag } from './artifact.js';
 import { RegistryClient, sha256Digest } from './client.js';
 import { type OciReference, formatReference } from './reference.js';
@@ -98,13 +97,8 @@ async function pushArch(client: RegistryClient, installed: InstalledBox, request
 
 /** The index the tag names now, for the architectures a push leaves as they are; none when the tag is new. */
 async function currentIndex(client: RegistryClient, tag: string): Promise<Buffer | undefined> {
-  try {
-    const { bytes } = await client.manifest(tag);
-    return isIndex(bytes) ? bytes : undefined;
-  } catch (error) {
-    if (error instanceof HttpStatusError && error.status === 404) return undefined;
-    throw error;
-  }
+  const found = await client.findManifest(tag);
+  return found && isIndex(found.bytes) ? found.bytes : undefined;
 }
 
 /**
