@@ -52,8 +52,13 @@ class FieldReader {
     private readonly prefix = '',
   ) {}
 
+  /** How errors name a field: the file, the box and the field's path. */
+  where(field: string): string {
+    return `${this.file}: box "${this.box}": field "${this.prefix}${field}"`;
+  }
+
   fail(field: string, expected: string): never {
-    throw new BoxbuildError('usage', `${this.file}: box "${this.box}": field "${this.prefix}${field}" must be ${expected}`);
+    throw new BoxbuildError('usage', `${this.where(field)} must be ${expected}`);
   }
 
   keys(): string[] {
@@ -161,14 +166,14 @@ function parseSource(reader: FieldReader, role: SourceRole, arch: Arch, mirrors:
  * The OCI source of one architecture (its own `oci`, else the box's), which replaces `files` and
  * `mirrors`; a pinned `openpgpKey` then verifies the signature published with the box.
  */
-function parseOci(file: string, name: string, box: FieldReader, archReader: FieldReader): BoxArchEntry['oci'] {
+function parseOci(box: FieldReader, archReader: FieldReader): BoxArchEntry['oci'] {
   const reader = archReader.keys().includes('oci') ? archReader : box;
   const text = reader.optionalString('oci');
   if (text === undefined) return undefined;
   for (const field of ['files', 'mirrors'] as const) {
     if (archReader.keys().includes(field) || box.keys().includes(field)) reader.fail('oci', `used without "${field}" (a box comes from a registry or from files)`);
   }
-  return { ref: parseReference(text, `${file}: box "${name}": field "oci"`), signedBy: parseKey(box, archReader) };
+  return { ref: parseReference(text, reader.where('oci')), signedBy: parseKey(box, archReader) };
 }
 
 /** The files of one architecture: the box's `files` (templates), overridden role by role by the architecture's. */
@@ -221,7 +226,7 @@ function parseBox(file: string, name: string, raw: unknown): BoxEntry {
     if (!isArch(arch)) throw new BoxbuildError('usage', `${file}: box "${name}": field "arches" has unknown architecture "${arch}"`);
     const archReader = archesReader.nested(arch);
     archReader.checkKnown(ARCH_FIELDS);
-    const oci = parseOci(file, name, reader, archReader);
+    const oci = parseOci(reader, archReader);
     const sources = parseSources(reader, archReader, arch, make !== undefined, oci !== undefined);
     arches[arch] = { cmdline: archReader.string('cmdline', ''), sources, packages: parsePackages(reader, archReader, make), ...(oci ? { oci } : {}) };
   }

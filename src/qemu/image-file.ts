@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import { BoxbuildError, type ExitCodeName } from '../errors.js';
+import { shown } from '../util/shown.js';
 
 /*
  * What a disk image file is, read from its header by boxbuild itself: never by QEMU's probing, and
@@ -53,12 +54,6 @@ const QCOW2_KNOWN_INCOMPATIBLE = 0x1fn;
 const QCOW2_DATA_FILE_EXTENSION = 0x44415441;
 
 const startsWith = (head: Buffer, offset: number, magic: string) => head.subarray(offset, offset + magic.length).equals(Buffer.from(magic, 'latin1'));
-
-/** A file name from an image, fit for one line of an error: control characters escaped, long ones cut. */
-function shown(name: string): string {
-  const escaped = name.replace(/[\x00-\x1f\x7f-\x9f]/g, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return escaped.length > 200 ? `${escaped.slice(0, 200)}…` : escaped;
-}
 
 const references = (what: string, name?: string) =>
   new ImageRefused(`names another file as its ${what}${name === undefined ? '' : ` (${shown(name)})`}; boxbuild opens only self-contained images`);

@@ -1,3 +1,4 @@
+import { shown } from '../../util/shown.js';
 import { ARCHES, type Arch, isArch } from '../arch.js';
 import { type BoxFiles, type BoxManifest, type FileRole, isManifest } from '../cache.js';
 import { isObject } from '../json-file.js';
@@ -61,7 +62,7 @@ function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
 
 function descriptor(value: unknown, what: string, maxBytes: number): Descriptor {
   if (!isObject(value) || typeof value.mediaType !== 'string' || typeof value.digest !== 'string' || !Number.isSafeInteger(value.size)) throw new Error(`${what} is not a descriptor (mediaType, digest, size)`);
-  if (!DIGEST.test(value.digest)) throw new Error(`${what} has digest "${value.digest.slice(0, 80)}", not a sha256 digest`);
+  if (!DIGEST.test(value.digest)) throw new Error(`${what} has digest "${shown(value.digest)}", not a sha256 digest`);
   const size = value.size as number;
   if (size < 0 || size > maxBytes) throw new Error(`${what} says it is ${size} bytes; the most it may be is ${maxBytes}`);
   return value as unknown as Descriptor;
@@ -72,6 +73,9 @@ export function isIndex(bytes: Buffer): boolean {
   return parseJson(bytes, 'manifest').mediaType === MEDIA_TYPES.index;
 }
 
+/** How many of the architectures an index has its error names. */
+const SHOWN_ARCHES = 10;
+
 /** The index entry of `arch`'s manifest; one line when the index has none. */
 export function manifestOf(index: Buffer, arch: Arch): Descriptor {
   const doc = parseJson(index, 'index');
@@ -80,8 +84,9 @@ export function manifestOf(index: Buffer, arch: Arch): Descriptor {
   const wanted = ociArch(arch);
   const found = entries.filter((entry) => entry.mediaType === MEDIA_TYPES.manifest && entry.platform?.architecture === wanted && entry.platform.os === 'linux');
   if (found.length === 0) {
-    const have = entries.map((entry) => entry.platform?.architecture).filter(Boolean);
-    throw new Error(`it has no box for ${arch} (linux/${wanted}); it has: ${have.join(', ') || 'nothing for any platform'}`);
+    const have = [...new Set(entries.flatMap(({ platform }) => (typeof platform?.architecture === 'string' ? [shown(platform.architecture, 20)] : [])))];
+    const listed = have.length > SHOWN_ARCHES ? [...have.slice(0, SHOWN_ARCHES), '…'] : have;
+    throw new Error(`it has no box for ${arch} (linux/${wanted}); it has: ${listed.join(', ') || 'nothing for any platform'}`);
   }
   if (found.length > 1) throw new Error(`it names ${found.length} manifests for linux/${wanted}`);
   return found[0]!;
@@ -96,7 +101,7 @@ export function readBoxManifest(bytes: Buffer, maxBytes: number): BoxLayout {
   const doc = parseJson(bytes, 'manifest');
   if (doc.schemaVersion !== 2 || (doc.mediaType !== undefined && doc.mediaType !== MEDIA_TYPES.manifest)) throw new Error('it is not an OCI image manifest');
   const config = descriptor(doc.config, 'its config', MAX_CONFIG_BYTES);
-  if (config.mediaType !== MEDIA_TYPES.config) throw new Error(`its config is "${config.mediaType}", not a boxbuild box (${MEDIA_TYPES.config})`);
+  if (config.mediaType !== MEDIA_TYPES.config) throw new Error(`its config is "${shown(config.mediaType)}", not a boxbuild box (${MEDIA_TYPES.config})`);
   if (!Array.isArray(doc.layers) || doc.layers.length > MAX_LAYERS) throw new Error(`it has ${Array.isArray(doc.layers) ? doc.layers.length : 'no list of'} layers; a box has at most ${MAX_LAYERS}`);
   const layout: BoxLayout = { config, files: {}, systemParts: [] };
   const seen = new Set([config.digest]);
@@ -114,7 +119,7 @@ export function readBoxManifest(bytes: Buffer, maxBytes: number): BoxLayout {
       if (systemBytes > maxBytes) throw new Error(`its system disk parts add up to more than ${maxBytes} bytes, the limit for one file`);
       layout.systemParts.push(layer);
     } else {
-      throw new Error(`layer ${index + 1} is "${String(layer.mediaType).slice(0, 80)}", which is no part of a box`);
+      throw new Error(`layer ${index + 1} is "${shown(layer.mediaType)}", which is no part of a box`);
     }
   }
   if (!layout.files.kernel || !layout.files.initrd) throw new Error('it has no kernel or no initrd layer');
@@ -132,9 +137,10 @@ export function readBoxConfig(bytes: Buffer, layout: BoxLayout, arch: Arch): Pic
   if (!isManifest(config)) throw new Error('its config is not a box manifest');
   if (config.arch !== arch || !isArch(config.arch)) throw new Error(`its config is of a ${config.arch} box, not ${arch}`);
   const files = config.files;
+  if (Object.keys(files).some((role) => !(WHOLE_FILES as readonly string[]).includes(role) && role !== 'system')) throw new Error('its config names a file of no known kind');
   const names = new Set<string>();
   for (const [role, file] of Object.entries(files)) {
-    if (!SAFE_NAME.test(file.name) || file.name === 'box.json' || names.has(file.name)) throw new Error(`its config names the ${role} "${file.name.slice(0, 80)}", not a file name of its own`);
+    if (!SAFE_NAME.test(file.name) || file.name === 'box.json' || names.has(file.name)) throw new Error(`its config names the ${role} "${shown(file.name)}", not a file name of its own`);
     names.add(file.name);
   }
   for (const role of WHOLE_FILES) {
@@ -145,7 +151,6 @@ export function readBoxConfig(bytes: Buffer, layout: BoxLayout, arch: Arch): Pic
   }
   const partBytes = layout.systemParts.reduce((sum, part) => sum + part.size, 0);
   if (!files.system !== (layout.systemParts.length === 0) || (files.system && files.system.size !== partBytes)) throw new Error('its config\'s system disk is not what its parts add up to');
-  if (Object.keys(files).some((role) => !(WHOLE_FILES as readonly string[]).includes(role) && role !== 'system')) throw new Error('its config names a file of no known kind');
   return { version: config.version, files, sources: config.sources };
 }
 

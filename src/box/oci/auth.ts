@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isObject } from '../json-file.js';
@@ -26,6 +26,26 @@ export function authFiles(env: NodeJS.ProcessEnv = process.env): string[] {
 const MAX_AUTH_FILE = 1 << 20;
 
 /**
+ * An auth file's bytes; undefined when it is not a regular file of at most MAX_AUTH_FILE bytes
+ * (a FIFO would block the open, a device would be read without end).
+ */
+function readAuthFile(file: string): Buffer | undefined {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = fstatSync(fd);
+    return info.isFile() && info.size <= MAX_AUTH_FILE ? readFileSync(fd) : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The `registry[/namespace]` an auth file key names: a key with a scheme is a URL, which names a whole registry (podman's rule). */
+function keyPath(key: string): string {
+  const bare = key.replace(/^https?:\/\//, '');
+  return bare === key ? bare.replace(/\/+$/, '') : bare.split('/')[0]!;
+}
+
+/**
  * The credentials of `registry/repository` in one auth file: the entry of the longest
  * `registry[/namespace]` key that contains the repository (podman's rule), with or without a
  * scheme. Undefined when the file is missing, unreadable or names no such entry.
@@ -33,8 +53,8 @@ const MAX_AUTH_FILE = 1 << 20;
 export function credentialsIn(file: string, registry: string, repository: string): Credentials | undefined {
   let auths: unknown;
   try {
-    const text = readFileSync(file);
-    if (text.length > MAX_AUTH_FILE) return undefined;
+    const text = readAuthFile(file);
+    if (text === undefined || text.length > MAX_AUTH_FILE) return undefined;
     auths = (JSON.parse(text.toString('utf8')) as { auths?: unknown }).auths;
   } catch {
     return undefined;
@@ -42,7 +62,7 @@ export function credentialsIn(file: string, registry: string, repository: string
   if (!isObject(auths)) return undefined;
   const path = `${registry}/${repository}`;
   const keys = Object.keys(auths)
-    .map((key) => ({ key, bare: key.replace(/^https?:\/\//, '').replace(/\/+$/, '') }))
+    .map((key) => ({ key, bare: keyPath(key) }))
     .filter(({ bare }) => bare === registry || path === bare || path.startsWith(`${bare}/`))
     .sort((a, b) => b.bare.length - a.bare.length);
   for (const { key } of keys) {

@@ -18,7 +18,15 @@ const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const REPOSITORY = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 export const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[([0-9A-Fa-f:.]+)\])(?::([0-9]{1,5}))?$/;
+
+/** Whether a registry is a host name or a bracketed IPv6 address, with a port a URL can have. */
+function isHost(registry: string): boolean {
+  const match = HOST.exec(registry);
+  if (!match) return false;
+  const [, ipv6, port] = match;
+  return (ipv6 === undefined || isIP(ipv6) === 6) && (port === undefined || (Number(port) >= 1 && Number(port) <= 65535));
+}
 
 /**
  * Parses a reference. The registry must be named (a first component with a dot or a port, or
@@ -34,7 +42,7 @@ export function parseReference(text: string, what = 'OCI reference'): OciReferen
   const slash = name!.indexOf('/');
   if (slash < 0) fail('no registry named');
   const registry = name!.slice(0, slash);
-  if (!HOST.test(registry) || !(/[.:[]/.test(registry) || registry === 'localhost')) fail(`"${registry}" is not a registry host (it needs a dot or a port, or is localhost)`);
+  if (!isHost(registry) || !(/[.:[]/.test(registry) || registry === 'localhost')) fail(`"${registry}" is not a registry host (it needs a dot or a port, or is localhost)`);
   const rest = name!.slice(slash + 1);
   const colon = rest.lastIndexOf(':');
   const repository = colon < 0 ? rest : rest.slice(0, colon);

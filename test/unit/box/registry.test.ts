@@ -99,3 +99,55 @@ describe('registry', () => {
   });
 });
 
+
+describe('registry: boxes in an OCI registry', () => {
+  // What dearmorPublicKey takes for a public key: an armored block whose first packet is one.
+  const key = Buffer.from([0x99, 0x00, 0x01, 0x04]);
+  const armored = (bytes: Buffer) => `-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${bytes.toString('base64')}\n-----END PGP PUBLIC KEY BLOCK-----\n`;
+  const parse = (box: object) => parseRegistry('f.json', doc(box))[0]!;
+
+  test('"oci" of the box is every architecture\'s, with no files', () => {
+    const box = parse({ oci: 'r.example:5000/boxes/mybox:1', arches: { x86_64: {}, aarch64: {} } });
+    const ref = { registry: 'r.example:5000', repository: 'boxes/mybox', tag: '1', digest: undefined };
+    expect(box.arches.x86_64).toEqual({ cmdline: '', sources: [], packages: [], oci: { ref, signedBy: undefined } });
+    expect(box.arches.aarch64!.oci).toEqual({ ref, signedBy: undefined });
+  });
+
+  test('"oci" of an architecture wins over the box\'s; an architecture may come from files', () => {
+    const digest = `sha256:${'c'.repeat(64)}`;
+    const box = parse({ oci: 'r.example/b', arches: { x86_64: {}, aarch64: { oci: `localhost/arm@${digest}` } } });
+    expect(box.arches.x86_64!.oci!.ref).toEqual({ registry: 'r.example', repository: 'b', tag: 'latest', digest: undefined });
+    expect(box.arches.aarch64!.oci!.ref).toEqual({ registry: 'localhost', repository: 'arm', tag: undefined, digest });
+    const mixed = parse({ arches: { x86_64: { oci: 'r.example/b' }, aarch64: kernelFiles } });
+    expect(mixed.arches.x86_64!.oci).toBeDefined();
+    expect(mixed.arches.aarch64!.oci).toBeUndefined();
+    expect(mixed.arches.aarch64!.sources.map((source) => source.role)).toEqual(['kernel', 'initrd']);
+  });
+
+  test('a box made on this machine may be pulled from a registry instead', () => {
+    expect(parse({ make: 'debian', oci: 'r.example/debian' }).arches.x86_64!.oci!.ref.repository).toBe('debian');
+  });
+
+  test('"openpgpKey" pins the key its signature must verify with: the architecture\'s, else the box\'s', () => {
+    const other = Buffer.from([0xc6, 0x01, 0x04]);
+    const box = parse({ oci: 'r.example/b', openpgpKey: armored(key), arches: { x86_64: {}, aarch64: { openpgpKey: armored(other) } } });
+    expect(box.arches.x86_64!.oci!.signedBy).toEqual(key);
+    expect(box.arches.aarch64!.oci!.signedBy).toEqual(other);
+    expect(() => parse({ oci: 'r.example/b', openpgpKey: 'not a key' })).toThrow('f.json: box "mybox": field "openpgpKey" must be an ASCII-armored OpenPGP public key block');
+  });
+
+  test('"oci" is refused with "files" or "mirrors", of the box or the architecture', () => {
+    expect(() => parse({ oci: 'r.example/b', ...kernelFiles })).toThrow('f.json: box "mybox": field "oci" must be used without "files" (a box comes from a registry or from files)');
+    expect(() => parse({ oci: 'r.example/b', arches: { x86_64: kernelFiles } })).toThrow('f.json: box "mybox": field "oci" must be used without "files"');
+    expect(() => parse({ oci: 'r.example/b', mirrors: ['http://m.example/'] })).toThrow('f.json: box "mybox": field "oci" must be used without "mirrors"');
+    expect(() => parse({ arches: { x86_64: { oci: 'r.example/b', mirrors: 'http://m.example/' } } })).toThrow('f.json: box "mybox": field "arches.x86_64.oci" must be used without "mirrors"');
+    expect(() => parse({ ...kernelFiles, arches: { x86_64: { oci: 'r.example/b' } } })).toThrow('f.json: box "mybox": field "arches.x86_64.oci" must be used without "files"');
+  });
+
+  test('an invalid reference is refused, naming the file, the box and the field', () => {
+    expect(() => parse({ oci: 'debian:12' })).toThrow('f.json: box "mybox": field "oci" "debian:12": no registry named (expected REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]');
+    expect(() => parse({ arches: { x86_64: { oci: 'r.example/Debian' } } })).toThrow('f.json: box "mybox": field "arches.x86_64.oci" "r.example/Debian": "Debian" is not a repository name');
+    expect(() => parse({ oci: ['r.example/b'] })).toThrow('f.json: box "mybox": field "oci" must be a string');
+    expect(() => parse({ arches: { x86_64: { oci: 5 } } })).toThrow('f.json: box "mybox": field "arches.x86_64.oci" must be a string');
+  });
+});
