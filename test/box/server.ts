@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type LocalServer, listenLocal } from '../helpers/http.js';
 
 export interface Hit {
   path: string;
@@ -30,8 +30,7 @@ export class BoxServer {
   readonly endless = new Set<string>();
   /** Paths whose body is sent one byte per this many milliseconds. */
   readonly trickles = new Map<string, number>();
-  private readonly sockets = new Set<Socket>();
-  private server?: Server;
+  private server?: LocalServer;
   url = '';
 
   publish(path: string, data: Buffer | string, withSidecar = false): Buffer {
@@ -51,19 +50,13 @@ export class BoxServer {
   }
 
   async start(): Promise<string> {
-    this.server = createServer((request, response) => this.handle(request, response));
-    this.server.on('connection', (socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.server = await listenLocal((request, response) => this.handle(request, response));
+    this.url = this.server.url;
     return this.url;
   }
 
   async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise((resolve) => this.server?.close(resolve));
+    await this.server?.close();
   }
 
   /** 64 KiB chunks as fast as the client takes them, until it goes away. */
