@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { rm, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -63,6 +63,9 @@ export function withRetries<T>(ctx: NetContext, label: string, task: () => Promi
   });
 }
 
+/** A signal of one request, following the operation's: got leaves a listener on the signal it is given, one per request. */
+export const requestSignal = (ctx: Pick<NetContext, 'signal'>) => ctx.signal && AbortSignal.any([ctx.signal]);
+
 /** Resolves with the response headers of a got stream (its body not yet read). */
 function responseOf(stream: ReturnType<Got['stream']>): Promise<Response> {
   return new Promise((resolve, reject) => {
@@ -83,18 +86,24 @@ function diskFull(label: string, partial: string, total: number | undefined): Bo
   return new BoxbuildError('boxUnavailable', `cannot download ${label}${size}: no space left on device in ${dirname(partial)}`);
 }
 
-/** One attempt: continues `partial` with a Range request, hashing as it streams. */
-async function downloadOnce(ctx: NetContext, url: string, partial: string, sha256: string, label: string): Promise<DownloadResult> {
-  const have = await fileSize(partial);
-  const stream = ctx.client.stream(url, { headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal: ctx.signal });
+/** Gives up what a download wrote from `offset` on: the whole file, or its end after an earlier file's bytes. */
+async function discard(partial: string, offset: number): Promise<void> {
+  if (offset > 0) await truncate(partial, offset).catch(() => {});
+  else await rm(partial, { force: true });
+}
+
+/** One attempt: continues `partial` (from `offset` on) with a Range request, hashing as it streams. */
+async function downloadOnce(ctx: NetContext, url: string, partial: string, sha256: string, label: string, offset: number): Promise<DownloadResult> {
+  const have = Math.max(0, (await fileSize(partial)) - offset);
+  const stream = ctx.client.stream(url, { headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal: requestSignal(ctx) });
   stream.on('error', () => {}); // errors arrive through responseOf and pipeline
   const response = await responseOf(stream);
   const range = response.statusCode === 206 ? contentRange(response.headers) : undefined;
   if (have > 0 && (response.statusCode === 416 || (response.statusCode === 206 && range?.start !== have))) {
     // The server cannot continue the partial file: start over.
     stream.destroy();
-    await rm(partial, { force: true });
-    return downloadOnce(ctx, url, partial, sha256, label);
+    await discard(partial, offset);
+    return downloadOnce(ctx, url, partial, sha256, label, offset);
   }
   if (response.statusCode >= 300 || (response.statusCode === 206 && !range)) {
     stream.destroy();
@@ -110,7 +119,7 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
 
   const hash = new Sha256Stream();
   try {
-    if (start > 0) await hash.writeFile(partial);
+    if (start > 0) await hash.writeFile(partial, offset);
     const progress = ctx.progress && startProgress(ctx.progress, label, total, start);
     const limits = { maxBytes: total ?? ctx.net.maxBytes, minRate: ctx.net.minRate, windowMs: ctx.net.slowWindowMs };
     const meter = new DownloadMeter(start, hash, limits, (written) => progress?.update(written));
@@ -124,22 +133,23 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
         connectionFailure = error;
       }
     };
-    const file = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', mode: PRIVATE_FILE, highWaterMark: 4 << 20 });
+    if (start === 0 && offset > 0) await truncate(partial, offset);
+    const file = createWriteStream(partial, { flags: start > 0 || offset > 0 ? 'a' : 'w', mode: PRIVATE_FILE, highWaterMark: 4 << 20 });
     const failure = await pipeline(body, meter, file).then(
       () => connectionFailure,
       (error: unknown) => error,
     );
     progress?.finish(!failure);
     if ((failure as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
-      await rm(partial, { force: true });
+      await discard(partial, offset);
       throw diskFull(label, partial, total);
     }
-    if (failure instanceof TooLargeError) await rm(partial, { force: true });
+    if (failure instanceof TooLargeError) await discard(partial, offset);
     if (failure) throw failure;
     if (total !== undefined && meter.bytes !== total) throw new TruncatedError(meter.bytes, total);
     const actual = await hash.digest();
     if (actual !== sha256) {
-      await rm(partial, { force: true });
+      await discard(partial, offset);
       throw new ChecksumError(sha256, actual);
     }
     return { size: meter.bytes, lastModified: response.headers['last-modified'] };
@@ -151,10 +161,11 @@ async function downloadOnce(ctx: NetContext, url: string, partial: string, sha25
 /**
  * Downloads `url` into `partial`, resuming from what an earlier attempt or run left there,
  * with retries, and verifies it against `sha256`. The partial file is named by that checksum,
- * so a resumed download always continues the same content.
+ * so a resumed download always continues the same content. With `offset`, the download is the
+ * part of the file from there on (the bytes before it are earlier parts, kept as they are).
  */
-export function downloadFile(ctx: NetContext, url: string, partial: string, sha256: string, label: string): Promise<DownloadResult> {
-  return withRetries(ctx, label, () => downloadOnce(ctx, url, partial, sha256, label));
+export function downloadFile(ctx: NetContext, url: string, partial: string, sha256: string, label: string, offset = 0): Promise<DownloadResult> {
+  return withRetries(ctx, label, () => downloadOnce(ctx, url, partial, sha256, label, offset));
 }
 
 export interface SmallResponse {
@@ -187,7 +198,7 @@ export async function fetchSmall(ctx: NetContext, url: string, kind: SmallFile, 
   const headers: Record<string, string> = { ...extra };
   if (validators.etag) headers['if-none-match'] = validators.etag;
   if (validators.lastModified) headers['if-modified-since'] = validators.lastModified;
-  const stream = ctx.client.stream(url, { headers, signal: ctx.signal });
+  const stream = ctx.client.stream(url, { headers, signal: requestSignal(ctx) });
   stream.on('error', () => {}); // errors arrive through responseOf and the reading below
   try {
     const response = await responseOf(stream);

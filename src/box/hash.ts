@@ -26,9 +26,9 @@ export class Sha256Stream extends Writable {
     callback();
   }
 
-  /** Feeds the contents of a file (the part of a download that is already on disk). */
-  async writeFile(path: string): Promise<void> {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+  /** Feeds the contents of a file from `start` on (the part of a download that is already on disk). */
+  async writeFile(path: string, start = 0): Promise<void> {
+    for await (const chunk of createReadStream(path, { start, highWaterMark: 1 << 20 })) {
       if (!this.write(chunk)) await once(this, 'drain');
     }
   }

@@ -42,7 +42,7 @@ export const DEFAULT_NET: NetOptions = {
 };
 
 /** A byte count as BOXBUILD_MAX_DOWNLOAD and BOXBUILD_MIN_RATE take it: 20G, 512M, 10K, 4096 (bytes). */
-function parseByteCount(text: string, variable: string): number {
+export function parseByteCount(text: string, variable: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
   if (!match) throw usageError(`${variable}: "${text}" is not a size (examples: 20G, 512M, 10K)`);
   return Math.floor(Number(match[1]) * 1024 ** ' kmgt'.indexOf((match[2] || ' ').toLowerCase()));

@@ -4,6 +4,7 @@ import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, boxLockPath, cacheRoot, openCache, readInstalled } from '../box/cache.js';
 import { describeNetError } from '../box/failures.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, verifyBox } from '../box/manage.js';
+import { DEFAULT_PART_SIZE } from '../box/oci/parts.js';
 import { formatReference } from '../box/oci/reference.js';
 import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
@@ -198,7 +199,8 @@ async function pushBoxes(spec: string, reference: string, flags: BoxFlags, signa
   const arch = archName === undefined ? undefined : parseArch(archName);
   const { parseReference } = await import('../box/oci/reference.js');
   const ref = parseReference(reference);
-  const partMiB = flags.partSize === undefined ? 64 : parseMemoryMiB(flags.partSize, '--part-size');
+  const partSize = flags.partSize === undefined ? DEFAULT_PART_SIZE : (await import('../box/http.js')).parseByteCount(flags.partSize, '--part-size');
+  if (partSize < 1 << 20 || partSize > 2 ** 32) throw usageError(`--part-size: ${flags.partSize} is not between 1M and 4G`);
   const root = openCache(cacheRoot());
   const variants = (await listCached(root)).filter((variant) => variant.name === name && (!arch || variant.arch === arch));
   if (variants.length === 0) throw usageError(`box push: box "${name}"${arch ? ` (${arch})` : ''} is not in the cache; fetch or make it first`);
@@ -210,14 +212,14 @@ async function pushBoxes(spec: string, reference: string, flags: BoxFlags, signa
       const boxes = await Promise.all(variants.map((variant) => readInstalled(root, name, variant.arch)));
       const damaged = variants.find((_, at) => !boxes[at]);
       if (damaged) throw new BoxbuildError('boxUnavailable', `box ${name} (${damaged.arch}) is damaged (its manifest cannot be read); repair it with "boxbuild box verify --repair ${name} --arch ${damaged.arch}"`);
-      return pushBox(ctx, { boxes: boxes as InstalledBox[], ref, partSize: partMiB << 20, signWith: flags.sign, keepOtherArches: arch !== undefined, log });
+      return pushBox(ctx, { boxes: boxes as InstalledBox[], ref, partSize, signWith: flags.sign, keepOtherArches: arch !== undefined, log });
     }
     const variant = variants[index]!;
     return withLock(boxLockPath(root, name, variant.arch), () => locked(index + 1), { doing: `pushing box ${name} (${variant.arch})`, onWait: log, signal });
   };
   const result = await locked(0);
   log(`pushed box ${name} (${result.manifests.map((manifest) => manifest.arch).join(', ')}): ${result.sent.blobs} blobs sent (${formatBytes(result.sent.bytes)}), ${result.alreadyThere} already there`);
-  print(`${formatReference({ ...ref, digest: undefined })}@${result.digest}`);
+  print(`${formatReference({ registry: ref.registry, repository: ref.repository })}@${result.digest}`);
 }
 
 /** Adds `boxbuild box ...`: list, fetch, make, update, verify, remove, prune. */

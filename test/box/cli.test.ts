@@ -89,7 +89,7 @@ describe('boxbuild box ...', () => {
 
     const listed = JSON.parse(await boxbuild('box', 'list', '--json', '--boxes', registry)) as { name: string; cached: { arch: string; status: string; size: number }[] }[];
     expect(listed.find((box) => box.name === 'kbox')!.cached).toMatchObject([{ arch: 'x86_64', status: 'current', size: 200_000 + 24 + 10 }]);
-    expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+x86_64\s+2025-01-0\d \d\d:\d\d\s+195\.\d KiB\s+-\s+-\s+current$/m);
+    expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+download\s+x86_64\s+2025-01-0\d \d\d:\d\d\s+195\.\d KiB\s+-\s+-\s+current$/m);
 
     expect(await boxbuild('box', 'verify', 'kbox')).toMatch(/^kbox \(x86_64\) .*: ok$/m);
 
@@ -112,7 +112,7 @@ describe('boxbuild box ...', () => {
     await expect(failure).rejects.toMatchObject({ detail: expect.stringMatching(/^kbox \(x86_64\): Test-Box.x86_64-System.qcow2: sha256 is [0-9a-f]{64}, the manifest says/) });
 
     expect(await boxbuild('box', 'remove', 'kbox')).toBe('removed kbox (x86_64)\n');
-    expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+-\s+not cached$/m);
+    expect(await boxbuild('box', 'list', '--boxes', registry)).toMatch(/^kbox\s+x86_64\s+download\s+-\s+not cached$/m);
     await expect(boxbuild('box', 'remove', 'kbox')).rejects.toThrow('box "kbox" is not in the cache');
   });
 

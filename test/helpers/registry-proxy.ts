@@ -5,8 +5,9 @@ import type { TestRegistry } from './registry.js';
 
 /** How the proxy misbehaves; a test may change them while it runs. */
 export interface ProxyFaults {
-  /** The next successful GET of a blob is cut after this many body bytes (its connection destroyed); then cleared. */
+  /** The next successful GET of a blob larger than this (and matching `cutPath`) is cut after this many body bytes (its connection destroyed); then cleared. */
   cutBlobAfter?: number;
+  cutPath?: RegExp;
   /**
    * Requests whose path matches are never answered: with `afterBytes`, they get the headers and that
    * many body bytes and then nothing; without, not even headers (they never reach the registry).
@@ -25,6 +26,8 @@ export interface ProxyRequest {
   status: number;
   /** Body bytes sent so far. */
   bytes: number;
+  /** The Range header it asked with. */
+  range?: string;
 }
 
 export interface RegistryProxy {
@@ -70,7 +73,7 @@ export async function startRegistryProxy(target: Pick<TestRegistry, 'host' | 'ur
 
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     const path = request.url ?? '/';
-    const record: ProxyRequest = { method: request.method ?? 'GET', path, status: 0, bytes: 0 };
+    const record: ProxyRequest = { method: request.method ?? 'GET', path, status: 0, bytes: 0, range: request.headers.range };
     requests.push(record);
     const stall = faults.stall?.path.test(path) ? faults.stall : undefined;
     if (stall && stall.afterBytes === undefined) return; // held until stop() ends its connection
@@ -89,7 +92,8 @@ export async function startRegistryProxy(target: Pick<TestRegistry, 'host' | 'ur
       if (headers.location?.startsWith(target.url)) headers.location = proxyUrl + headers.location.slice(target.url.length);
       response.writeHead(record.status, headers);
       const blob = record.method === 'GET' && /\/blobs\/sha256:/.test(path) && record.status < 300;
-      const cut = blob ? faults.cutBlobAfter : undefined;
+      const cuts = blob && Number(answer.headers['content-length']) > (faults.cutBlobAfter ?? Number.POSITIVE_INFINITY) && (faults.cutPath?.test(path) ?? true);
+      const cut = cuts ? faults.cutBlobAfter : undefined;
       if (cut !== undefined) delete faults.cutBlobAfter;
       const slow = faults.slow?.path.test(path) ? faults.slow.bytesPerSecond : undefined;
       const limit = cut ?? stall?.afterBytes ?? Number.POSITIVE_INFINITY;

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Response } from 'got';
 import { BoxbuildError } from '../../errors.js';
-import { type DownloadResult, type NetContext, type SmallFile, downloadFile, fetchSmallFile, withRetries } from '../download.js';
+import { type DownloadResult, type NetContext, type SmallFile, downloadFile, fetchSmallFile, requestSignal, withRetries } from '../download.js';
+import { shown } from '../../util/shown.js';
 import { describeNetError } from '../failures.js';
 import { HttpStatusError } from '../http.js';
 import { MEDIA_TYPES, hexOf } from './artifact.js';
@@ -93,7 +94,7 @@ export class RegistryClient {
   /** Logs in as a 401's WWW-Authenticate asks: a bearer token from its realm, or basic credentials. */
   private async logIn(header: string | undefined): Promise<void> {
     const challenge = parseChallenge(header);
-    if (!challenge) throw this.refused(`the registry asks for a login boxbuild does not speak (${header ? `WWW-Authenticate: ${header.slice(0, 80)}` : 'no WWW-Authenticate'})`);
+    if (!challenge) throw this.refused(`the registry asks for a login boxbuild does not speak (${header ? `WWW-Authenticate: ${shown(header, 80)}` : 'no WWW-Authenticate'})`);
     if (challenge.scheme === 'basic') {
       if (!this.credentials) throw this.refused('the registry wants a user name and password; log in with "podman login" or "docker login"');
       this.authorization = basicAuth(this.credentials);
@@ -103,7 +104,7 @@ export class RegistryClient {
     try {
       realm = new URL(challenge.realm);
     } catch {
-      throw this.refused(`the registry names the token service "${challenge.realm.slice(0, 80)}", which is not a URL`);
+      throw this.refused(`the registry names the token service "${shown(challenge.realm, 80)}", which is not a URL`);
     }
     // Credentials go in plain HTTP only where the registry itself is spoken to so (loopback, or asked for).
     if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && this.base.startsWith('http:'))) {
@@ -166,7 +167,7 @@ export class RegistryClient {
   async manifestDigest(reference: string): Promise<string | undefined> {
     const url = this.url('manifests', reference);
     const response = await this.authed(async ({ client, signal }) => {
-      const answer = await client.head(url, { headers: { accept: ACCEPT }, signal });
+      const answer = await client.head(url, { headers: { accept: ACCEPT }, signal: requestSignal({ signal }) });
       if (answer.statusCode >= 300) throw failed(answer, url);
       return answer;
     });
@@ -174,16 +175,16 @@ export class RegistryClient {
     return typeof digest === 'string' && DIGEST.test(digest) ? digest : undefined;
   }
 
-  /** Downloads a blob into `partial` (resuming what is there), verified against its digest as it streams. */
-  downloadBlob(digest: string, partial: string, label: string): Promise<DownloadResult> {
+  /** Downloads a blob into `partial` (from `offset` on, resuming what is there), verified against its digest as it streams. */
+  downloadBlob(digest: string, partial: string, label: string, offset = 0): Promise<DownloadResult> {
     const url = this.url('blobs', digest);
-    return this.asking(label, url, () => this.authed((net) => downloadFile(net, url, partial, hexOf(digest), label)));
+    return this.asking(label, url, () => this.authed((net) => downloadFile(net, url, partial, hexOf(digest), label, offset)));
   }
 
   async hasBlob(digest: string): Promise<boolean> {
     const url = this.url('blobs', digest);
     return this.authed(async ({ client, signal }) => {
-      const answer = await client.head(url, { signal });
+      const answer = await client.head(url, { signal: requestSignal({ signal }) });
       if (answer.statusCode === 404) return false;
       if (answer.statusCode >= 300) throw failed(answer, url);
       return true;
@@ -199,14 +200,14 @@ export class RegistryClient {
     const start = `${this.base}/v2/${this.ref.repository}/blobs/uploads/`;
     await withRetries(this.ctx, label, () =>
       this.authed(async (net) => {
-        const session = await net.client.post(start, { signal: net.signal });
+        const session = await net.client.post(start, { signal: requestSignal(net) });
         if (session.statusCode !== 202 || !session.headers.location) throw failed(session, start);
         const target = new URL(session.headers.location, this.base);
         target.searchParams.set('digest', digest);
         // An upload URL of another origin (a blob store) is presigned: the registry's authorization stays here.
         const client = target.origin === new URL(this.base).origin ? net.client : this.ctx.client;
         const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
-        const done = await client.put(target.href, { body: open(), headers, signal: net.signal });
+        const done = await client.put(target.href, { body: open(), headers, signal: requestSignal(net) });
         if (done.statusCode !== 201) throw failed(done, target.href);
       }),
     );
@@ -217,7 +218,7 @@ export class RegistryClient {
     const url = this.url('manifests', reference);
     await withRetries(this.ctx, `manifest ${reference}`, () =>
       this.authed(async ({ client, signal }) => {
-        const done = await client.put(url, { body: bytes, headers: { 'content-type': mediaType }, signal });
+        const done = await client.put(url, { body: bytes, headers: { 'content-type': mediaType }, signal: requestSignal({ signal }) });
         if (done.statusCode !== 201) throw failed(done, url);
       }),
     );

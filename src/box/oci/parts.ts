@@ -64,7 +64,6 @@ export async function diskParts(path: string, partSize: number, taken: Iterable<
     let last = { offset: current.offset, size: current.size, digest: digestOf(current.hash) };
     while (seen.has(last.digest) && parts.length > 0) {
       const before = parts.pop()!;
-      seen.delete(before.digest);
       const size = before.size + last.size;
       last = { offset: before.offset, size, digest: await rangeDigest(path, before.offset, size) };
     }

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, link, rename, rm } from 'node:fs/promises';
+import { copyFile, link, rename, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BoxbuildError } from '../../errors.js';
@@ -7,7 +7,7 @@ import { selfContainedImage } from '../../qemu/image-file.js';
 import type { Arch } from '../arch.js';
 import { type BoxFiles, type BoxManifest, type InstalledBox, type ManifestFile, type OciRecord, boxTmpDir, freshWorkDir, installVersion, readManifest } from '../cache.js';
 import type { NetContext, SmallFile } from '../download.js';
-import { Sha256Stream } from '../hash.js';
+import { Sha256Stream, hashFile } from '../hash.js';
 import { writeJsonFile } from '../json-file.js';
 import { PRIVATE_FILE } from '../modes.js';
 import { verifySignature } from '../openpgp.js';
@@ -59,14 +59,15 @@ async function checkSignature(variant: OciVariant, client: RegistryClient, manif
   await verifySignature(`box ${variant.name} (${variant.arch}) from ${formatReference(variant.ref)}`, key, manifest.bytes, signature, signal);
 }
 
-/** Copies `size` bytes at `offset` of a file into `to` when they hash to `digest` (a disk part the previous version has). */
-async function copyPart(from: string, offset: number, size: number, digest: string, to: string): Promise<boolean> {
+/** Appends `size` bytes at `offset` of a file to `to` when they hash to `digest` (a disk part the previous version has). */
+async function appendPart(from: string, offset: number, size: number, digest: string, to: string): Promise<boolean> {
+  const { size: before } = await stat(to).catch(() => ({ size: 0 }));
   const hash = new Sha256Stream();
   const source = createReadStream(from, { start: offset, end: offset + size - 1, highWaterMark: 1 << 20 });
   source.on('data', (chunk) => hash.write(chunk));
-  await pipeline(source, createWriteStream(to, { mode: PRIVATE_FILE }));
+  await pipeline(source, createWriteStream(to, { flags: 'a', mode: PRIVATE_FILE }));
   if (`sha256:${await hash.digest()}` === digest) return true;
-  await rm(to, { force: true });
+  await truncate(to, before);
   return false;
 }
 
@@ -82,34 +83,30 @@ function previousPart(previous: InstalledBox | undefined, digest: string): { pat
 }
 
 /**
- * The system disk from its parts: each part downloaded into the variant's tmp directory (where
- * a cut pull resumes it) or taken from the previous version's disk, then joined and checked
- * against the config's sha256.
+ * The system disk, part after part into one file in the variant's tmp directory, where a cut pull
+ * resumes it: each part taken from the previous version's disk or downloaded, verified as it
+ * streams; then the whole checked against the config's sha256 and moved to `to`.
  */
-async function assembleDisk(variant: OciVariant, client: RegistryClient, layout: BoxLayout, disk: ManifestFile, to: string, previous: InstalledBox | undefined): Promise<string[]> {
-  const tmp = boxTmpDir(variant.cacheRoot, variant.name, variant.arch);
-  const partials: string[] = [];
+async function assembleDisk(variant: OciVariant, client: RegistryClient, layout: BoxLayout, disk: ManifestFile, to: string, previous: InstalledBox | undefined): Promise<void> {
+  const partial = join(boxTmpDir(variant.cacheRoot, variant.name, variant.arch), `${disk.sha256}.disk.part`);
+  const { size: have } = await stat(partial).catch(() => ({ size: 0 }));
+  let offset = 0;
   for (const [index, part] of layout.systemParts.entries()) {
-    const partial = join(tmp, `${hexOf(part.digest)}.part`);
-    const old = previousPart(previous, part.digest);
-    if (!(old && (await copyPart(old.path, old.offset, old.size, part.digest, partial)))) {
-      await client.downloadBlob(part.digest, partial, `${disk.name} part ${index + 1}/${layout.systemParts.length}`);
-    }
-    partials.push(partial);
-  }
-  const hash = new Sha256Stream();
-  const out = createWriteStream(to, { mode: PRIVATE_FILE, highWaterMark: 4 << 20 });
-  await pipeline(async function* () {
-    for (const partial of partials) {
-      for await (const chunk of createReadStream(partial, { highWaterMark: 4 << 20 })) {
-        hash.write(chunk);
-        yield chunk as Buffer;
+    // Parts an earlier pull wrote whole were verified then (and the whole disk is checked below).
+    if (have < offset + part.size) {
+      const old = have <= offset ? previousPart(previous, part.digest) : undefined;
+      if (!(old && (await appendPart(old.path, old.offset, old.size, part.digest, partial)))) {
+        await client.downloadBlob(part.digest, partial, `${disk.name} part ${index + 1}/${layout.systemParts.length}`, offset);
       }
     }
-  }, out);
-  const actual = await hash.digest();
-  if (actual !== disk.sha256) throw refused(variant, `its system disk's parts join into sha256 ${actual}, but its config says ${disk.sha256}`);
-  return partials;
+    offset += part.size;
+  }
+  const actual = await hashFile(partial);
+  if (actual !== disk.sha256) {
+    await rm(partial, { force: true });
+    throw refused(variant, `its system disk's parts join into sha256 ${actual}, but its config says ${disk.sha256}`);
+  }
+  await rename(partial, to);
 }
 
 /** One whole file: hard-linked from the previous version when it has the same, else downloaded. */
@@ -158,14 +155,13 @@ export async function installOci(variant: OciVariant, ctx: NetContext, previous?
       const blob = layout.files[role];
       if (blob) await fetchFile(client, tmp, blob, files[role]!, staging, previous);
     }
-    let partials: string[] = [];
     if (files.system) {
       const disk = join(staging, files.system.name);
-      partials = await assembleDisk(variant, client, layout, files.system, disk, previous);
+      await assembleDisk(variant, client, layout, files.system, disk, previous);
       await selfContainedImage(disk, `box ${variant.name} (${variant.arch}) from ${reference}: its system disk`, 'boxUnavailable');
     }
     const parts = layout.systemParts.map(({ digest, size }) => ({ digest, size }));
-    const installed = await installVersion(variant.cacheRoot, staging, {
+    return await installVersion(variant.cacheRoot, staging, {
       name: variant.name,
       arch: variant.arch,
       version: published.version,
@@ -173,8 +169,6 @@ export async function installOci(variant: OciVariant, ctx: NetContext, previous?
       sources: { ...published.sources, oci: `${reference}@${manifest.digest}` },
       oci: record(parts.length > 0 ? parts : undefined),
     });
-    await Promise.all(partials.map((partial) => rm(partial, { force: true })));
-    return installed;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
