@@ -12,6 +12,7 @@ import { guestFilesDigest } from '../../src/guest/guest-files.js';
 import { runCli } from '../helpers/cli.js';
 import { type RegistryProxy, startRegistryProxy } from '../helpers/registry-proxy.js';
 import { type TestRegistry, startRegistry } from '../helpers/registry.js';
+import { freePort } from '../helpers/http.js';
 import { tempDir } from '../helpers/temp.js';
 
 /*
@@ -61,6 +62,17 @@ async function push(cache: string, args: string[], env: Record<string, string> =
 /** The files of a cache's current version, by name and sha256. */
 function filesOf(dir: string): Record<string, string> {
   return Object.fromEntries(readdirSync(dir).filter((name) => name !== 'box.json').map((name) => [name, sha256(readFileSync(join(dir, name)))]));
+}
+
+/** Runs `task` with process.env replaced (registries.conf is read from the environment of the process). */
+async function withEnv<T>(env: NodeJS.ProcessEnv, task: () => Promise<T>): Promise<T> {
+  const saved = process.env;
+  process.env = env;
+  try {
+    return await task();
+  } finally {
+    process.env = saved;
+  }
 }
 
 const blobGets = (proxy: RegistryProxy) => proxy.requests.filter((request) => request.method === 'GET' && request.path.includes('/blobs/'));
@@ -146,6 +158,33 @@ describe('box push, then a pull by the registry entry', () => {
     proxy.requests.length = 0;
     await ensureBox(request(cache, pinned, { arch: 'x86_64' }));
     expect(proxy.requests).toEqual([]);
+  });
+});
+
+describe('mirrors, as registries.conf names them', () => {
+  test('the mirror serves the pull while the registry is down; a digest-only mirror is not asked for a tag; the box keeps the reference the entry names', async () => {
+    const publisher = tempDir();
+    const files = fakeBox(true);
+    await installFake(publisher, 'mbox', 'x86_64', files);
+    expect((await push(publisher, ['mbox', `${registry.host}/cache/team/mbox:1`])).exitCode).toBe(0);
+    const down = `127.0.0.1:${await freePort()}`; // the team's registry, unreachable
+    const conf = join(publisher, 'registries.conf');
+    const mirrored = (pull: string) => `[[registry]]\nlocation = "${down}"\n[[registry.mirror]]\nlocation = "${proxy.host}/cache"\npull-from-mirror = "${pull}"\n`;
+    const cache = tempDir();
+    const box = entry('mbox', `${down}/team/mbox:1`);
+
+    writeFileSync(conf, mirrored('digest-only'));
+    const env = { ...process.env, CONTAINERS_REGISTRIES_CONF: conf };
+    await withEnv(env, () => expect(ensureBox(request(cache, box))).rejects.toMatchObject({ exitCode: 69, message: expect.stringContaining(`http://${down}/v2/team/mbox/manifests/1`) }));
+    expect(proxy.requests.some((request) => request.path.includes('mbox'))).toBe(false);
+
+    writeFileSync(conf, mirrored('all'));
+    const installed = await withEnv(env, () => ensureBox(request(cache, box)));
+    expect(filesOf(installed.dir)['system.raw']).toBe(sha256(files.system!));
+    expect(installed.manifest.oci!.reference).toBe(`${down}/team/mbox:1`);
+    proxy.requests.length = 0;
+    await withEnv(env, () => ensureBox(request(cache, box))); // the update check asks the mirror too
+    expect(proxy.requests.map(({ method, path }) => `${method} ${path}`)).toEqual(['HEAD /v2/cache/team/mbox/manifests/1']);
   });
 });
 

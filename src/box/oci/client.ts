@@ -40,9 +40,9 @@ export class RegistryClient {
     private readonly ctx: NetContext,
     readonly ref: OciReference,
     private readonly actions: 'pull' | 'pull,push',
-    env: NodeJS.ProcessEnv = process.env,
+    { env = process.env, insecure = false }: { env?: NodeJS.ProcessEnv; insecure?: boolean } = {},
   ) {
-    this.base = registryBase(ref.registry, env);
+    this.base = registryBase(ref.registry, env, insecure);
     this.credentials = findCredentials(ref.registry, ref.repository, env);
   }
 

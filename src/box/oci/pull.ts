@@ -12,7 +12,8 @@ import { writeJsonFile } from '../json-file.js';
 import { PRIVATE_FILE } from '../modes.js';
 import { verifySignature } from '../openpgp.js';
 import { type BoxLayout, type Descriptor, MAX_CONFIG_BYTES, hexOf, isIndex, manifestOf, readBoxConfig, readBoxManifest, readSignatureManifest, signatureTag } from './artifact.js';
-import { type FetchedManifest, RegistryClient } from './client.js';
+import type { FetchedManifest } from './client.js';
+import { PullSource } from './source.js';
 import { type OciReference, formatReference, manifestRef } from './reference.js';
 
 /** A box variant published in an OCI registry, as the box registry names it. */
@@ -43,7 +44,7 @@ function checked<T>(variant: OciVariant, what: string, read: () => T): T {
 }
 
 /** The arch's manifest: the one the reference names, or the index entry of the arch. */
-async function archManifest(variant: OciVariant, client: RegistryClient): Promise<{ top: string; manifest: FetchedManifest }> {
+async function archManifest(variant: OciVariant, client: PullSource): Promise<{ top: string; manifest: FetchedManifest }> {
   const top = await client.manifest(manifestRef(variant.ref));
   if (!checked(variant, 'manifest', () => isIndex(top.bytes))) return { top: top.digest, manifest: top };
   const entry = checked(variant, 'index', () => manifestOf(top.bytes, variant.arch));
@@ -51,7 +52,7 @@ async function archManifest(variant: OciVariant, client: RegistryClient): Promis
 }
 
 /** The signature the registry's key must have made of the manifest: one line when it is missing or does not verify. */
-async function checkSignature(variant: OciVariant, client: RegistryClient, manifest: FetchedManifest, key: Buffer, signal?: AbortSignal): Promise<void> {
+async function checkSignature(variant: OciVariant, client: PullSource, manifest: FetchedManifest, key: Buffer, signal?: AbortSignal): Promise<void> {
   const signed = await client.findManifest(signatureTag(manifest.digest));
   if (!signed) throw refused(variant, `the box registry pins an OpenPGP key, but ${manifest.digest} carries no signature (tag ${signatureTag(manifest.digest)})`);
   const layer = checked(variant, 'signature manifest', () => readSignatureManifest(signed.bytes, manifest.digest));
@@ -87,7 +88,7 @@ function previousPart(previous: InstalledBox | undefined, digest: string): { pat
  * resumes it: each part taken from the previous version's disk or downloaded, verified as it
  * streams; then the whole checked against the config's sha256 and moved to `to`.
  */
-async function assembleDisk(variant: OciVariant, client: RegistryClient, layout: BoxLayout, disk: ManifestFile, to: string, previous: InstalledBox | undefined): Promise<void> {
+async function assembleDisk(variant: OciVariant, client: PullSource, layout: BoxLayout, disk: ManifestFile, to: string, previous: InstalledBox | undefined): Promise<void> {
   const partial = join(boxTmpDir(variant.cacheRoot, variant.name, variant.arch), `${disk.sha256}.disk.part`);
   const { size: have } = await stat(partial).catch(() => ({ size: 0 }));
   let offset = 0;
@@ -110,7 +111,7 @@ async function assembleDisk(variant: OciVariant, client: RegistryClient, layout:
 }
 
 /** One whole file: hard-linked from the previous version when it has the same, else downloaded. */
-async function fetchFile(client: RegistryClient, tmp: string, blob: Descriptor, file: ManifestFile, staging: string, previous: InstalledBox | undefined): Promise<void> {
+async function fetchFile(client: PullSource, tmp: string, blob: Descriptor, file: ManifestFile, staging: string, previous: InstalledBox | undefined): Promise<void> {
   const to = join(staging, file.name);
   const old = Object.values(previous?.manifest.files ?? {}).find((candidate) => candidate?.sha256 === file.sha256);
   if (old) {
@@ -130,7 +131,7 @@ async function fetchFile(client: RegistryClient, tmp: string, blob: Descriptor, 
  * from, only the record of what the reference names now is updated.
  */
 export async function installOci(variant: OciVariant, ctx: NetContext, previous?: InstalledBox): Promise<InstalledBox> {
-  const client = new RegistryClient(ctx, variant.ref, 'pull');
+  const client = new PullSource(ctx, variant.ref);
   const { top, manifest } = await archManifest(variant, client);
   const reference = formatReference(variant.ref);
   const record = (parts?: OciRecord['parts']): OciRecord => ({ reference, digest: top, manifest: manifest.digest, ...(parts ? { parts } : {}) });
@@ -184,7 +185,5 @@ export async function isOciCurrent(variant: OciVariant, installed: InstalledBox,
   const madeBy = installed.manifest.sources['boxbuild-guest'];
   if (madeBy !== undefined && madeBy !== variant.guestDigest) return false;
   if (variant.ref.digest) return record.digest === variant.ref.digest;
-  const client = new RegistryClient(ctx, variant.ref, 'pull');
-  const digest = (await client.manifestDigest(variant.ref.tag!)) ?? (await client.manifest(variant.ref.tag!)).digest;
-  return digest === record.digest;
+  return (await new PullSource(ctx, variant.ref).manifestDigest(variant.ref.tag!)) === record.digest;
 }

@@ -9,6 +9,7 @@ import type { InstalledBox } from '../cache.js';
 import type { NetContext } from '../download.js';
 import { type Descriptor, MEDIA_TYPES, boxConfig, boxManifestBytes, indexBytes, isIndex, otherArchEntries, signatureManifestBytes, signatureTag } from './artifact.js';
 import { RegistryClient, sha256Digest } from './client.js';
+import { endpointsOf, loadRegistriesConf } from './mirrors.js';
 import { type OciReference, formatReference } from './reference.js';
 import { diskParts } from './parts.js';
 
@@ -109,7 +110,9 @@ async function currentIndex(client: RegistryClient, tag: string): Promise<Buffer
 export async function pushBox(ctx: NetContext, request: PushRequest): Promise<PushResult> {
   const { ref } = request;
   if (!ref.tag || ref.digest) throw usageError(`box push: "${formatReference(ref)}" must name a tag, not a digest (the digest is what the push makes)`);
-  const client = new RegistryClient(ctx, ref, 'pull,push');
+  // A push goes to the registry's location as registries.conf names it (never to a mirror).
+  const target = endpointsOf(ref, loadRegistriesConf()).at(-1)!;
+  const client = new RegistryClient(ctx, target.ref, 'pull,push', { insecure: target.insecure });
   const result: PushResult = { reference: formatReference(ref), digest: '', manifests: [], sent: { blobs: 0, bytes: 0 }, alreadyThere: 0 };
   const pushed: { arch: Arch; manifest: Descriptor }[] = [];
   for (const installed of request.boxes) {

@@ -68,12 +68,13 @@ function hostOf(registry: string): string {
 const isLoopback = (host: string) => host === 'localhost' || (isIP(host) === 4 && host.startsWith('127.')) || host === '::1';
 
 /**
- * The registry's base URL: HTTPS, except for a loopback registry or one the user names in
- * BOXBUILD_INSECURE_REGISTRIES (comma-separated host[:port]), which are spoken to in plain HTTP.
+ * The registry's base URL: HTTPS, except for a loopback registry, one the user names in
+ * BOXBUILD_INSECURE_REGISTRIES (comma-separated host[:port]) and one registries.conf calls
+ * `insecure` (`insecure`), which are spoken to in plain HTTP.
  */
-export function registryBase(registry: string, env: NodeJS.ProcessEnv = process.env): string {
-  const insecure = (env.BOXBUILD_INSECURE_REGISTRIES ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
-  const plain = isLoopback(hostOf(registry)) || insecure.includes(registry) || insecure.includes(hostOf(registry));
+export function registryBase(registry: string, env: NodeJS.ProcessEnv = process.env, insecure = false): string {
+  const named = (env.BOXBUILD_INSECURE_REGISTRIES ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  const plain = insecure || isLoopback(hostOf(registry)) || named.includes(registry) || named.includes(hostOf(registry));
   return `${plain ? 'http' : 'https'}://${registry}`;
 }
 
