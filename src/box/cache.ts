@@ -214,7 +214,9 @@ export async function installVersion(root: string, staging: string, manifest: Bo
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
     if (await readManifest(dir)) {
-      await rm(staging, { recursive: true, force: true }); // the same content is installed already
+      // The same content is installed already; the new manifest says where it came from now.
+      await writeJsonFile(manifestPath(dir), manifest);
+      await rm(staging, { recursive: true, force: true });
     } else {
       const damaged = `${dir}.damaged-${process.pid}`;
       await rename(dir, damaged);

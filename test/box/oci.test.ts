@@ -142,6 +142,22 @@ describe('box push, then a pull by the registry entry', () => {
     expect((await push(publisher, ['ubox', `${registry.host}/team/ubox:stable`])).stderr).toMatch(/0 blobs sent .* 8 already there/);
   });
 
+  test('the entry names another tag of the same box: nothing is downloaded again, and from then on the update check is one HEAD', async () => {
+    const publisher = tempDir();
+    await installFake(publisher, 'tagged', 'x86_64', fakeBox(true));
+    for (const tag of ['a', 'b']) expect((await push(publisher, ['tagged', `${registry.host}/team/tagged:${tag}`])).exitCode).toBe(0);
+    const cache = tempDir();
+    await ensureBox(request(cache, entry('tagged', `${proxy.host}/team/tagged:a`)));
+    const moved = entry('tagged', `${proxy.host}/team/tagged:b`);
+    proxy.requests.length = 0;
+    const installed = await ensureBox(request(cache, moved));
+    expect(installed.manifest.oci!.reference).toBe(`${proxy.host}/team/tagged:b`);
+    expect(blobGets(proxy).filter((request) => request.bytes > 4096)).toEqual([]);
+    proxy.requests.length = 0;
+    await ensureBox(request(cache, moved));
+    expect(proxy.requests.map(({ method, path }) => `${method} ${path}`)).toEqual(['HEAD /v2/team/tagged/manifests/b']);
+  });
+
   test('box push NAME:ARCH adds that architecture to the index the tag has; a pinned @sha256 reference is never asked about', async () => {
     const publisher = tempDir();
     await installFake(publisher, 'abox', 'x86_64', fakeBox());

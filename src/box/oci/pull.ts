@@ -34,6 +34,12 @@ const SIGNATURE_BLOB: SmallFile = { what: 'signature', maxBytes: 64 << 10 };
 const refused = (variant: OciVariant, why: string, cause?: unknown) =>
   new BoxbuildError('boxUnavailable', `box ${variant.name} (${variant.arch}) from ${formatReference(variant.ref)}: ${why}`, { cause });
 
+/** The guest files of a box boxbuild made, when they are not this boxbuild's (it runs only with the boxbuild that made it). */
+function madeElsewhere(variant: OciVariant, sources: Record<string, string>): string | undefined {
+  const madeBy = sources['boxbuild-guest'];
+  return madeBy !== undefined && madeBy !== variant.guestDigest ? madeBy : undefined;
+}
+
 /** Runs a check of what the registry sent; its error becomes one line naming the box. */
 function checked<T>(variant: OciVariant, what: string, read: () => T): T {
   try {
@@ -44,19 +50,19 @@ function checked<T>(variant: OciVariant, what: string, read: () => T): T {
 }
 
 /** The arch's manifest: the one the reference names, or the index entry of the arch. */
-async function archManifest(variant: OciVariant, client: PullSource): Promise<{ top: string; manifest: FetchedManifest }> {
-  const top = await client.manifest(manifestRef(variant.ref));
+async function archManifest(variant: OciVariant, source: PullSource): Promise<{ top: string; manifest: FetchedManifest }> {
+  const top = await source.manifest(manifestRef(variant.ref));
   if (!checked(variant, 'manifest', () => isIndex(top.bytes))) return { top: top.digest, manifest: top };
   const entry = checked(variant, 'index', () => manifestOf(top.bytes, variant.arch));
-  return { top: top.digest, manifest: await client.manifest(entry.digest) };
+  return { top: top.digest, manifest: await source.manifest(entry.digest) };
 }
 
 /** The signature the registry's key must have made of the manifest: one line when it is missing or does not verify. */
-async function checkSignature(variant: OciVariant, client: PullSource, manifest: FetchedManifest, key: Buffer, signal?: AbortSignal): Promise<void> {
-  const signed = await client.findManifest(signatureTag(manifest.digest));
+async function checkSignature(variant: OciVariant, source: PullSource, manifest: FetchedManifest, key: Buffer, signal?: AbortSignal): Promise<void> {
+  const signed = await source.findManifest(signatureTag(manifest.digest));
   if (!signed) throw refused(variant, `the box registry pins an OpenPGP key, but ${manifest.digest} carries no signature (tag ${signatureTag(manifest.digest)})`);
   const layer = checked(variant, 'signature manifest', () => readSignatureManifest(signed.bytes, manifest.digest));
-  const signature = await client.smallBlob(layer, SIGNATURE_BLOB);
+  const signature = await source.smallBlob(layer, SIGNATURE_BLOB);
   await verifySignature(`box ${variant.name} (${variant.arch}) from ${formatReference(variant.ref)}`, key, manifest.bytes, signature, signal);
 }
 
@@ -64,9 +70,9 @@ async function checkSignature(variant: OciVariant, client: PullSource, manifest:
 async function appendPart(from: string, offset: number, size: number, digest: string, to: string): Promise<boolean> {
   const { size: before } = await stat(to).catch(() => ({ size: 0 }));
   const hash = new Sha256Stream();
-  const source = createReadStream(from, { start: offset, end: offset + size - 1, highWaterMark: 1 << 20 });
-  source.on('data', (chunk) => hash.write(chunk));
-  await pipeline(source, createWriteStream(to, { flags: 'a', mode: PRIVATE_FILE }));
+  const bytes = createReadStream(from, { start: offset, end: offset + size - 1, highWaterMark: 1 << 20 });
+  bytes.on('data', (chunk) => hash.write(chunk));
+  await pipeline(bytes, createWriteStream(to, { flags: 'a', mode: PRIVATE_FILE }));
   if (`sha256:${await hash.digest()}` === digest) return true;
   await truncate(to, before);
   return false;
@@ -88,7 +94,7 @@ function previousPart(previous: InstalledBox | undefined, digest: string): { pat
  * resumes it: each part taken from the previous version's disk or downloaded, verified as it
  * streams; then the whole checked against the config's sha256 and moved to `to`.
  */
-async function assembleDisk(variant: OciVariant, client: PullSource, layout: BoxLayout, disk: ManifestFile, to: string, previous: InstalledBox | undefined): Promise<void> {
+async function assembleDisk(variant: OciVariant, source: PullSource, layout: BoxLayout, disk: ManifestFile, to: string, previous: InstalledBox | undefined): Promise<void> {
   const partial = join(boxTmpDir(variant.cacheRoot, variant.name, variant.arch), `${disk.sha256}.disk.part`);
   const { size: have } = await stat(partial).catch(() => ({ size: 0 }));
   let offset = 0;
@@ -97,7 +103,7 @@ async function assembleDisk(variant: OciVariant, client: PullSource, layout: Box
     if (have < offset + part.size) {
       const old = have <= offset ? previousPart(previous, part.digest) : undefined;
       if (!(old && (await appendPart(old.path, old.offset, old.size, part.digest, partial)))) {
-        await client.downloadBlob(part.digest, partial, `${disk.name} part ${index + 1}/${layout.systemParts.length}`, offset);
+        await source.downloadBlob(part.digest, partial, `${disk.name} part ${index + 1}/${layout.systemParts.length}`, offset);
       }
     }
     offset += part.size;
@@ -111,7 +117,7 @@ async function assembleDisk(variant: OciVariant, client: PullSource, layout: Box
 }
 
 /** One whole file: hard-linked from the previous version when it has the same, else downloaded. */
-async function fetchFile(client: PullSource, tmp: string, blob: Descriptor, file: ManifestFile, staging: string, previous: InstalledBox | undefined): Promise<void> {
+async function fetchFile(source: PullSource, tmp: string, blob: Descriptor, file: ManifestFile, staging: string, previous: InstalledBox | undefined): Promise<void> {
   const to = join(staging, file.name);
   const old = Object.values(previous?.manifest.files ?? {}).find((candidate) => candidate?.sha256 === file.sha256);
   if (old) {
@@ -120,7 +126,7 @@ async function fetchFile(client: PullSource, tmp: string, blob: Descriptor, file
     return;
   }
   const partial = join(tmp, `${hexOf(blob.digest)}.part`);
-  await client.downloadBlob(blob.digest, partial, file.name);
+  await source.downloadBlob(blob.digest, partial, file.name);
   await rename(partial, to);
 }
 
@@ -131,21 +137,20 @@ async function fetchFile(client: PullSource, tmp: string, blob: Descriptor, file
  * from, only the record of what the reference names now is updated.
  */
 export async function installOci(variant: OciVariant, ctx: NetContext, previous?: InstalledBox): Promise<InstalledBox> {
-  const client = new PullSource(ctx, variant.ref);
-  const { top, manifest } = await archManifest(variant, client);
+  const source = new PullSource(ctx, variant.ref);
+  const { top, manifest } = await archManifest(variant, source);
   const reference = formatReference(variant.ref);
-  const record = (parts?: OciRecord['parts']): OciRecord => ({ reference, digest: top, manifest: manifest.digest, ...(parts ? { parts } : {}) });
-  if (previous?.manifest.oci?.manifest === manifest.digest && previous.manifest.oci.reference === reference) {
+  if (previous?.manifest.oci?.manifest === manifest.digest && previous.manifest.oci.reference === reference && !madeElsewhere(variant, previous.manifest.sources)) {
     const updated: BoxManifest = { ...previous.manifest, oci: { ...previous.manifest.oci, digest: top } };
     await writeJsonFile(join(previous.dir, 'box.json'), updated);
     return { dir: previous.dir, manifest: (await readManifest(previous.dir)) ?? updated };
   }
   const layout = checked(variant, 'manifest', () => readBoxManifest(manifest.bytes, ctx.net.maxBytes));
-  if (variant.signedBy) await checkSignature(variant, client, manifest, variant.signedBy, ctx.signal);
-  const configBytes = await client.smallBlob(layout.config, CONFIG_BLOB);
+  if (variant.signedBy) await checkSignature(variant, source, manifest, variant.signedBy, ctx.signal);
+  const configBytes = await source.smallBlob(layout.config, CONFIG_BLOB);
   const published = checked(variant, 'config', () => readBoxConfig(configBytes, layout, variant.arch));
-  const madeBy = published.sources['boxbuild-guest'];
-  if (madeBy !== undefined && madeBy !== variant.guestDigest) {
+  const madeBy = madeElsewhere(variant, published.sources);
+  if (madeBy) {
     throw refused(variant, `it was made by another boxbuild version (its guest files are ${madeBy.slice(0, 19)}…, this boxbuild's ${variant.guestDigest.slice(0, 19)}…); publish it again with this version ("boxbuild box push") or make it here ("boxbuild box make ${variant.name}")`);
   }
   const tmp = boxTmpDir(variant.cacheRoot, variant.name, variant.arch);
@@ -154,21 +159,22 @@ export async function installOci(variant: OciVariant, ctx: NetContext, previous?
     const files = published.files as BoxFiles;
     for (const role of ['packages', 'kernel', 'initrd'] as const) {
       const blob = layout.files[role];
-      if (blob) await fetchFile(client, tmp, blob, files[role]!, staging, previous);
+      if (blob) await fetchFile(source, tmp, blob, files[role]!, staging, previous);
     }
     if (files.system) {
       const disk = join(staging, files.system.name);
-      await assembleDisk(variant, client, layout, files.system, disk, previous);
+      await assembleDisk(variant, source, layout, files.system, disk, previous);
       await selfContainedImage(disk, `box ${variant.name} (${variant.arch}) from ${reference}: its system disk`, 'boxUnavailable');
     }
     const parts = layout.systemParts.map(({ digest, size }) => ({ digest, size }));
+    const record: OciRecord = { reference, digest: top, manifest: manifest.digest, ...(parts.length > 0 ? { parts } : {}) };
     return await installVersion(variant.cacheRoot, staging, {
       name: variant.name,
       arch: variant.arch,
       version: published.version,
       files,
       sources: { ...published.sources, oci: `${reference}@${manifest.digest}` },
-      oci: record(parts.length > 0 ? parts : undefined),
+      oci: record,
     });
   } finally {
     await rm(staging, { recursive: true, force: true });
@@ -182,8 +188,7 @@ export async function installOci(variant: OciVariant, ctx: NetContext, previous?
 export async function isOciCurrent(variant: OciVariant, installed: InstalledBox, ctx: NetContext): Promise<boolean> {
   const record = installed.manifest.oci;
   if (!record || record.reference !== formatReference(variant.ref)) return false;
-  const madeBy = installed.manifest.sources['boxbuild-guest'];
-  if (madeBy !== undefined && madeBy !== variant.guestDigest) return false;
+  if (madeElsewhere(variant, installed.manifest.sources)) return false;
   if (variant.ref.digest) return record.digest === variant.ref.digest;
   return (await new PullSource(ctx, variant.ref).manifestDigest(variant.ref.tag!)) === record.digest;
 }
