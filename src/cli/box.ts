@@ -273,7 +273,7 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
       print(`removed ${name} (${arches.join(', ')})`);
     });
 
-  command('push <box> <reference>', 'Publish a cached box (NAME, or NAME:ARCH) to an OCI registry as REGISTRY/REPOSITORY:TAG; prints the reference with its digest')
+  command('push <name> <reference>', 'Publish a cached box (NAME, or NAME:ARCH) to an OCI registry as REGISTRY/REPOSITORY:TAG; prints the reference with its digest')
     .option('--sign <key>', 'sign each architecture\'s manifest with this gpg key (registry entries that pin its public key then require it)')
     .option('--part-size <size>', 'the size of the system disk\'s parts: a cut pull resumes part by part, an update fetches only the parts that changed (default 64M)')
     .action((spec: string, reference: string, flags: BoxFlags) => pushBoxes(spec, reference, flags, signal));
