@@ -23,12 +23,12 @@ describe('exec --image: one run, two VMs', () => {
   });
 
   test('--timeout bounds both VMs together', { timeout: 240_000 }, async () => {
-    const timeout = 20;
+    const timeout = 40; // the preparing VM takes about 10 s here, 20 s under load: the timeout must land in the second VM
     const began = Date.now();
     const result = await runIsolated(['exec', '--image', image, '-v', '--timeout', `${timeout}s`, '--', 'sleep', '600']);
     const elapsed = (Date.now() - began) / 1000;
     expect(result.exitCode, result.stderr).toBe(124);
-    expect(result.stderr).toMatch(/the run did not finish within --timeout 20 s \(it was running the command\); the VM was stopped/);
+    expect(result.stderr).toMatch(/the run did not finish within --timeout 40 s \(it was running the command\); the VM was stopped/);
     // The image's QEMU started this long after boxbuild (the preparing VM's time): it counts towards the timeout.
     const starts = [...result.stderr.matchAll(/timing: QEMU started ([\d.]+) s after boxbuild started/g)].map((match) => Number(match[1]));
     expect(starts).toHaveLength(2);
