@@ -5,10 +5,8 @@
  * lock, or finds the box current.
  */
 export const SLOW_BOXES: Record<string, [box: string, arch: string][]> = {
-  'test/e2e/system.test.ts': [
-    ['debian-system', 'x86_64'],
-    ['debian-system', 'aarch64'],
-  ],
+  'test/e2e/system.test.ts': [['debian-system', 'x86_64']],
+  'test/images/system-aarch64.test.ts': [['debian-system', 'aarch64']],
   'test/e2e/kiwi-debian.test.ts': [['debian-kiwi', 'x86_64']],
   'test/images/images.test.ts': [
     ['debian-kiwi', 'x86_64'],
