@@ -1,0 +1,66 @@
+import type { Arch } from '../box/arch.js';
+
+/*
+ * A build matrix: what `boxbuild matrix FILE` reads, what each build is once the file's arrays are
+ * expanded, and what a build became. The local slots (src/matrix/local.ts) and the BullMQ workers
+ * (src/matrix/queue/) run the same MatrixBuild with the same runBuild (src/matrix/build.ts) and
+ * return the same BuildResult, from which src/matrix/report/ writes results.json, JUnit XML and
+ * the HTML report.
+ */
+
+/** One build of an expanded matrix: a boxbuild run, as the command line would be given it. */
+export interface MatrixBuild {
+  /** Stable across runs of the same matrix file (box, arch, description and arguments, hashed): the key of the change against the previous run. */
+  id: string;
+  /** For people: "debian x86_64 examples/hello". */
+  name: string;
+  box: string;
+  arch: Arch;
+  /** The description directory (absolute), shared read-only. */
+  description: string;
+  /** Build arguments after `--` besides --description/--target-dir. */
+  args: string[];
+  /** Where this build's target goes (absolute): <results>/builds/<id>/target unless the file names one. */
+  target?: string;
+  /** Seconds, as --timeout. */
+  timeoutSeconds?: number;
+  /** How often a failed build is tried again (0: once). */
+  retries: number;
+  tags: string[];
+}
+
+export type BuildStatus = 'passed' | 'failed' | 'error' | 'timeout' | 'cancelled';
+
+/** What a build became. */
+export interface BuildResult {
+  id: string;
+  name: string;
+  box: string;
+  arch: Arch;
+  tags: string[];
+  status: BuildStatus;
+  /** boxbuild's exit status of the last attempt (the build's own, or one of boxbuild's codes). */
+  exitCode?: number;
+  /** boxbuild's own error line, when it ended with one. */
+  error?: string;
+  attempts: number;
+  startedAt: string;
+  durationSeconds: number;
+  /** The whole log of the last attempt (absolute path) and its last lines. */
+  log: string;
+  logTail: string[];
+  /** The `--result` account of the last attempt (provenance: box version, accelerator, sharing...). */
+  provenance?: Record<string, unknown>;
+  /** Where it ran: "local" or the worker's name. */
+  ranOn: string;
+  /** Artifacts (files of the target) with their sha256, relative to the target. */
+  artifacts: { path: string; size: number; sha256: string }[];
+}
+
+/** One run of a matrix: its results, written to <results>/results.json. */
+export interface MatrixRun {
+  matrix: string;
+  startedAt: string;
+  endedAt: string;
+  builds: BuildResult[];
+}
