@@ -14,6 +14,8 @@ export interface MatrixBuild {
   id: string;
   /** For people: "debian x86_64 examples/hello". */
   name: string;
+  /** The description as the matrix file names it, and the build arguments: with the box, the report's row. */
+  label: string;
   box: string;
   arch: Arch;
   /** The description directory (absolute), shared read-only. */
@@ -22,6 +24,8 @@ export interface MatrixBuild {
   args: string[];
   /** Where this build's target goes (absolute): <results>/builds/<id>/target unless the file names one. */
   target?: string;
+  /** Box registry files besides the bundled one and the user's, as --boxes (absolute). */
+  registryFiles?: string[];
   /** Seconds, as --timeout. */
   timeoutSeconds?: number;
   /** How often a failed build is tried again (0: once). */
@@ -35,6 +39,7 @@ export type BuildStatus = 'passed' | 'failed' | 'error' | 'timeout' | 'cancelled
 export interface BuildResult {
   id: string;
   name: string;
+  label: string;
   box: string;
   arch: Arch;
   tags: string[];
@@ -46,10 +51,10 @@ export interface BuildResult {
   attempts: number;
   startedAt: string;
   durationSeconds: number;
-  /** The whole log of the last attempt (absolute path) and its last lines. */
+  /** The whole log of the last attempt (absolute path; "" when the build never started) and its last lines. */
   log: string;
   logTail: string[];
-  /** The `--result` account of the last attempt (provenance: box version, accelerator, sharing...). */
+  /** The `--result` account of the last attempt (provenance: box version, accelerator, sharing...), and the boxbuild version that ran it (`boxbuild`). */
   provenance?: Record<string, unknown>;
   /** Where it ran: "local" or the worker's name. */
   ranOn: string;
