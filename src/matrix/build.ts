@@ -7,6 +7,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { BoxbuildError, ExitCode } from '../errors.js';
 import { Child } from '../util/child.js';
+import { diesWithParent } from '../util/orphans.js';
 import { VERSION } from '../version.js';
 import type { BuildResult, BuildStatus, MatrixBuild } from './types.js';
 
@@ -123,7 +124,9 @@ async function attempt(argv: string[], files: { log: string; result: string }, o
   };
   const file = createWriteStream(log);
   let logError: Error | undefined;
-  const child = new Child(process.execPath, argv, { collect: false, detached: true, env: { ...process.env, ...options.env } });
+  // Killed with this process even when it dies without a word (a worker SIGKILLed: its job runs elsewhere).
+  const [program, ...args] = diesWithParent([process.execPath, ...argv]);
+  const child = new Child(program!, args, { collect: false, detached: true, env: { ...process.env, ...options.env } });
   file.on('error', (error) => {
     logError ??= error;
     void child.stop(STOP_GRACE_MS);
