@@ -16,6 +16,7 @@ import { parseNetwork } from '../network/mode.js';
 import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
+import { addMatrixCommand } from './matrix.js';
 import { ResultFile, resultArgument } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, guestMemoryMiB, notice, registryFiles } from './common.js';
@@ -297,6 +298,7 @@ Examples:
 
   addBoxCommands(program, signal);
   addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
+  addMatrixCommand(program, signal, (matrixStatus) => (status = matrixStatus));
   const config = loadConfig(findConfigFiles(process.cwd()));
   addConfigCommand(program, config);
   addCompletionCommand(program);
