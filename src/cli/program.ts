@@ -16,6 +16,7 @@ import { parseNetwork } from '../network/mode.js';
 import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
+import { addMatrixCommand } from './matrix.js';
 import { addWorkerCommand } from './worker.js';
 import { ResultFile, resultArgument } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
@@ -298,6 +299,7 @@ Examples:
 
   addBoxCommands(program, signal);
   addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
+  addMatrixCommand(program, signal, (matrixStatus) => (status = matrixStatus));
   addWorkerCommand(program, signal, (workerStatus) => (status = workerStatus));
   const config = loadConfig(findConfigFiles(process.cwd()));
   addConfigCommand(program, config);

@@ -69,3 +69,23 @@ export interface MatrixRun {
   endedAt: string;
   builds: BuildResult[];
 }
+
+/** What a matrix runner tells as builds start and end (e.g. for the progress display). */
+export interface MatrixEvents {
+  started?: (build: MatrixBuild) => void;
+  ended?: (result: BuildResult) => void;
+}
+
+export interface MatrixOptions {
+  /** The results directory: each build's own directory is builds/<id> in it. */
+  resultsDir: string;
+  /** Aborting stops the running builds; those not started yet end cancelled. */
+  signal: AbortSignal;
+  events?: MatrixEvents;
+}
+
+/**
+ * Runs the builds of a matrix and resolves with their results, in the builds' order, once each has
+ * ended (a failed build never stops the others): local slots (src/matrix/local.ts) or a queue.
+ */
+export type MatrixRunner<Options extends MatrixOptions = MatrixOptions> = (builds: MatrixBuild[], options: Options) => Promise<BuildResult[]>;
