@@ -2,14 +2,16 @@ import { availableParallelism, freemem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { findBox, loadRegistry } from '../box/registry.js';
-import { ExitCode } from '../errors.js';
-import type { BuildResult } from '../matrix/types.js';
+import { ExitCode, usageError } from '../errors.js';
+import type { BuildResult, MatrixOptions } from '../matrix/types.js';
 import { parsePositiveInt } from '../util/size.js';
 import { collect, registryFiles } from './common.js';
 
 interface MatrixFlags {
   results: string;
   slots?: string;
+  queue?: string;
+  artifacts?: string;
   boxes?: string[];
   quiet?: boolean;
 }
@@ -28,20 +30,35 @@ async function runMatrixCommand(file: string, flags: MatrixFlags, signal: AbortS
     import('../matrix/progress.js'),
     import('../matrix/report/text.js'),
   ]);
+  const queue = flags.queue === undefined ? undefined : (await import('../matrix/queue/redis.js')).parseRedisUrl(flags.queue);
+  if (queue && flags.slots !== undefined) throw usageError("--slots: with --queue, the workers' own --slots say how many builds run at once");
+  if (!queue && flags.artifacts !== undefined) throw usageError('--artifacts goes with --queue (a local run keeps each build in --results)');
   const registry = loadRegistry(registryFiles(flags));
   const builds = loadMatrix(file, { checkBox: (box, arch) => void findBox(registry, box, arch), registryFiles: (flags.boxes ?? []).map((path) => resolve(path)) });
-  const boxMemoryMiB = Math.max(...builds.map((build) => registry.get(build.box)!.memoryMiB));
-  const slots = flags.slots === undefined ? chooseSlots({ cores: availableParallelism(), freeMiB: freemem() / 2 ** 20 }, boxMemoryMiB) : parsePositiveInt(flags.slots, '--slots');
   const resultsDir = resolve(flags.results);
+  let where: string;
+  let runBuilds: (options: MatrixOptions) => Promise<BuildResult[]>;
+  if (queue) {
+    const [{ checkRedis }, { newRunId, runMatrixOnQueue }] = await Promise.all([import('../matrix/queue/redis.js'), import('../matrix/queue/submit.js')]);
+    await checkRedis(queue); // a Redis that is down: one error line before anything else
+    const artifacts = flags.artifacts === undefined ? undefined : resolve(flags.artifacts);
+    where = `on the workers of ${queue.shown}`;
+    runBuilds = (options) => runMatrixOnQueue(builds, { ...options, target: queue, runId: newRunId(), artifacts });
+  } else {
+    const boxMemoryMiB = Math.max(...builds.map((build) => registry.get(build.box)!.memoryMiB));
+    const slots = flags.slots === undefined ? chooseSlots({ cores: availableParallelism(), freeMiB: freemem() / 2 ** 20 }, boxMemoryMiB) : parsePositiveInt(flags.slots, '--slots');
+    where = `${slots} at once`;
+    runBuilds = (options) => runMatrix(builds, { ...options, slots });
+  }
   const say = (line: string) => {
     if (!flags.quiet) process.stderr.write(`${line}\n`);
   };
-  say(`boxbuild: matrix ${file}: ${builds.length} build${builds.length === 1 ? '' : 's'}, ${slots} at once; results in ${resultsDir}`);
+  say(`boxbuild: matrix ${file}: ${builds.length} build${builds.length === 1 ? '' : 's'}, ${where}; results in ${resultsDir}`);
   const progress = flags.quiet ? undefined : new Progress(process.stderr, builds.length);
   const startedAt = new Date();
   let results: BuildResult[];
   try {
-    results = await runMatrix(builds, { resultsDir, signal, slots, events: progress });
+    results = await runBuilds({ resultsDir, signal, events: progress });
   } finally {
     progress?.close();
   }
@@ -61,6 +78,8 @@ export function addMatrixCommand(program: Command, signal: AbortSignal, done: (s
     .argument('<file>', 'the matrix file, YAML or JSON (see README, Nightly matrices)')
     .option('--results <dir>', 'where the report and each build\'s log and target go', 'matrix-results')
     .option('--slots <n>', 'how many builds run at once (default: as many as the cores, and the free memory for VMs of the largest box)')
+    .option('--queue <url>', 'run the builds on the boxbuild workers of this Redis (see boxbuild worker): redis://[USER:PASSWORD@]HOST[:PORT][/DB]')
+    .option('--artifacts <dir>', 'with --queue: where the workers put each build (<dir>/<run id>/<build id>/), a directory they all reach (default: <results>/builds)')
     .option('--boxes <file>', 'an extra box registry file (may be repeated)', collect)
     .option('-q, --quiet', 'print no progress (errors are still printed)')
     .addHelpText(
@@ -69,8 +88,9 @@ export function addMatrixCommand(program: Command, signal: AbortSignal, done: (s
 Exit status: 0 when every build passed, 1 when any failed, timed out or ended with a boxbuild error,
 130/143 when stopped (the running builds' VMs are stopped, the rest marked cancelled).
 
-Example:
-  boxbuild matrix nightly.yaml --results /srv/www/nightly --slots 2`,
+Examples:
+  boxbuild matrix nightly.yaml --results /srv/www/nightly --slots 2
+  boxbuild matrix nightly.yaml --queue redis://queue.example:6379 --artifacts /mnt/builds`,
     )
     .exitOverride()
     .action(async (file: string, flags: MatrixFlags) => done(await runMatrixCommand(file, flags, signal)));

@@ -27,7 +27,7 @@ export function countLine(results: BuildResult[]): string {
 }
 
 export class Progress implements MatrixEvents {
-  private readonly running = new Map<string, { build: MatrixBuild; since: number }>();
+  private readonly running = new Map<string, { build: MatrixBuild; since: number; where?: string }>();
   private readonly done: BuildResult[] = [];
   /** Lines of the live block on the terminal now. */
   private drawn = 0;
@@ -41,10 +41,10 @@ export class Progress implements MatrixEvents {
     if (live) this.timer = setInterval(() => this.redraw(), REDRAW_MS).unref();
   }
 
-  readonly started = (build: MatrixBuild): void => {
-    this.running.set(build.id, { build, since: Date.now() });
+  readonly started = (build: MatrixBuild, where?: string): void => {
+    this.running.set(build.id, { build, since: Date.now(), where });
     if (this.live) this.redraw();
-    else this.out.write(`started ${build.name}\n`);
+    else this.out.write(`started ${build.name}${where ? ` on ${where}` : ''}\n`);
   };
 
   readonly ended = (result: BuildResult): void => {
@@ -52,6 +52,11 @@ export class Progress implements MatrixEvents {
     this.done.push(result);
     if (this.live) this.redraw([endLine(result)]);
     else this.out.write(`${endLine(result)}\n`);
+  };
+
+  readonly note = (line: string): void => {
+    if (this.live) this.redraw([line]);
+    else this.out.write(`${line}\n`);
   };
 
   /** Stops redrawing and clears the live block. */
@@ -65,7 +70,7 @@ export class Progress implements MatrixEvents {
 
   private block(): string[] {
     const now = Date.now();
-    const lines = [...this.running.values()].map(({ build, since }) => `  running ${build.name}  ${formatSeconds((now - since) / 1000)}`);
+    const lines = [...this.running.values()].map(({ build, since, where }) => `  running ${build.name}${where ? ` on ${where}` : ''}  ${formatSeconds((now - since) / 1000)}`);
     const counts = countLine(this.done);
     return [...lines, `[${this.done.length}/${this.total}] ${this.running.size} running${counts ? `, ${counts}` : ''}`];
   }

@@ -72,8 +72,11 @@ export interface MatrixRun {
 
 /** What a matrix runner tells as builds start and end (e.g. for the progress display). */
 export interface MatrixEvents {
-  started?: (build: MatrixBuild) => void;
+  /** `where`: the worker a queued build runs on (again after a retry). */
+  started?: (build: MatrixBuild, where?: string) => void;
   ended?: (result: BuildResult) => void;
+  /** Anything else worth a line: where a queued build runs, a worker lost, a queue no worker serves. */
+  note?: (line: string) => void;
 }
 
 export interface MatrixOptions {

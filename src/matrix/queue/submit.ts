@@ -1,10 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { type Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { settledWithin } from '../../util/abort.js';
 import { notRun } from '../build.js';
-import type { BuildResult, MatrixBuild } from '../types.js';
+import type { BuildResult, MatrixBuild, MatrixOptions, MatrixRunner } from '../types.js';
 import { buildDir } from './artifacts.js';
 import { canRun } from './capabilities.js';
 import { type JobData, type JobStart, JOB_OPTIONS, KEYS, PREFIX, jobId, liveWorkers, queueName } from './protocol.js';
@@ -17,21 +18,21 @@ import { type RedisTarget, checkRedis, openRedis } from './redis.js';
  * a reconnect).
  */
 
-export interface QueueRunOptions {
+export interface QueueOptions extends MatrixOptions {
   target: RedisTarget;
   /** The run's id: in job ids (<run id>.<build id>) and artifact paths (<artifacts>/<run id>/<build id>/). */
   runId: string;
-  /** The artifact root as this host reaches it (workers reach it at this path, or at their --artifacts). */
-  artifacts: string;
-  /** Aborted: the run is cancelled on every worker, its waiting jobs removed. */
-  signal?: AbortSignal;
-  /** Lines for people: where builds start, a worker lost, a queue no live worker serves. */
-  notice?: (line: string) => void;
-  /** Each build's result as it comes in. */
-  onResult?: (result: BuildResult) => void;
+  /**
+   * The artifact root as this host reaches it (default: <results>/builds); the workers reach it at
+   * the same path, or at their --artifacts.
+   */
+  artifacts?: string;
   /** How long a cancelled run waits for its running builds to report that they stopped. */
   cancelGraceMs?: number;
 }
+
+/** A run id for job ids and directory names: the time it started, and a few random letters. */
+export const newRunId = (now = new Date()) => `${now.toISOString().replace(/\.\d+Z$/, '').replace(/[-:]/g, '').replace('T', '-')}-${randomBytes(3).toString('hex')}`;
 
 /** How often the jobs' states are read besides the events. */
 const POLL_MS = 5000;
@@ -50,9 +51,10 @@ interface Pending {
 const located = (result: BuildResult, dir: string): BuildResult => ({ ...result, log: result.log && join(dir, result.log) });
 
 /** Runs the builds on the queue's workers; resolves with their results in the builds' order (cancelled ones too). */
-export async function runMatrixOnQueue(builds: MatrixBuild[], options: QueueRunOptions): Promise<BuildResult[]> {
-  const { target, runId, signal } = options;
-  const notice = options.notice ?? (() => {});
+export const runMatrixOnQueue: MatrixRunner<QueueOptions> = async (builds, options) => {
+  const { target, runId, signal, events } = options;
+  const artifacts = options.artifacts ?? join(options.resultsDir, 'builds');
+  const notice = (line: string) => events?.note?.(line);
   await checkRedis(target);
   let lastError = '';
   // ioredis says the same thing on each reconnect attempt: once is enough.
@@ -60,7 +62,7 @@ export async function runMatrixOnQueue(builds: MatrixBuild[], options: QueueRunO
   const client = openRedis(target, report);
   const names = [...new Set(builds.map((build) => queueName(build.box, build.arch)))];
   const queues = new Map(names.map((name) => [name, new Queue<JobData, BuildResult>(name, { connection: target.connection, prefix: PREFIX })]));
-  const events = names.map((name) => new QueueEvents(name, { connection: target.connection, prefix: PREFIX }));
+  const followers = names.map((name) => new QueueEvents(name, { connection: target.connection, prefix: PREFIX }));
   const pending = new Map<string, Pending>(builds.map((build) => [jobId(runId, build.id), { build, queue: queues.get(queueName(build.box, build.arch))! }]));
   let settled = 0;
   let wake: () => void = () => {};
@@ -69,7 +71,7 @@ export async function runMatrixOnQueue(builds: MatrixBuild[], options: QueueRunO
     if (entry.result) return;
     entry.result = result;
     settled++;
-    options.onResult?.(result);
+    events?.ended?.(result);
     wake();
   };
   /** Reads a job's state; settles it when it is finished. */
@@ -79,38 +81,39 @@ export async function runMatrixOnQueue(builds: MatrixBuild[], options: QueueRunO
     const job = (await entry.queue.getJob(id)) as Job<JobData, BuildResult> | undefined;
     if (!job) return settle(id, { ...notRun(entry.build, 'queue'), status: 'error', error: 'boxbuild: error: the job left the queue before it finished' });
     const state = await job.getState();
-    if (state === 'completed') settle(id, located(job.returnvalue, buildDir(options.artifacts, runId, entry.build.id)));
+    if (state === 'completed') settle(id, located(job.returnvalue, buildDir(artifacts, runId, entry.build.id)));
     if (state === 'failed') settle(id, { ...notRun(entry.build, 'queue'), status: 'error', attempts: job.attemptsMade, error: `boxbuild: error: ${job.failedReason}` });
   };
   const checkAll = () => Promise.all([...pending.keys()].map(check));
 
   try {
-    for (const queueEvents of events) {
+    for (const queueEvents of followers) {
       queueEvents.on('error', report);
       queueEvents.on('progress', ({ jobId: id, data }) => {
         const start = data as Partial<JobStart>;
         const entry = pending.get(id);
-        if (entry && typeof start.worker === 'string') notice(`${entry.build.name}: started on ${start.worker}${start.attempt && start.attempt > 1 ? ` (attempt ${start.attempt})` : ''}`);
+        if (!entry || typeof start.worker !== 'string') return;
+        events?.started?.(entry.build, `${start.worker}${start.attempt && start.attempt > 1 ? ` (attempt ${start.attempt})` : ''}`);
       });
       queueEvents.on('stalled', ({ jobId: id }) => pending.has(id) && notice(`${pending.get(id)!.build.name}: its worker stopped answering; the build goes back to the queue`));
       for (const event of ['completed', 'failed'] as const) queueEvents.on(event, ({ jobId: id }: { jobId: string }) => void check(id).catch(report));
     }
-    await Promise.all(events.map((queueEvents) => queueEvents.waitUntilReady()));
+    await Promise.all(followers.map((queueEvents) => queueEvents.waitUntilReady()));
     await client.sadd(KEYS.queues, ...names);
     for (const [name, queue] of queues) {
       const jobs = builds.filter((build) => queueName(build.box, build.arch) === name);
-      await queue.addBulk(jobs.map((build) => ({ name: build.name, data: { runId, build, artifacts: options.artifacts }, opts: { ...JOB_OPTIONS, jobId: jobId(runId, build.id) } })));
+      await queue.addBulk(jobs.map((build) => ({ name: build.name, data: { runId, build, artifacts }, opts: { ...JOB_OPTIONS, jobId: jobId(runId, build.id) } })));
     }
     await client.publish(KEYS.wake, runId);
     const workers = await liveWorkers(client);
     for (const name of names) {
       if (!workers.some((worker) => canRun(worker, name))) notice(`no live worker can run ${name.replace('@', ' ')} builds (${workers.length} worker${workers.length === 1 ? '' : 's'} announced): they wait until one can`);
     }
-    while (settled < pending.size && !signal?.aborted) {
+    while (settled < pending.size && !signal.aborted) {
       await checkAll().catch(report);
       const waiting = new AbortController();
       wake = () => waiting.abort();
-      await sleep(POLL_MS, undefined, { signal: signal ? AbortSignal.any([signal, waiting.signal]) : waiting.signal }).catch(() => {});
+      await sleep(POLL_MS, undefined, { signal: AbortSignal.any([signal, waiting.signal]) }).catch(() => {});
     }
     if (settled < pending.size) {
       const graceMs = options.cancelGraceMs ?? CANCEL_GRACE_MS;
@@ -121,10 +124,10 @@ export async function runMatrixOnQueue(builds: MatrixBuild[], options: QueueRunO
     await settledWithin(Promise.all([...pending].map(([id, entry]) => entry.queue.remove(id))), CLOSE_GRACE_MS);
     return builds.map((build) => pending.get(jobId(runId, build.id))!.result!);
   } finally {
-    await settledWithin(Promise.all([...events, ...queues.values()].map((closable) => closable.close())), CLOSE_GRACE_MS);
+    await settledWithin(Promise.all([...followers, ...queues.values()].map((closable) => closable.close())), CLOSE_GRACE_MS);
     client.disconnect();
   }
-}
+};
 
 /**
  * Cancels a run: marks it, tells every worker to stop its builds, removes its waiting jobs (those
