@@ -214,6 +214,7 @@ Examples:
   boxbuild exec --box debian-system --share . -- make -j2
   echo hi | boxbuild exec --box debian --aarch64 -- cat
   boxbuild exec --image out/debian-bookworm.x86_64-12.0.0-0.qcow2 -- cat /etc/os-release
+  boxbuild matrix nightly.yaml --results /srv/www/nightly
   boxbuild box list; boxbuild doctor; boxbuild config`,
     )
     .enablePositionalOptions()
