@@ -38,6 +38,9 @@ describe('bash completion', () => {
     expect(await complete('boxbuild box list --na')).toEqual(['--names']);
     expect(await complete('boxbuild ma')).toEqual(['matrix']);
     expect(await complete('boxbuild matrix --s')).toEqual(['--slots']);
+    expect(await complete('boxbuild matrix --q')).toEqual(['--queue', '--quiet']);
+    expect(await complete('boxbuild wo')).toEqual(['worker']);
+    expect(await complete('boxbuild worker --sl')).toEqual(['--slots']);
   });
 
   test('exec: the first word that is not an option (nor an option\'s value) is the command, whose words are its own; --cpus and --memory', async () => {
