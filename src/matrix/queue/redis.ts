@@ -61,12 +61,27 @@ export async function checkRedis(target: RedisTarget, timeoutMs = CONNECT_TIMEOU
   }
 }
 
+/** Says a connection's trouble once (not at each reconnect attempt), and when it is over. */
+export function connectionReporter(say: (line: string) => void): { error: (error: Error) => void; ready: () => void } {
+  let last = '';
+  return {
+    error: (error) => {
+      if (error.message !== last) say(`queue: ${(last = error.message)}`);
+    },
+    ready: () => {
+      if (last) say('queue: connected again');
+      last = '';
+    },
+  };
+}
+
 /**
  * A connection of our own (announcements, cancel and wake messages). Once the first connection
  * worked, it reconnects for as long as it takes (a Redis restart); commands wait meanwhile.
  */
-export function openRedis(target: RedisTarget, onError: (error: Error) => void): Redis {
+export function openRedis(target: RedisTarget, reporter: ReturnType<typeof connectionReporter>): Redis {
   const client = new Redis({ ...target.connection, maxRetriesPerRequest: null });
-  client.on('error', onError);
+  client.on('error', reporter.error);
+  client.on('ready', reporter.ready);
   return client;
 }

@@ -9,7 +9,7 @@ import type { BuildResult, MatrixBuild, MatrixOptions, MatrixRunner } from '../t
 import { buildDir } from './artifacts.js';
 import { canRun } from './capabilities.js';
 import { type JobData, type JobStart, JOB_OPTIONS, KEYS, PREFIX, jobId, liveWorkers, queueName } from './protocol.js';
-import { type RedisTarget, checkRedis, openRedis } from './redis.js';
+import { type RedisTarget, checkRedis, connectionReporter, openRedis } from './redis.js';
 
 /*
  * `boxbuild matrix FILE --queue URL`: one job per build in the queue of its box and architecture,
@@ -56,10 +56,9 @@ export const runMatrixOnQueue: MatrixRunner<QueueOptions> = async (builds, optio
   const artifacts = options.artifacts ?? join(options.resultsDir, 'builds');
   const notice = (line: string) => events?.note?.(line);
   await checkRedis(target);
-  let lastError = '';
-  // ioredis says the same thing on each reconnect attempt: once is enough.
-  const report = (error: Error) => error.message !== lastError && notice(`queue: ${(lastError = error.message)}`);
-  const client = openRedis(target, report);
+  const reporter = connectionReporter(notice);
+  const report = reporter.error;
+  const client = openRedis(target, reporter);
   const names = [...new Set(builds.map((build) => queueName(build.box, build.arch)))];
   const queues = new Map(names.map((name) => [name, new Queue<JobData, BuildResult>(name, { connection: target.connection, prefix: PREFIX })]));
   const followers = names.map((name) => new QueueEvents(name, { connection: target.connection, prefix: PREFIX }));

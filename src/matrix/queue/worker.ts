@@ -12,7 +12,7 @@ import type { BuildResult } from '../types.js';
 import { BUILD_RESULT, attemptDir, buildDir, publish, publishedResult, removeStaleAttempts, writeManifest } from './artifacts.js';
 import { type Capabilities, cachedQueues, probeCapabilities, queueOrder } from './capabilities.js';
 import { type Announcement, type JobData, type JobStart, KEYS, MAX_STALLED, PREFIX } from './protocol.js';
-import { type RedisTarget, checkRedis, openRedis } from './redis.js';
+import { type RedisTarget, checkRedis, connectionReporter, openRedis } from './redis.js';
 
 /*
  * `boxbuild worker`: takes builds from the queues of the boxes and architectures this host can run,
@@ -89,13 +89,10 @@ class Wakeup {
 export async function runWorker(settings: WorkerSettings): Promise<void> {
   const { name, signal, log } = settings;
   await checkRedis(settings.target);
-  let lastError = '';
-  const report = (error: Error) => {
-    // ioredis says the same thing on each reconnect attempt: once is enough.
-    if (error.message !== lastError) log(`queue: ${(lastError = error.message)}`);
-  };
-  const client = openRedis(settings.target, report);
-  const subscriber = openRedis(settings.target, report);
+  const reporter = connectionReporter(log);
+  const report = reporter.error;
+  const client = openRedis(settings.target, reporter);
+  const subscriber = openRedis(settings.target, reporter);
   const capabilities = await probeCapabilities(settings.cacheRoot, settings.registry);
   const running = new Map<string, Running>();
   const announcement = (): Announcement => ({ name, host: hostname(), pid: process.pid, version: VERSION, slots: settings.slots, running: running.size, ...capabilities });
