@@ -58,10 +58,13 @@ export const runMatrixOnQueue: MatrixRunner<QueueOptions> = async (builds, optio
   await checkRedis(target);
   const reporter = connectionReporter(notice);
   const report = reporter.error;
-  const client = openRedis(target, reporter);
+  // Connections of ours, given to BullMQ: closed by us whatever state Redis is in (BullMQ's close waits for a Redis that is down).
+  const connections: Redis[] = [];
+  const connect = () => connections[connections.push(openRedis(target, reporter)) - 1]!;
+  const client = connect();
   const names = [...new Set(builds.map((build) => queueName(build.box, build.arch)))];
-  const queues = new Map(names.map((name) => [name, new Queue<JobData, BuildResult>(name, { connection: target.connection, prefix: PREFIX })]));
-  const followers = names.map((name) => new QueueEvents(name, { connection: target.connection, prefix: PREFIX }));
+  const queues = new Map(names.map((name) => [name, new Queue<JobData, BuildResult>(name, { connection: client, prefix: PREFIX })]));
+  const followers = names.map((name) => new QueueEvents(name, { connection: connect(), prefix: PREFIX }));
   const pending = new Map<string, Pending>(builds.map((build) => [jobId(runId, build.id), { build, queue: queues.get(queueName(build.box, build.arch))! }]));
   let settled = 0;
   let wake: () => void = () => {};
@@ -114,17 +117,19 @@ export const runMatrixOnQueue: MatrixRunner<QueueOptions> = async (builds, optio
       wake = () => waiting.abort();
       await sleep(POLL_MS, undefined, { signal: AbortSignal.any([signal, waiting.signal]) }).catch(() => {});
     }
+    const reachable = client.status === 'ready';
     if (settled < pending.size) {
       const graceMs = options.cancelGraceMs ?? CANCEL_GRACE_MS;
-      await settledWithin(cancel(client, runId, pending, settle, checkAll, graceMs), graceMs + CLOSE_GRACE_MS);
+      if (reachable) await settledWithin(cancel(client, runId, pending, settle, checkAll, graceMs), graceMs + CLOSE_GRACE_MS);
+      else notice(`queue: cannot reach ${target.shown}: the workers were not told to stop the builds of run ${runId}`);
       for (const [id, entry] of pending) if (!entry.result) settle(id, notRun(entry.build, 'queue'));
     }
     // Their results are in: the jobs are of no more use (one still running after the cancel grace stays until it ends).
-    await settledWithin(Promise.all([...pending].map(([id, entry]) => entry.queue.remove(id))), CLOSE_GRACE_MS);
+    if (reachable) await settledWithin(Promise.all([...pending].map(([id, entry]) => entry.queue.remove(id))), CLOSE_GRACE_MS);
     return builds.map((build) => pending.get(jobId(runId, build.id))!.result!);
   } finally {
     await settledWithin(Promise.all([...followers, ...queues.values()].map((closable) => closable.close())), CLOSE_GRACE_MS);
-    client.disconnect();
+    for (const connection of connections) connection.disconnect();
   }
 };
 

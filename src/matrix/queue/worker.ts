@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { type Job, Worker } from 'bullmq';
 import type { Registry } from '../../box/registry.js';
 import { BoxbuildError } from '../../errors.js';
-import { settledWithin } from '../../util/abort.js';
+import { settledWithin, waitFor } from '../../util/abort.js';
 import { VERSION } from '../../version.js';
 import { runBuild } from '../build.js';
 import type { BuildResult } from '../types.js';
@@ -155,7 +155,7 @@ export async function runWorker(settings: WorkerSettings): Promise<void> {
     // A lock that cannot be renewed belongs to another worker now (this one was taken for dead).
     const renewal = setInterval(() => {
       job.extendLock(token, settings.lockDurationMs).then((renewed) => renewed || controller.abort(LOCK_LOST), report);
-    }, settings.lockDurationMs / 2);
+    }, settings.lockDurationMs / 2).unref(); // a build stuck past the stop grace must not keep the worker alive
     try {
       if (await client.exists(KEYS.cancelled(runId))) controller.abort(CANCELLED);
       log(`${build.name}: started (run ${runId}, attempt ${attempt})`);
@@ -190,7 +190,8 @@ export async function runWorker(settings: WorkerSettings): Promise<void> {
 
   try {
     while (!signal.aborted) {
-      const taken = running.size < settings.slots ? await take().catch((error: Error) => void report(error)) : undefined;
+      // Redis down, take() waits for it: a stop must not.
+      const taken = running.size < settings.slots ? await waitFor(take(), signal).catch((error: Error) => void (signal.aborted || report(error))) : undefined;
       if (taken) start(taken.job, taken.token);
       else await wakeup.wait(POLL_MS, signal);
     }
