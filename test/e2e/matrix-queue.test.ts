@@ -204,14 +204,28 @@ describe('boxbuild matrix --queue with boxbuild workers', () => {
     for (const queue of ['debian@x86_64', 'debian@aarch64']) expect(await redis.client.llen(`boxbuild:${queue}:wait`), queue).toBe(0);
   });
 
-  test('workers stop cleanly: SIGTERM exits 143, SIGINT 130, each says so and withdraws its announcement', { timeout: 60_000 }, async () => {
-    const [w2, w3] = ['w2', 'w3'].map((name) => workers.find((worker) => worker.name === name)!) as [TestWorker, TestWorker];
+  test('workers stop cleanly: SIGTERM gives the running build back (the other worker runs it), exit 143; SIGINT 130; each withdraws its announcement', { timeout: 180_000 }, async () => {
     expect((await redis.client.keys('boxbuild:worker:*')).sort()).toEqual(['boxbuild:worker:w2', 'boxbuild:worker:w3']);
-    w2.child.kill('SIGTERM');
-    w3.child.kill('SIGINT');
-    expect(await w2.exited).toEqual([143, null]);
-    expect(await w3.exited).toEqual([130, null]);
-    for (const worker of [w2, w3]) expect(worker.lines.at(-1)).toBe(`worker ${worker.name}: stopped`);
+    const file = matrixFile(dir, description, ['{ box: debian, arch: x86_64, args: [five, sleep=8] }']);
+    const [results, artifacts] = [join(dir, 'given-back'), join(dir, 'given-back-artifacts')];
+    const matrix = startIsolated(['matrix', file, '--queue', redis.url, '--results', results, '--artifacts', artifacts]);
+    await vi.waitFor(() => expect([...sleepingIn(artifacts, 'w2'), ...sleepingIn(artifacts, 'w3')]).toHaveLength(1), { timeout: 120_000, interval: 200 });
+    const [first, other] = (sleepingIn(artifacts, 'w2').length ? ['w2', 'w3'] : ['w3', 'w2']).map((name) => workers.find((worker) => worker.name === name)!) as [TestWorker, TestWorker];
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toEqual([143, null]);
+    expect(first.builds()).toEqual([]);
+    expect(first.lines.slice(-2)).toEqual([expect.stringMatching(/five sleep=8: given back to the queue$/), `worker ${first.name}: stopped`]);
+
+    const ended = await matrix.child;
+    expect(ended.exitCode, String(ended.stderr)).toBe(0);
+    const [build] = readRun(results).builds;
+    expect(build).toMatchObject({ status: 'passed', ranOn: other.name });
+    const runId = readdirSync(artifacts)[0]!;
+    expect(readdirSync(join(artifacts, runId))).toEqual([build!.id]);
+
+    other.child.kill('SIGINT');
+    expect(await other.exited).toEqual([130, null]);
+    expect(other.lines.at(-1)).toBe(`worker ${other.name}: stopped`);
     expect(await redis.client.keys('boxbuild:worker:*')).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { join } from 'node:path';
 import { settledWithin } from '../../util/abort.js';
 import { notRun } from '../build.js';
 import type { BuildResult, MatrixBuild, MatrixOptions, MatrixRunner } from '../types.js';
@@ -60,7 +60,11 @@ export const runMatrixOnQueue: MatrixRunner<QueueOptions> = async (builds, optio
   const report = reporter.error;
   // Connections of ours, given to BullMQ: closed by us whatever state Redis is in (BullMQ's close waits for a Redis that is down).
   const connections: Redis[] = [];
-  const connect = () => connections[connections.push(openRedis(target, reporter)) - 1]!;
+  const connect = () => {
+    const connection = openRedis(target, reporter);
+    connections.push(connection);
+    return connection;
+  };
   const client = connect();
   const names = [...new Set(builds.map((build) => queueName(build.box, build.arch)))];
   const queues = new Map(names.map((name) => [name, new Queue<JobData, BuildResult>(name, { connection: client, prefix: PREFIX })]));

@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { type Capabilities, canRun, queueOrder } from '../../../src/matrix/queue/capabilities.js';
 import { SAFE_NAME, jobId, parseQueueName, queueName } from '../../../src/matrix/queue/protocol.js';
 import { parseRedisUrl } from '../../../src/matrix/queue/redis.js';
+import { newRunId } from '../../../src/matrix/queue/submit.js';
 
 describe('queue names', () => {
   test('one queue per box and architecture, read back whatever the box name holds', () => {
@@ -20,6 +21,13 @@ describe('queue names', () => {
     expect(jobId('20260101-0102', 'a1b2c3')).toBe('20260101-0102.a1b2c3');
     expect(jobId('r', 'b')).toBe(jobId('r', 'b'));
     expect(jobId('r', 'b')).not.toContain(':');
+  });
+
+  test('run ids: the start time and random letters, fit for job ids and directory names', () => {
+    const at = new Date('2026-01-02T03:04:05.678Z');
+    expect(newRunId(at)).toMatch(/^20260102-030405-[0-9a-f]{6}$/);
+    expect(newRunId(at)).not.toBe(newRunId(at));
+    expect(SAFE_NAME.test(newRunId())).toBe(true);
   });
 
   test('names used in keys and paths', () => {
