@@ -7,6 +7,7 @@ import { benchCBuild } from './cbuild.js';
 import { benchDownloads } from './download.js';
 import { benchImages } from './images.js';
 import { benchKiwi } from './kiwi.js';
+import { benchMatrix } from './matrix.js';
 import { benchNetwork } from './network.js';
 import { benchOci } from './oci.js';
 import { benchSharing } from './sharing.js';
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   images: () => benchImages(env),
   download: () => benchDownloads(),
   oci: () => benchOci(env),
+  matrix: () => benchMatrix(env),
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !(name in SECTIONS));

@@ -21,10 +21,11 @@ export function isArch(value: string): value is Arch {
   return (ARCHES as readonly string[]).includes(value);
 }
 
-export function parseArch(value: string): Arch {
+/** `option` names where the value came from, in the error. */
+export function parseArch(value: string, option = '--arch'): Arch {
   const aliases: Record<string, Arch> = { amd64: 'x86_64', x64: 'x86_64', arm64: 'aarch64', ppc64el: 'ppc64le' };
   const arch = aliases[value] ?? value;
-  if (!isArch(arch)) throw usageError(`--arch: unknown architecture "${value}" (known: ${ARCHES.join(', ')})`);
+  if (!isArch(arch)) throw usageError(`${option}: unknown architecture "${value}" (known: ${ARCHES.join(', ')})`);
   return arch;
 }
 

@@ -15,10 +15,10 @@ export async function readJsonFile<T>(path: string, isValid: (value: unknown) =>
 }
 
 /** Writes a file so that readers see the old content or the whole new one: a temp file beside it, then rename. */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
+export async function writeFileAtomic(path: string, data: string, mode = PRIVATE_FILE): Promise<void> {
   const temp = `${path}.${process.pid}.tmp`;
   try {
-    await writeFile(temp, data, { mode: PRIVATE_FILE });
+    await writeFile(temp, data, { mode });
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });

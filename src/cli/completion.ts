@@ -7,7 +7,7 @@ import { usageError } from '../errors.js';
  */
 
 /** Options whose value is a file or directory name. */
-const PATH_OPTIONS = ['--boxes', '--result', '--share', '--image', '--virtiofsd', '--description', '--target-dir', '--kiwi-file', '--shared-path', '--ssh-key'];
+const PATH_OPTIONS = ['--boxes', '--result', '--share', '--image', '--virtiofsd', '--description', '--target-dir', '--kiwi-file', '--shared-path', '--ssh-key', '--results', '--artifacts'];
 const ARCHES = ['x86_64', 'aarch64'];
 
 interface Node {

@@ -16,6 +16,8 @@ import { parseNetwork } from '../network/mode.js';
 import { addCompletionCommand } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
+import { addMatrixCommand } from './matrix.js';
+import { addWorkerCommand } from './worker.js';
 import { ResultFile, resultArgument } from './result.js';
 import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
 import { collect, guestMemoryMiB, notice, registryFiles } from './common.js';
@@ -212,6 +214,7 @@ Examples:
   boxbuild exec --box debian-system --share . -- make -j2
   echo hi | boxbuild exec --box debian --aarch64 -- cat
   boxbuild exec --image out/debian-bookworm.x86_64-12.0.0-0.qcow2 -- cat /etc/os-release
+  boxbuild matrix nightly.yaml --results /srv/www/nightly
   boxbuild box list; boxbuild doctor; boxbuild config`,
     )
     .enablePositionalOptions()
@@ -297,6 +300,8 @@ Examples:
 
   addBoxCommands(program, signal);
   addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
+  addMatrixCommand(program, signal, (matrixStatus) => (status = matrixStatus));
+  addWorkerCommand(program, signal, (workerStatus) => (status = workerStatus));
   const config = loadConfig(findConfigFiles(process.cwd()));
   addConfigCommand(program, config);
   addCompletionCommand(program);

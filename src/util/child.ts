@@ -34,6 +34,8 @@ export interface ChildOptions {
   env?: NodeJS.ProcessEnv;
   /** Killed (SIGTERM) when this aborts. */
   signal?: AbortSignal;
+  /** In a process group of its own: a Ctrl-C at the terminal reaches it only through its parent. */
+  detached?: boolean;
 }
 
 const KEEP = 64 * 1024;
@@ -55,7 +57,7 @@ export class Child {
   readonly ended: Promise<ChildEnd>;
 
   constructor(file: string, args: string[], options: ChildOptions = {}) {
-    const child = (this.process = spawn(file, args, { stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'], env: options.env, signal: options.signal }));
+    const child = (this.process = spawn(file, args, { stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'], env: options.env, signal: options.signal, detached: options.detached }));
     const end: ChildEnd = { stdout: '', stderr: '', all: '', timedOut: false };
     if (options.collect !== false) {
       for (const name of ['stdout', 'stderr'] as const) {

@@ -36,6 +36,11 @@ describe('bash completion', () => {
     expect(await complete('boxbuild box fe')).toEqual(['fetch']);
     expect(await complete('boxbuild box fetch debian-s')).toEqual(['debian-system']);
     expect(await complete('boxbuild box list --na')).toEqual(['--names']);
+    expect(await complete('boxbuild ma')).toEqual(['matrix']);
+    expect(await complete('boxbuild matrix --s')).toEqual(['--slots']);
+    expect(await complete('boxbuild matrix --q')).toEqual(['--queue', '--quiet']);
+    expect(await complete('boxbuild wo')).toEqual(['worker']);
+    expect(await complete('boxbuild worker --sl')).toEqual(['--slots']);
   });
 
   test('exec: the first word that is not an option (nor an option\'s value) is the command, whose words are its own; --cpus and --memory', async () => {
@@ -92,5 +97,7 @@ describe('fish completion', () => {
     expect(await completeFish('boxbuild --sharing v')).toEqual(['virtiofs']);
     expect(await completeFish('boxbuild --box debian-')).toEqual(['debian-kiwi', 'debian-system']);
     expect(await completeFish('boxbuild box fe')).toEqual(['fetch']);
+    expect(await completeFish('boxbuild ma')).toEqual(['matrix']);
+    expect(await completeFish('boxbuild matrix --sl')).toEqual(['--slots']);
   });
 });
