@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,19 +11,10 @@ import { newRunId, runMatrixOnQueue } from '../matrix/queue/submit.js';
 import { parseRedisUrl } from '../matrix/queue/redis.js';
 import { loadMatrix } from '../matrix/spec.js';
 import type { BuildResult, MatrixBuild } from '../matrix/types.js';
-import { CLI, median, seconds, table } from './measure.js';
+import { CLI, freePort, median, seconds, table } from './measure.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const WORKERS = 2;
-
-/** A free TCP port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A process of the bench, ended (SIGTERM, as a user would) by stop(). */
 function started(file: string, args: string[], env: NodeJS.ProcessEnv, ready: string): { child: ChildProcess; ready: Promise<void>; stop: () => Promise<void> } {

@@ -1,24 +1,14 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { BUNDLED_REGISTRY } from '../box/registry.js';
-import { CLI, seconds, table } from './measure.js';
+import { CLI, freePort, seconds, table } from './measure.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const BOX = process.env.BOXBUILD_BENCH_OCI_BOX ?? 'debian-kiwi';
-
-/** A free TCP port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Debian's docker-registry, as scripts/setup-debian leaves it (or on PATH), serving a directory on 127.0.0.1. */
 async function startRegistry(dir: string): Promise<{ host: string; stop: () => Promise<void> }> {
