@@ -96,7 +96,7 @@ export async function benchMatrix(env: NodeJS.ProcessEnv): Promise<string> {
     await redis.ready;
     const url = `redis://127.0.0.1:${port}`;
     for (let n = 1; n <= WORKERS; n++) {
-      const worker = started(process.execPath, [CLI, 'worker', '--queue', url, '--name', `bench-${n}`], env, 'waiting for builds');
+      const worker = started(process.execPath, [CLI, 'worker', '--queue', url, '--name', `bench-${n}`, '--allow', repo, '--allow', dir], env, 'waiting for builds');
       processes.push(worker);
       await worker.ready;
     }

@@ -1,3 +1,4 @@
+import { realpathSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -12,9 +13,21 @@ interface WorkerFlags {
   name?: string;
   slots: string;
   artifacts?: string;
+  allow?: string[];
   boxes?: string[];
   lockDuration: string;
   stalledInterval: string;
+}
+
+/** An --allow directory, links resolved (the paths of jobs are compared with it so). */
+function realDirectory(dir: string): string {
+  try {
+    const real = realpathSync(dir);
+    if (statSync(real).isDirectory()) return real;
+  } catch {
+    // said below
+  }
+  throw usageError(`--allow ${dir}: not a directory`);
 }
 
 /** The host's name as a worker name: what SAFE_NAME refuses becomes "-". */
@@ -29,6 +42,7 @@ export function addWorkerCommand(program: Command, signal: AbortSignal, done: (s
     .option('--name <name>', "this worker's name, unique among the live workers (default: the host's name)")
     .option('--slots <n>', 'builds at a time', '1')
     .option('--artifacts <dir>', "where this host reaches the matrices' artifact directory (default: at the path the matrix gives)")
+    .option('--allow <dir>', 'a directory whose descriptions (and box files, and artifact directory) jobs may name; anything else is refused (may be repeated; default: the current directory)', collect)
     .option('--boxes <file>', 'an extra box registry file: builds of its boxes are taken too (may be repeated)', collect)
     .option('--lock-duration <duration>', "a build's job counts as abandoned when its worker has not renewed its lock for this long", '30s')
     .option('--stalled-interval <duration>', 'how often to look for abandoned jobs (a dead worker\'s build starts again elsewhere within about lock duration + twice this)', '30s')
@@ -54,6 +68,7 @@ Examples:
         name,
         slots: parsePositiveInt(flags.slots, '--slots'),
         artifacts: flags.artifacts === undefined ? undefined : resolve(flags.artifacts),
+        allowed: (flags.allow ?? ['.']).map((dir) => realDirectory(dir)),
         cacheRoot: openCache(cacheRoot()),
         registry: loadRegistry(registryFiles(flags)),
         lockDurationMs,

@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import type { MatrixRun } from '../../src/matrix/types.js';
 import { startIsolated } from '../helpers/box-cli.js';
 import { runCli } from '../helpers/cli.js';
-import { CLI, TEST_CACHE } from '../helpers/env.js';
+import { CLI, REPO, TEST_CACHE } from '../helpers/env.js';
 import { freePort } from '../helpers/http.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 import { processesOf, tempDir } from '../helpers/temp.js';
@@ -32,8 +32,9 @@ class TestWorker {
   constructor(
     readonly name: string,
     url: string,
+    allow: string,
   ) {
-    this.child = spawn(process.execPath, [CLI, 'worker', '--queue', url, '--name', name, ...LOCK], {
+    this.child = spawn(process.execPath, [CLI, 'worker', '--queue', url, '--name', name, '--allow', allow, ...LOCK], {
       env: { ...process.env, BOXBUILD_CACHE_DIR: TEST_CACHE, TMPDIR: this.tmp },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -103,7 +104,7 @@ describe('boxbuild matrix --queue with boxbuild workers', () => {
   const dir = tempDir();
   const description = sleepyDescription(dir);
   const startWorker = async (name: string) => {
-    const worker = new TestWorker(name, redis.url);
+    const worker = new TestWorker(name, redis.url, dir);
     workers.push(worker);
     await worker.ready();
     return worker;
@@ -202,6 +203,19 @@ describe('boxbuild matrix --queue with boxbuild workers', () => {
     const runId = readdirSync(artifacts)[0]!;
     expect(await redis.client.keys(`boxbuild:*:${runId}.*`)).toEqual([]);
     for (const queue of ['debian@x86_64', 'debian@aarch64']) expect(await redis.client.llen(`boxbuild:${queue}:wait`), queue).toBe(0);
+  });
+
+  test('a job naming a description outside the directories the worker may use (--allow) is refused, and nothing of it runs', { timeout: 120_000 }, async () => {
+    const w2 = workers.find((worker) => worker.name === 'w2')!;
+    const outside = join(REPO, 'examples/hello');
+    const results = join(dir, 'refused');
+    const result = await runCli(['matrix', matrixFile(dir, outside, ['{ box: debian, arch: x86_64 }']), '--queue', redis.url, '--results', results, '-q']);
+    expect(result.exitCode, result.stderr).toBe(1);
+    const [build] = readRun(results).builds;
+    expect(build!.status).toBe('error');
+    expect(build!.error).toContain(`the job names ${outside}, which is outside the directories this worker may use (${realpathSync(dir)}; see --allow)`);
+    expect(w2.lines.join('\n')).toContain('refused: the job names');
+    expect(w2.builds()).toEqual([]);
   });
 
   test('workers stop cleanly: SIGTERM gives the running build back (the other worker runs it), exit 143; SIGINT 130; each withdraws its announcement', { timeout: 180_000 }, async () => {

@@ -1,5 +1,8 @@
+import { realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { type Arch, isArch } from '../../box/arch.js';
+import { isWithin } from '../../util/file.js';
 import type { MatrixBuild } from '../types.js';
 import type { Capabilities } from './capabilities.js';
 
@@ -48,6 +51,37 @@ export interface JobData {
   runId: string;
   build: MatrixBuild;
   artifacts: string;
+}
+
+/**
+ * A job as a worker takes it: what is in Redis is checked, since anyone who can write there could
+ * otherwise point a worker at any file of its user. Its ids must be names; its description, its
+ * --boxes files and its artifact directory (unless the worker has its own) must lie, links
+ * resolved, inside the directories the worker was allowed (`--allow`); the build's own `target` is
+ * dropped: a worker writes a build only into its artifact directory. Throws one line saying what
+ * is wrong.
+ */
+export function checkJob(data: unknown, allowed: string[], ownArtifacts?: string): JobData {
+  const job = data as Partial<JobData> | null;
+  const build = job?.build as Partial<MatrixBuild> | undefined;
+  const texts = (values: unknown) => Array.isArray(values) && values.every((value) => typeof value === 'string');
+  if (typeof job?.runId !== 'string' || !SAFE_NAME.test(job.runId) || typeof build?.id !== 'string' || !SAFE_NAME.test(build.id)) throw new Error('the job has no run or build id fit for a path');
+  if (typeof build.box !== 'string' || typeof build.arch !== 'string' || !isArch(build.arch) || typeof build.description !== 'string' || typeof job.artifacts !== 'string') throw new Error('the job does not name a box, an architecture, a description and an artifact directory');
+  if (!texts(build.args) || !texts(build.tags) || (build.registryFiles !== undefined && !texts(build.registryFiles))) throw new Error('the job\'s arguments, tags and box files must be lists of strings');
+  // The worker's own --artifacts replaces the job's, which then needs no checking.
+  for (const path of [build.description, ...(ownArtifacts ? [] : [job.artifacts]), ...(build.registryFiles ?? [])]) {
+    if (!isAbsolute(path) || !allowed.some((root) => isWithin(resolvedPath(path), root))) throw new Error(`the job names ${path}, which is outside the directories this worker may use (${allowed.join(', ')}; see --allow)`);
+  }
+  return { ...(job as JobData), artifacts: ownArtifacts ?? job.artifacts, build: { ...(build as MatrixBuild), target: undefined } };
+}
+
+/** A path with its links resolved, as far as it exists (an artifact directory may not exist yet). */
+function resolvedPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return join(resolvedPath(dirname(path)), basename(path));
+  }
 }
 
 /** What a job's 'progress' says when a worker starts it. */

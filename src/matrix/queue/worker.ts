@@ -11,7 +11,7 @@ import { runBuild } from '../build.js';
 import type { BuildResult } from '../types.js';
 import { BUILD_RESULT, attemptDir, buildDir, publish, publishedResult, removeStaleAttempts, writeManifest } from './artifacts.js';
 import { type Capabilities, cachedQueues, probeCapabilities, queueOrder } from './capabilities.js';
-import { type Announcement, type JobData, type JobStart, KEYS, MAX_STALLED, PREFIX } from './protocol.js';
+import { type Announcement, type JobData, type JobStart, KEYS, MAX_STALLED, PREFIX, checkJob } from './protocol.js';
 import { type RedisTarget, checkRedis, connectionReporter, openRedis } from './redis.js';
 
 /*
@@ -28,6 +28,8 @@ export interface WorkerSettings {
   slots: number;
   /** Where this host reaches the artifact root, when not at the path the matrix gave. */
   artifacts?: string;
+  /** The directories a job may name (its description, box files, artifact root): see checkJob. */
+  allowed: string[];
   cacheRoot: string;
   /** The boxes this host can run builds of. */
   registry: Registry;
@@ -148,8 +150,14 @@ export async function runWorker(settings: WorkerSettings): Promise<void> {
   };
 
   const perform = async (job: Job<JobData, BuildResult>, token: string, controller: AbortController) => {
-    const { runId, build } = job.data;
-    const root = settings.artifacts ?? job.data.artifacts;
+    let checked: JobData;
+    try {
+      checked = checkJob(job.data, settings.allowed, settings.artifacts);
+    } catch (error) {
+      log(`job ${job.id}: refused: ${(error as Error).message}`);
+      return void (await job.moveToFailed(error as Error, token, false).catch(report));
+    }
+    const { runId, build, artifacts: root } = checked;
     const attempt = job.attemptsStarted;
     const dir = attemptDir(root, runId, build.id, attempt, name);
     // A lock that cannot be renewed belongs to another worker now (this one was taken for dead).

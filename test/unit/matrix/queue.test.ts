@@ -1,8 +1,11 @@
+import { mkdirSync, realpathSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { type Capabilities, canRun, queueOrder } from '../../../src/matrix/queue/capabilities.js';
-import { SAFE_NAME, jobId, parseQueueName, queueName } from '../../../src/matrix/queue/protocol.js';
+import { SAFE_NAME, checkJob, jobId, parseQueueName, queueName } from '../../../src/matrix/queue/protocol.js';
 import { parseRedisUrl } from '../../../src/matrix/queue/redis.js';
 import { newRunId } from '../../../src/matrix/queue/submit.js';
+import { tempDir } from '../../helpers/temp.js';
 
 describe('queue names', () => {
   test('one queue per box and architecture, read back whatever the box name holds', () => {
@@ -88,5 +91,41 @@ describe('Redis URLs', () => {
   ])('%s is refused up front: %s', (text, why) => {
     expect(() => parseRedisUrl(text)).toThrow(expect.objectContaining({ kind: 'usage', message: expect.stringContaining(why) }));
     expect(() => parseRedisUrl(text)).toThrow(/expected redis:\/\/\[USER:PASSWORD@\]HOST\[:PORT\]\[\/DB\]/);
+  });
+});
+
+describe('a job as a worker takes it (what is in Redis is hostile input)', () => {
+  const root = realpathSync(tempDir());
+  const allowed = [join(root, 'checkouts')];
+  mkdirSync(join(root, 'checkouts/app'), { recursive: true });
+  mkdirSync(join(root, 'secret'));
+  symlinkSync(join(root, 'secret'), join(root, 'checkouts/escape'));
+  const job = (build: Record<string, unknown> = {}, data: Record<string, unknown> = {}) => ({
+    runId: '20261206-224007-dc5067',
+    artifacts: join(root, 'checkouts/artifacts'),
+    build: { id: 'a1b2c3', name: 'x', box: 'debian', arch: 'x86_64', description: join(root, 'checkouts/app'), args: ['--x'], tags: [], retries: 0, label: 'app', ...build },
+    ...data,
+  });
+
+  test('a job inside the allowed directories is taken, its own target dropped (a build goes only to the artifacts)', () => {
+    const taken = checkJob(job({ target: '/home/someone/.ssh' }), allowed);
+    expect(taken.build.target).toBeUndefined();
+    expect(taken.build.description).toBe(join(root, 'checkouts/app'));
+    expect(checkJob(job({}, { artifacts: '/anywhere' }), allowed, '/srv/own').artifacts).toBe('/srv/own'); // the worker's own --artifacts wins, unchecked
+  });
+
+  test.each([
+    ['a description outside', { build: { description: join(root, 'secret') } }, 'outside the directories'],
+    ['a description through a link that leads outside', { build: { description: join(root, 'checkouts/escape') } }, 'outside the directories'],
+    ['a relative description', { build: { description: 'checkouts/app' } }, 'outside the directories'],
+    ['a box file outside', { build: { registryFiles: ['/etc/passwd'] } }, 'outside the directories'],
+    ['an artifact directory outside', { data: { artifacts: '/etc' } }, 'outside the directories'],
+    ['a run id that climbs out of the artifacts', { data: { runId: '../../etc' } }, 'no run or build id'],
+    ['a build id with a slash', { build: { id: 'a/../../b' } }, 'no run or build id'],
+    ['an unknown architecture', { build: { arch: 'sparc' } }, 'does not name'],
+    ['arguments that are not strings', { build: { args: [1] } }, 'lists of strings'],
+  ] as const)('refused: %s', (_, change, said) => {
+    const changed = 'data' in change ? job({}, change.data) : job(change.build);
+    expect(() => checkJob(changed, allowed)).toThrow(said);
   });
 });
