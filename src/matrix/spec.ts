@@ -16,7 +16,7 @@ import type { MatrixBuild } from './types.js';
 /** More builds than this after expansion are refused (a typo's cross product, a hostile file). */
 export const MAX_BUILDS = 10_000;
 const MAX_FILE_BYTES = 4 * 2 ** 20;
-const MAX_RETRIES = 10;
+export const MAX_RETRIES = 10;
 /** YAML aliases a file may use: enough for shared lists, too few for an alias bomb. */
 const MAX_ALIASES = 100;
 const FIELDS = ['box', 'arch', 'description', 'args', 'target', 'timeout', 'retries', 'tags'];

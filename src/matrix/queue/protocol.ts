@@ -3,6 +3,7 @@ import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { type Arch, isArch } from '../../box/arch.js';
 import { isWithin } from '../../util/file.js';
+import { MAX_RETRIES } from '../spec.js';
 import type { MatrixBuild } from '../types.js';
 import type { Capabilities } from './capabilities.js';
 
@@ -68,6 +69,8 @@ export function checkJob(data: unknown, allowed: string[], ownArtifacts?: string
   if (typeof job?.runId !== 'string' || !SAFE_NAME.test(job.runId) || typeof build?.id !== 'string' || !SAFE_NAME.test(build.id)) throw new Error('the job has no run or build id fit for a path');
   if (typeof build.box !== 'string' || typeof build.arch !== 'string' || !isArch(build.arch) || typeof build.description !== 'string' || typeof job.artifacts !== 'string') throw new Error('the job does not name a box, an architecture, a description and an artifact directory');
   if (!texts(build.args) || !texts(build.tags) || (build.registryFiles !== undefined && !texts(build.registryFiles))) throw new Error('the job\'s arguments, tags and box files must be lists of strings');
+  const retries = build.retries;
+  if (!Number.isInteger(retries) || retries! < 0 || retries! > MAX_RETRIES || (build.timeoutSeconds !== undefined && !(Number(build.timeoutSeconds) > 0))) throw new Error(`the job's retries (0 to ${MAX_RETRIES}) or timeout are not what a matrix file allows`);
   // The worker's own --artifacts replaces the job's, which then needs no checking.
   for (const path of [build.description, ...(ownArtifacts ? [] : [job.artifacts]), ...(build.registryFiles ?? [])]) {
     if (!isAbsolute(path) || !allowed.some((root) => isWithin(resolvedPath(path), root))) throw new Error(`the job names ${path}, which is outside the directories this worker may use (${allowed.join(', ')}; see --allow)`);

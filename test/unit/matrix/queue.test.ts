@@ -124,6 +124,7 @@ describe('a job as a worker takes it (what is in Redis is hostile input)', () =>
     ['a build id with a slash', { build: { id: 'a/../../b' } }, 'no run or build id'],
     ['an unknown architecture', { build: { arch: 'sparc' } }, 'does not name'],
     ['arguments that are not strings', { build: { args: [1] } }, 'lists of strings'],
+    ['endless retries', { build: { retries: 1e9 } }, 'retries (0 to 10)'],
   ] as const)('refused: %s', (_, change, said) => {
     const changed = 'data' in change ? job({}, change.data) : job(change.build);
     expect(() => checkJob(changed, allowed)).toThrow(said);
