@@ -43,7 +43,8 @@ async function inBrowser(page: string): Promise<{ png: Buffer; dom: string }> {
 describe('boxbuild matrix FILE', () => {
   test('three builds in two slots, one failing: exit 1, every build ran, its log whole; results.json, junit.xml, index.html; the next run shows the fix', { timeout: 600_000 }, async () => {
     const dir = tempDir();
-    const fail = description(dir, 'fail', 'for i in $(seq 1 100); do echo "fail line $i"; done\necho "<script>alert(1)</script>" >&2\nexit 3');
+    // stdout and stderr reach the log by separate channels: only what one of them says keeps its order.
+    const fail = description(dir, 'fail', 'echo "to stderr" >&2\nsleep 1\nfor i in $(seq 1 100); do echo "fail line $i"; done\necho "<script>alert(1)</script>"\nexit 3');
     const matrix = join(dir, 'nightly.yaml');
     writeFileSync(
       matrix,
@@ -78,6 +79,7 @@ builds:
     const failed = byName(run, names.fail);
     const log = readFileSync(failed.log, 'utf8');
     expect(log.match(/^fail line \d+$/gm)).toHaveLength(100);
+    expect(log).toMatch(/^to stderr$/m);
     expect(failed.logTail).toEqual([...Array.from({ length: 29 }, (_, i) => `fail line ${i + 72}`), '<script>alert(1)</script>']);
     const arm = byName(run, names.arm);
     expect(arm).toMatchObject({ arch: 'aarch64', tags: ['nightly'], attempts: 1, ranOn: 'local', provenance: { box: 'debian', arch: 'aarch64', accelerator: 'tcg', boxbuild: expect.any(String), version: expect.any(String) } });
