@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { copyFile, link, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoxbuildError } from '../errors.js';
@@ -18,6 +17,7 @@ import {
 } from './cache.js';
 import { CHECKSUM_FILE, type NetContext, PACKAGE_LIST, SIGNATURE_FILE, downloadFile, fetchSmall, fetchSmallFile, fromMirrors } from './download.js';
 import { HttpStatusError } from './http.js';
+import { sha256Of } from './hash.js';
 import { PRIVATE_FILE } from './modes.js';
 import { verifySignature } from './openpgp.js';
 import { type FileSource, isSidecarUrl, parseSidecar, sidecarUrl, signatureUrl } from './sources.js';
@@ -38,8 +38,6 @@ interface Fetched {
   files: Partial<BoxFiles>;
   probe?: ProbeRecord;
 }
-
-const sha256Of = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** Hard-links (or copies, across file systems) a file of the previous version into the staging directory. */
 async function reuse(from: string, to: string): Promise<void> {

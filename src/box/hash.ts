@@ -41,6 +41,9 @@ export class Sha256Stream extends Writable {
   }
 }
 
+/** The hex sha256 of bytes in memory. */
+export const sha256Of = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
 /** The sha256 of a file, read once. */
 export async function hashFile(path: string): Promise<string> {
   const hash = new Sha256Stream();

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -8,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { BoxbuildError, ExitCode } from '../errors.js';
 import { Child } from '../util/child.js';
 import { diesWithParent } from '../util/orphans.js';
+import { hashFile } from '../box/hash.js';
 import { VERSION } from '../version.js';
 import type { BuildResult, BuildStatus, MatrixBuild } from './types.js';
 
@@ -176,18 +176,12 @@ export async function listArtifacts(target: string): Promise<BuildResult['artifa
       if (entry.isDirectory()) await walk(path);
       else if (entry.isFile()) {
         const { size } = await lstat(path);
-        found.push({ path: relative(target, path), size, sha256: await sha256File(path) });
+        found.push({ path: relative(target, path), size, sha256: await hashFile(path) });
       }
     }
   };
   await walk(target);
   return found;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /**

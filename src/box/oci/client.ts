@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Response } from 'got';
 import { BoxbuildError } from '../../errors.js';
 import { type DownloadResult, type NetContext, type SmallFile, downloadFile, fetchSmallFile, requestSignal, withRetries } from '../download.js';
 import { shown } from '../../util/shown.js';
 import { describeNetError } from '../failures.js';
+import { sha256Of } from '../hash.js';
 import { HttpStatusError } from '../http.js';
 import { MEDIA_TYPES, hexOf } from './artifact.js';
 import { type Credentials, basicAuth, findCredentials, parseChallenge } from './auth.js';
@@ -21,7 +21,7 @@ export const MANIFEST_FILE: SmallFile = { what: 'manifest', maxBytes: 4 << 20 };
 const TOKEN_ANSWER: SmallFile = { what: 'token answer', maxBytes: 1 << 20 };
 const ACCEPT = `${MEDIA_TYPES.index}, ${MEDIA_TYPES.manifest}`;
 
-export const sha256Digest = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+export const sha256Digest = (bytes: Buffer) => `sha256:${sha256Of(bytes)}`;
 
 export interface FetchedManifest {
   bytes: Buffer;

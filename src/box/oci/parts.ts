@@ -1,7 +1,6 @@
 import { type Hash, createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { hashFile } from '../hash.js';
 
 /** One part of a system disk as published: a blob of the bytes at `offset`. */
 export interface DiskPart {
@@ -70,9 +69,4 @@ export async function diskParts(path: string, partSize: number, taken: Iterable<
     parts.push(last);
   }
   return { parts, sha256: whole.digest('hex') };
-}
-
-/** Whether a file is what a digest says (a part taken from the previous version's disk). */
-export async function hasDigest(path: string, digest: string): Promise<boolean> {
-  return `sha256:${await hashFile(path).catch(() => '')}` === digest;
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { type DiskPart, diskParts, hasDigest } from '../../../../src/box/oci/parts.js';
+import { type DiskPart, diskParts } from '../../../../src/box/oci/parts.js';
 import { tempDir } from '../../../helpers/temp.js';
 
 /*
@@ -130,12 +130,5 @@ describe('diskParts', () => {
       const { parts, sha256 } = await diskParts(path, SIZE, taken);
       expectSound(parts, sha256, bytes, taken);
     }
-  });
-
-  test('hasDigest tells whether a file is a digest\'s', async () => {
-    const { path, bytes } = disk('AB');
-    expect(await hasDigest(path, digest(bytes))).toBe(true);
-    expect(await hasDigest(path, digest(block('A')))).toBe(false);
-    expect(await hasDigest(join(dir, 'missing'), digest(Buffer.alloc(0)))).toBe(false);
   });
 });
