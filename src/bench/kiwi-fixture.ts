@@ -94,7 +94,7 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 async function debianBzImage(kernelPackage: string, work: string): Promise<Buffer> {
   const [deb] = await downloadPackages([`${kernelPackage}:amd64`], work);
   const script = 'dpkg-deb --fsys-tarfile "$1" | tar -xO --wildcards "./boot/vmlinuz-*"';
-  const { stdout } = await execa('sh', ['-c', script, 'sh', deb!.file], { encoding: 'buffer', maxBuffer: 1 << 28 });
+  const { stdout } = await execa('sh', ['-c', script, 'sh', deb!.file], { encoding: 'buffer', stripFinalNewline: false, maxBuffer: 1 << 28 });
   return Buffer.from(stdout);
 }
 

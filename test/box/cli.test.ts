@@ -21,7 +21,7 @@ let savedCache: string | undefined;
 /** Publishes a box laid out like the KIWI self-contained boxes: kernel tarball, system disk, package list. */
 async function publishKiwiBox(system: Buffer, packages: string[]): Promise<void> {
   const tar = tarOf({ 'Test-Box.x86_64-1.0.kernel': Buffer.from('kernel image'), 'Test-Box.x86_64-1.0.initrd': Buffer.from('initrd image') });
-  server.publish('/images/Test-Box.x86_64-Kernel.tar.xz', Buffer.from((await execa('xz', ['-c'], { input: tar, encoding: 'buffer' })).stdout), true);
+  server.publish('/images/Test-Box.x86_64-Kernel.tar.xz', Buffer.from((await execa('xz', ['-c'], { input: tar, encoding: 'buffer', stripFinalNewline: false })).stdout), true);
   server.publish('/images/Test-Box.x86_64-System.qcow2', system, true);
   server.publish('/images/Test-Box.x86_64-System.json', JSON.stringify(packages));
 }

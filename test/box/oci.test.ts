@@ -374,7 +374,7 @@ describe('a registry that wants a login (token auth)', () => {
 
 describe('signed boxes', () => {
   const gnupg = tempDir();
-  const gpg = async (args: string[]) => Buffer.from((await execa('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env: { GNUPGHOME: gnupg }, encoding: 'buffer' })).stdout);
+  const gpg = async (args: string[]) => Buffer.from((await execa('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env: { GNUPGHOME: gnupg }, encoding: 'buffer', stripFinalNewline: false })).stdout);
   const PUBLISHER = 'boxes@example.org';
   const SOMEONE_ELSE = 'someone@example.org';
 

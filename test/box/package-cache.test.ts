@@ -18,7 +18,7 @@ let gnupg: string;
 
 /** gpg in the test's own GNUPGHOME, never the user's. */
 async function gpg(args: string[], input?: string): Promise<Buffer> {
-  const result = await execa('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env: { GNUPGHOME: gnupg }, input, encoding: 'buffer' });
+  const result = await execa('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env: { GNUPGHOME: gnupg }, input, encoding: 'buffer', stripFinalNewline: false });
   return Buffer.from(result.stdout);
 }
 
@@ -64,7 +64,7 @@ class Mirror {
    */
   async publish(suite: string, signer: string, packages: { path: string; indexed: Buffer; served?: Buffer }[], how: { xz?: boolean; detached?: boolean } = {}): Promise<void> {
     const stanzas = packages.map(({ path, indexed }) => `Package: ${path.split('/').pop()!.split('_')[0]}\nFilename: ${path.replace(/^\/debian\//, '')}\nSize: ${indexed.length}\nSHA256: ${sha256(indexed)}\n`);
-    const index = how.xz ? (await execa('xz', ['-c'], { input: stanzas.join('\n'), encoding: 'buffer' })).stdout : gzipSync(stanzas.join('\n'));
+    const index = how.xz ? (await execa('xz', ['-c'], { input: stanzas.join('\n'), encoding: 'buffer', stripFinalNewline: false })).stdout : gzipSync(stanzas.join('\n'));
     const name = `main/binary-amd64/Packages.${how.xz ? 'xz' : 'gz'}`;
     const release = `Origin: test\nSuite: ${suite}\nSHA256:\n ${sha256(Buffer.from(index))} ${index.length} ${name}\n`;
     this.files.set(`/debian/dists/${suite}/${name}`, Buffer.from(index));

@@ -53,8 +53,8 @@ describe('kernel tarballs', () => {
 
   test.each([
     ['Box.x86_64-Kernel.tar.gz', (tar: Buffer) => gzipSync(tar)],
-    ['Box.x86_64-Kernel.tar.xz', async (tar: Buffer) => (await execa('xz', ['-c'], { input: tar, encoding: 'buffer' })).stdout],
-    ['Box.x86_64-Kernel.tar.zst', async (tar: Buffer) => (await execa('zstd', ['-c'], { input: tar, encoding: 'buffer' })).stdout],
+    ['Box.x86_64-Kernel.tar.xz', async (tar: Buffer) => (await execa('xz', ['-c'], { input: tar, encoding: 'buffer', stripFinalNewline: false })).stdout],
+    ['Box.x86_64-Kernel.tar.zst', async (tar: Buffer) => (await execa('zstd', ['-c'], { input: tar, encoding: 'buffer', stripFinalNewline: false })).stdout],
   ])('%s: the kernel and the initrd are unpacked and hashed, nothing else', async (name, compress) => {
     const tarball = await write(name, Buffer.from(await compress(tarOf(members))));
     const files = await unpackKernelTarball(tarball, name, out, LIMIT);

@@ -88,7 +88,7 @@ describe('aarch64 images', () => {
     const target = await build('aarch64', 'tbz');
     const tarball = join(target, readdirSync(target).find((name) => name.endsWith('.tar.xz'))!);
     // Paths in kiwi's root tarball have no leading "./" (as the x86_64 build's test reads them).
-    const bash = Buffer.from((await execa('tar', ['-xJOf', tarball, 'usr/bin/bash'], { encoding: 'buffer' })).stdout);
+    const bash = Buffer.from((await execa('tar', ['-xJOf', tarball, 'usr/bin/bash'], { encoding: 'buffer', stripFinalNewline: false })).stdout);
     expect(bash.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
     expect(bash.readUInt16LE(18)).toBe(0xb7); // e_machine: EM_AARCH64
   });
