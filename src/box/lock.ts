@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -48,6 +49,16 @@ interface Holder {
   end(): Promise<void>;
 }
 
+/** Whether a process group has a process left (a zombie not yet reaped counts). */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Starts a flock(1) child on the lock file, which waits for the lock when `wait` is true. */
 function startHolder(lockPath: string, wait: boolean): Holder {
   // --close: flock(1) alone holds the lock, not the command it runs, so the lock is free once flock(1) has ended.
@@ -86,6 +97,8 @@ function startHolder(lockPath: string, wait: boolean): Holder {
     }
     child.ref();
     await gone;
+    // The command flock(1) ran (killed with it) is reaped by init a moment later: gone too before boxbuild goes on.
+    for (let tries = 0; child.pid !== undefined && tries < 200 && groupAlive(child.pid); tries++) await sleep(5);
   };
   return { locked, end };
 }

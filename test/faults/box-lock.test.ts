@@ -180,3 +180,21 @@ describe('a wait for a lock that is given up', () => {
     expect(flocks()).toHaveLength(1);
   });
 });
+
+describe('a released lock', () => {
+  test('leaves no process: the shell flock(1) runs is reaped before release resolves (30 times)', async () => {
+    const dir = testDir('bb-faults-release-');
+    const path = join(dir, 'locks', 'x.lock');
+    // The lock's processes inherit TMPDIR: that is how processesMentioning finds them, zombies too.
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = dir;
+    onTestFinished(() => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    });
+    for (let round = 0; round < 30; round++) {
+      await withLock(path, async () => undefined, { doing: 'holding it' });
+      expect(processesMentioning(dir), `round ${round}`).toEqual([]);
+    }
+  });
+});
