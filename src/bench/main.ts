@@ -6,6 +6,7 @@ import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
 import { benchDownloads } from './download.js';
 import { benchImages } from './images.js';
+import { benchImport } from './import.js';
 import { benchKiwi } from './kiwi.js';
 import { benchMatrix } from './matrix.js';
 import { benchNetwork } from './network.js';
@@ -33,6 +34,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   download: () => benchDownloads(),
   oci: () => benchOci(env),
   matrix: () => benchMatrix(env),
+  import: () => benchImport(env),
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !(name in SECTIONS));

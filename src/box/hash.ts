@@ -3,6 +3,9 @@ import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { ManifestFile } from './cache.js';
 
 /**
  * A writable stream that computes a sha256 as the data passes (SHA extensions make that cheaper
@@ -49,4 +52,11 @@ export async function hashFile(path: string): Promise<string> {
   const hash = new Sha256Stream();
   await hash.writeFile(path);
   return hash.digest();
+}
+
+/** A box file's manifest record: its name, sha256 and size, read once. */
+export async function manifestFileOf(path: string): Promise<ManifestFile> {
+  const hash = new Sha256Stream();
+  await hash.writeFile(path);
+  return { name: basename(path), sha256: await hash.digest(), size: (await stat(path)).size };
 }

@@ -1,5 +1,6 @@
 import { lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeImportedEntry } from './import/entries.js';
 import { BoxbuildError } from '../errors.js';
 import { ImageRefused, inspectImageFile } from '../qemu/image-file.js';
 import { type Arch, isArch } from './arch.js';
@@ -72,7 +73,10 @@ export async function removeBox(root: string, name: string, arch: Arch | undefin
     await withLock(boxLockPath(root, name, cached), remove, { doing: `removing box ${name} (${cached})`, onWait: log, signal });
     await removePackageCache(root, name, cached);
   }
-  if ((await entries(join(root, 'boxes', name))).length === 0) await rm(join(root, 'boxes', name), { recursive: true, force: true });
+  if ((await entries(join(root, 'boxes', name))).length === 0) {
+    await rm(join(root, 'boxes', name), { recursive: true, force: true });
+    await removeImportedEntry(root, name);
+  }
   return arches;
 }
 

@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BoxbuildError, usageError } from '../errors.js';
 import { closest } from '../util/closest.js';
-import { type Arch, isArch } from './arch.js';
+import { type Arch, hostArch, isArch } from './arch.js';
 import { type OciReference, parseReference } from './oci/reference.js';
+import { importedRegistryFiles } from './import/entries.js';
 import { dearmorPublicKey } from './openpgp.js';
 import { type Checksum, type FileSource, SOURCE_ROLES, type SourceRole, isSha256, resolveUrls, urlFileName } from './sources.js';
 
@@ -267,10 +268,13 @@ export function parseRegistry(file: string, text: string): BoxEntry[] {
   });
 }
 
-/** Loads the bundled registry, then each override file in order (later files win). */
-export function loadRegistry(overrides: string[] = []): Registry {
+/**
+ * Loads the bundled registry, the boxes imported into the cache at `cacheRoot` (when given), then
+ * each override file in order (later files win).
+ */
+export function loadRegistry(overrides: string[] = [], cacheRoot?: string): Registry {
   const registry: Registry = new Map();
-  for (const file of [BUNDLED_REGISTRY, ...overrides]) {
+  for (const file of [BUNDLED_REGISTRY, ...(cacheRoot ? importedRegistryFiles(cacheRoot) : []), ...overrides]) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -280,6 +284,12 @@ export function loadRegistry(overrides: string[] = []): Registry {
     for (const entry of parseRegistry(file, text)) registry.set(entry.name, entry);
   }
   return registry;
+}
+
+/** The architecture a box runs for without --arch: the host's, or the only one the box has (an image imported for another). */
+export function defaultArch(box: BoxEntry | undefined): Arch {
+  const only = Object.keys(box?.arches ?? {});
+  return only.length === 1 && only[0] !== hostArch() ? (only[0] as Arch) : hostArch();
 }
 
 export function findBox(registry: Registry, name: string, arch: Arch): { box: BoxEntry; archEntry: BoxArchEntry } {

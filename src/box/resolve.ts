@@ -17,6 +17,8 @@ export type DiskScriptRunner = (request: {
   arch: Arch;
   cacheRoot: string;
   disk: string;
+  /** The disk's format (raw unless said). */
+  format?: 'raw' | 'qcow2';
   script: string;
   shares: Share[];
   output: Writable;
@@ -51,7 +53,17 @@ export interface BoxRequest {
 const MAKERS: Record<string, (request: BoxRequest) => Promise<InstalledBox>> = {
   debian: async ({ box, cacheRoot, arch, log, signal }) => (await import('../guest/make-debian.js')).makeDebianBox({ name: box.name, cacheRoot, arch, log, signal }),
   'debian-system': makeSystemBox,
+  import: refreshImported,
 };
+
+/** An imported box made current for this boxbuild's guest files, from what is cached (box import reads the source). */
+async function refreshImported(request: BoxRequest): Promise<InstalledBox> {
+  const { box, cacheRoot, arch, log, signal, runScript } = request;
+  if (!runScript) throw new BoxbuildError('usage', `refreshing ${box.name} boots a VM, which this caller did not provide`);
+  const { refreshImportedBox } = await import('./import/install.js');
+  const initramfsBox = (of: Arch) => ensureBox({ ...request, arch: of, box: findBox(loadRegistry(), 'debian', of).box });
+  return refreshImportedBox({ cacheRoot, name: box.name, log, signal, runScript, initramfsBox }, arch, box);
+}
 
 /** A system box boots with the kernel and initramfs of the bundled `debian` box of its architecture, which also makes its disk. */
 async function makeSystemBox(request: BoxRequest): Promise<InstalledBox> {

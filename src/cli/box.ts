@@ -1,4 +1,6 @@
+import { statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type Arch, hostArch, parseArch } from '../box/arch.js';
 import { type InstalledBox, boxLockPath, cacheRoot, openCache, readInstalled } from '../box/cache.js';
@@ -6,7 +8,7 @@ import { describeNetError } from '../box/failures.js';
 import { type CachedVariant, listCached, pruneCache, removeBox, spaceFreed, verifyBox } from '../box/manage.js';
 import { DEFAULT_PART_SIZE } from '../box/oci/parts.js';
 import { formatReference } from '../box/oci/reference.js';
-import { type BoxEntry, type Registry, findBox, loadRegistry } from '../box/registry.js';
+import { type BoxEntry, type Registry, defaultArch, findBox, loadRegistry } from '../box/registry.js';
 import { listStates } from '../box/states.js';
 import { type BoxRequest, ensureBox, isBoxCurrent, makeBox, netContext, repairBox, updateBox } from '../box/resolve.js';
 import { withLock } from '../box/lock.js';
@@ -30,6 +32,9 @@ interface BoxFlags {
   repair?: boolean;
   sign?: string;
   partSize?: string;
+  memory?: string;
+  kernel?: string;
+  initrd?: string;
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -59,10 +64,11 @@ async function statusOf(flags: BoxFlags, registry: Registry, variant: CachedVari
   }
 }
 
-/** Where a box comes from: the registry reference it is pulled by, "made here", or "download" (files on servers). */
+/** Where a box comes from: the registry reference it is pulled by, "made here", "imported" (box import), or "download" (files on servers). */
 function sourceOf(box: BoxEntry): string {
   const refs = [...new Set(Object.values(box.arches).flatMap((entry) => (entry?.oci ? [formatReference(entry.oci.ref)] : [])))];
   if (refs.length > 0) return refs.join(', ');
+  if (box.make === 'import') return 'imported';
   return box.make ? 'made here' : 'download';
 }
 
@@ -72,7 +78,7 @@ function table(rows: string[][]): string {
 }
 
 export async function listBoxes(flags: BoxFlags): Promise<void> {
-  const registry = loadRegistry(registryFiles(flags));
+  const registry = loadRegistry(registryFiles(flags), cacheRoot());
   if (flags.names) {
     process.stdout.write([...registry.keys()].sort().map((name) => `${name}\n`).join(''));
     return;
@@ -131,7 +137,7 @@ export async function listBoxes(flags: BoxFlags): Promise<void> {
 
 async function updateBoxes(name: string | undefined, flags: BoxFlags): Promise<void> {
   if (!name && !flags.all) throw usageError('box update: name a box, or give --all');
-  const registry = loadRegistry(registryFiles(flags));
+  const registry = loadRegistry(registryFiles(flags), cacheRoot());
   const targets = (await cachedVariants(name, flags)).filter((variant) => registry.get(variant.name)?.arches[variant.arch]);
   if (name && targets.length === 0) targets.push({ name, arch: flags.arch ? parseArch(flags.arch) : hostArch(), size: 0 });
   for (const target of targets) {
@@ -167,7 +173,7 @@ async function repairVariant(flags: BoxFlags, registry: Registry, result: Verifi
 async function verifyBoxes(name: string | undefined, flags: BoxFlags, signal?: AbortSignal): Promise<void> {
   const variants = await cachedVariants(name, flags);
   if (name && variants.length === 0) throw usageError(`box "${name}"${flags.arch ? ` (${flags.arch})` : ''} is not in the cache`);
-  const registry = flags.repair ? loadRegistry(registryFiles(flags)) : undefined;
+  const registry = flags.repair ? loadRegistry(registryFiles(flags), cacheRoot()) : undefined;
   const results: Verified[] = [];
   for (const { name: box, arch, installed } of variants) {
     const problems = installed ? await verifyBox(installed) : ['its manifest (box.json) cannot be read'];
@@ -222,7 +228,52 @@ async function pushBoxes(spec: string, reference: string, flags: BoxFlags, signa
   print(`${formatReference({ registry: ref.registry, repository: ref.repository })}@${result.digest}`);
 }
 
-/** Adds `boxbuild box ...`: list, fetch, make, update, verify, remove, prune. */
+/** Source references skopeo pulls (everything else is a path). */
+const REFERENCE = /^(docker|oci|oci-archive|docker-archive|containers-storage):/;
+
+/** `--kernel FILE --initrd FILE` (both or neither): regular files, read where they are. */
+function givenKernel(flags: BoxFlags): { kernel: string; initrd: string } | undefined {
+  if (flags.kernel === undefined && flags.initrd === undefined) return undefined;
+  if (flags.kernel === undefined || flags.initrd === undefined) throw usageError('box import: --kernel and --initrd go together');
+  for (const [option, file] of [['--kernel', flags.kernel], ['--initrd', flags.initrd]] as const) {
+    if (!statSync(file, { throwIfNoEntry: false })?.isFile()) throw usageError(`${option} ${file}: not a file`);
+  }
+  return { kernel: resolve(flags.kernel), initrd: resolve(flags.initrd) };
+}
+
+/**
+ * `box import NAME SOURCE`: NAME must be free in the registries (an imported box of that name is
+ * imported again: a new version, or another architecture). Prints the box's directory.
+ */
+async function importCommand(name: string, source: string, flags: BoxFlags, signal?: AbortSignal): Promise<void> {
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) throw usageError(`box import: box name "${name}" must be lower-case letters, digits, ".", "_" or "-"`);
+  const registered = loadRegistry(registryFiles(flags)).get(name);
+  if (registered) throw usageError(`box import: there is a box "${name}" in ${registered.origin}: choose another name`);
+  const root = openCache(cacheRoot());
+  const { importBox } = await import('../box/import/install.js');
+  const log = notice(flags.quiet);
+  const { installed, source: read } = await importBox(
+    {
+      cacheRoot: root,
+      name,
+      source: REFERENCE.test(source) ? source : resolve(source),
+      arch: flags.arch ? parseArch(flags.arch) : undefined,
+      diskSizeMiB: flags.diskSize === undefined ? undefined : parseMemoryMiB(flags.diskSize, '--disk-size'),
+      memoryMiB: flags.memory === undefined ? undefined : parseMemoryMiB(flags.memory, '--memory'),
+      kernel: givenKernel(flags),
+      log,
+      signal,
+      runScript: async (script) => (await import('../runner/box-vm.js')).runDiskScript(script),
+      initramfsBox: (arch) => ensureBox(request(flags, findBox(loadRegistry(), 'debian', arch).box, arch, signal)),
+    },
+    loadRegistry([], root).get(name),
+  );
+  const { arch, files } = installed.manifest;
+  log(`imported ${name} (${arch}) from ${read.what} ${source}: ${formatBytes(files.system!.size)} disk, sha256 ${read.sha256.slice(0, 16)}`);
+  print(installed.dir);
+}
+
+/** Adds `boxbuild box ...`: list, fetch, make, import, update, verify, remove, push, prune. */
 export function addBoxCommands(program: Command, signal?: AbortSignal): void {
   const box = program.command('box').description('Manage boxes').exitOverride();
   const command = (usage: string, description: string) =>
@@ -243,8 +294,9 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
     command(usage, description)
       .option('--arch <arch>', "architecture (default: the host's)")
       .action(async (name: string, flags: BoxFlags) => {
-        const arch = flags.arch ? parseArch(flags.arch) : hostArch();
-        const { box: entry } = findBox(loadRegistry(registryFiles(flags)), name, arch);
+        const registry = loadRegistry(registryFiles(flags), cacheRoot());
+        const arch = flags.arch ? parseArch(flags.arch) : defaultArch(registry.get(name));
+        const { box: entry } = findBox(registry, name, arch);
         print((await act(request(flags, entry, arch, signal))).dir);
       });
   single('fetch <name>', 'Make sure a box is in the cache and current (downloaded or made when needed); prints its directory', ensureBox).option(
@@ -254,6 +306,14 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
   single('make <name>', 'Make a locally made box (debian, debian-system, debian-kiwi) from distribution packages, again', makeBox)
     .option('--package <name>', 'an extra Debian package for a system box (may be repeated)', collect)
     .option('--disk-size <size>', 'size of a system box\'s root file system: 8G, 20G (default 8G)');
+
+  command('import <name> <source>', 'Make box NAME of an image: a disk image (qcow2, raw) or Vagrant box (libvirt), a root file system (directory or tarball), an OCI or Docker image (layout directory, archive, or a docker:// oci: ... reference pulled with skopeo); prints its directory')
+    .option('--arch <arch>', 'the architecture, when the image does not tell (or to pick one of a multi-architecture image)')
+    .option('--disk-size <size>', "size of a root file system's disk: 8G, 20G (default 8G, or what it needs)")
+    .option('--memory <size>', "the box's memory (default 1G)")
+    .option('--kernel <file>', 'a disk image without a kernel in /boot: the kernel to boot it with (with --initrd)')
+    .option('--initrd <file>', 'the initrd of --kernel, which mounts the image\'s root by UUID')
+    .action((name: string, source: string, flags: BoxFlags) => importCommand(name, source, flags, signal));
 
   command('update [name]', 'Download the new version of a cached box (or of every one with --all) when there is one')
     .option('--arch <arch>', 'only this architecture')

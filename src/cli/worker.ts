@@ -70,7 +70,7 @@ Examples:
         artifacts: flags.artifacts === undefined ? undefined : resolve(flags.artifacts),
         allowed: (flags.allow ?? ['.']).map((dir) => realDirectory(dir)),
         cacheRoot: openCache(cacheRoot()),
-        registry: loadRegistry(registryFiles(flags)),
+        registry: loadRegistry(registryFiles(flags), cacheRoot()),
         lockDurationMs,
         stalledIntervalMs: parseDurationMs(flags.stalledInterval, '--stalled-interval'),
         signal,

@@ -8,10 +8,11 @@ import { fileURLToPath } from 'node:url';
 const GUEST_FILES = fileURLToPath(new URL('../../src/guest/files/', import.meta.url));
 
 /**
- * Kernel modules the box carries: its devices and every sharing backend. init loads the
- * devices' modules; the agent loads a file system's modules when a share needs them.
+ * Kernel modules the box carries: its devices, every sharing backend, and the root file systems of
+ * the disk images it prepares (box import, exec --image). init loads the devices' modules; the
+ * agent loads a file system's modules when a share needs them.
  */
-export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_blk', 'virtio_net', 'crc32c_generic', 'ext4', '9pnet_virtio', '9p', 'fuse', 'virtiofs'];
+export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_blk', 'virtio_net', 'crc32c_generic', 'ext4', 'xfs', 'btrfs', '9pnet_virtio', '9p', 'fuse', 'virtiofs'];
 
 /**
  * Packages whose files go into the box: busybox for everything, sshfs (and its libraries) for the

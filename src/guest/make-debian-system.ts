@@ -1,11 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { copyFile, link, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { type Arch, debianArch } from '../box/arch.js';
-import { type BoxManifest, type InstalledBox, type ManifestFile, freshWorkDir, installVersion, readInstalled } from '../box/cache.js';
+import { type BoxManifest, type InstalledBox, freshWorkDir, installVersion, readInstalled } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
+import { manifestFileOf } from '../box/hash.js';
 import { describeCacheUse, packageCacheDir } from '../package-cache/store.js';
 import { startEgressProxy } from '../network/egress.js';
 import { DEBIAN_MIRRORS, PackageCache } from '../package-cache/cache.js';
@@ -52,15 +52,6 @@ export async function debianMirror(): Promise<string> {
   return (deb822?.[1] ?? oneLine?.[1] ?? 'http://deb.debian.org/debian').replace(/\/$/, '');
 }
 
-async function sha256File(path: string): Promise<ManifestFile> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path)) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { name: path.slice(path.lastIndexOf('/') + 1), sha256: hash.digest('hex'), size };
-}
 
 /** The kernel package the `debian` box was made from, and its version (in the box's sources). */
 function kernelOf(base: InstalledBox): { name: string; version: string; release: string } {
@@ -233,7 +224,7 @@ export async function makeDebianSystemBox(options: SystemBoxOptions): Promise<In
       name,
       arch,
       version: `bookworm, kernel ${base.manifest.version}`,
-      files: { kernel: base.manifest.files.kernel, initrd: base.manifest.files.initrd, system: await sha256File(disk) },
+      files: { kernel: base.manifest.files.kernel, initrd: base.manifest.files.initrd, system: await manifestFileOf(disk) },
       sources: { recipe, kernel: base.manifest.version, 'boxbuild-guest': await guestFilesDigest() },
     };
     return await installVersion(cacheRoot, staging, manifest);

@@ -229,7 +229,7 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
 }
 
 /** How boxes are made: a script in a VM of the `debian` box with a disk attached (src/box gets it as BoxRequest.runScript). */
-export const runDiskScript: DiskScriptRunner = ({ arch, cacheRoot, disk, script, shares, output, log, signal }) =>
+export const runDiskScript: DiskScriptRunner = ({ arch, cacheRoot, disk, format = 'raw', script, shares, output, log, signal }) =>
   runInBox(
     {
       box: 'debian',
@@ -246,7 +246,7 @@ export const runDiskScript: DiskScriptRunner = ({ arch, cacheRoot, disk, script,
       stderr: output,
       notice: log,
       signal,
-      extraDisks: [{ path: disk, format: 'raw', cache: 'unsafe' }],
+      extraDisks: [{ path: disk, format, cache: 'unsafe' }],
     },
     () => ({ shares, argv: ['sh', '-c', script], cwd: '/' }),
   );

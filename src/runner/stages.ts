@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Arch, hostArch } from '../box/arch.js';
 import type { InstalledBox } from '../box/cache.js';
 import type { ProvenanceInfo } from '../box/provenance.js';
-import { type BoxEntry, findBox, loadRegistry } from '../box/registry.js';
+import { type BoxEntry, defaultArch, findBox, loadRegistry } from '../box/registry.js';
 import { ensureBox } from '../box/resolve.js';
 import { type QemuDriverOptions, qemuDriver } from '../driver/qemu/driver.js';
 import type { Driver, Guest } from '../driver/types.js';
@@ -32,9 +32,10 @@ import type { BoxSource, RunIo, RunStarted, VmOptions } from './options.js';
  */
 
 /** The box entry a run asks for, and the architecture. */
-export function lookupBox(options: Pick<BoxSource, 'box' | 'arch' | 'registryFiles'>): { box: BoxEntry; arch: Arch } {
-  const arch = options.arch ?? hostArch();
-  return { box: findBox(loadRegistry(options.registryFiles), options.box, arch).box, arch };
+export function lookupBox(options: Pick<BoxSource, 'box' | 'arch' | 'registryFiles' | 'cacheRoot'>): { box: BoxEntry; arch: Arch } {
+  const registry = loadRegistry(options.registryFiles, options.cacheRoot);
+  const arch = options.arch ?? defaultArch(registry.get(options.box));
+  return { box: findBox(registry, options.box, arch).box, arch };
 }
 
 /** How long making or downloading a box may take to clean up once the run must end. */

@@ -37,9 +37,9 @@ describe('bad input', () => {
   test('unknown box', () => expectUsageError(['--box', 'nope', '--', '--description', example, '--target-dir', dir], 'unknown box "nope"'));
   test('--no-cache for a box that is not a KIWI box', () =>
     expectUsageError(['--box', 'debian', '--no-cache', '--', '--description', example, '--target-dir', dir], '--no-cache: only for KIWI boxes; box "debian" is not one'));
-  test('exec --image: not a file; with --box; with --no-snapshot', () =>
+  test('exec --image: a missing file; with --box; with --no-snapshot', () =>
     Promise.all([
-      expectUsageError(['exec', '--image', join(dir, 'missing.qcow2'), '--', 'true'], /--image .*missing\.qcow2: not a file/),
+      expectUsageError(['exec', '--image', join(dir, 'missing.qcow2'), '--', 'true'], /missing\.qcow2: no such file or directory/),
       expectUsageError(['exec', '--image', join(example, 'build'), '--box', 'debian', '--', 'true'], '--image and --box: give one of them'),
       expectUsageError(['exec', '--image', join(example, 'build'), '--no-snapshot', '--', 'true'], '--no-snapshot cannot go with it'),
     ]));

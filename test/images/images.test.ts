@@ -58,6 +58,21 @@ describe('x86_64 images', () => {
     const bios = await run(mbr);
     expect(bios.exitCode, bios.stderr).toBe(0);
     expect(bios.stdout).toContain('VERSION_CODENAME=bookworm');
+    // The same disk as a box: imported once, then builds in it over 9p (booted, then restored) and virtiofs (always booted).
+    const box = `t-kiwi-oem-${process.pid}`;
+    const imported = await runIsolated(['box', 'import', box, qcow2], { env });
+    expect(imported.exitCode, imported.stderr).toBe(0);
+    try {
+      for (const [sharing, warm] of [['9p', false], ['9p', true], ['virtiofs', false]] as const) {
+        const out = join(tempDir(), 'out');
+        const built = await runIsolated(['--box', box, '--sharing', sharing, '-v', '--', '--description', join(REPO, 'examples/hello'), '--target-dir', out], { env });
+        expect(built.exitCode, built.stderr).toBe(0);
+        expect(readFileSync(join(out, 'hello/built-on.txt'), 'utf8')).toMatch(/x86_64/);
+        expect(built.stderr.includes('guest agent ready (restored)')).toBe(warm);
+      }
+    } finally {
+      await runIsolated(['box', 'remove', box], { env });
+    }
   });
 
   test('the Live ISO is a hybrid ISO 9660 image', { timeout: 2 * HOUR }, async () => {

@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, test } from 'vitest';
-import { kernelArch } from '../../../src/runner/image.js';
+import { kernelArch } from '../../../../src/box/import/disk.js';
 
 describe('the architecture of an image\'s kernel', () => {
   const at = (offset: number, magic: string) => {
