@@ -50,7 +50,7 @@ export interface ImportRequest {
   initramfsBox: (arch: Arch) => Promise<InstalledBox>;
 }
 
-/** What the box records of its source (box.json "sources"), for provenance, `box list` and a refresh. */
+/** The kind of an imported box (box.json sources["import-kind"]), which says how it is made current again. */
 type ImportKind = 'rootfs' | 'disk';
 
 const fail = (message: string, cause?: unknown) => new BoxbuildError('boxUnavailable', message, { cause });
