@@ -9,7 +9,7 @@ import { REPO } from './helpers/env.js';
  */
 export const SLOW_BOXES: Record<string, [box: string, arch: string][]> = {
   'test/e2e/kiwi-debian.test.ts': [['debian-kiwi', 'x86_64']],
-  'test/e2e/system.test.ts': [['debian-system', 'x86_64']],
+  'test/images/system.test.ts': [['debian-system', 'x86_64']],
   'test/images/system-aarch64.test.ts': [['debian-system', 'aarch64']],
   'test/images/images.test.ts': [
     ['debian-kiwi', 'x86_64'],
@@ -21,7 +21,8 @@ export const SLOW_BOXES: Record<string, [box: string, arch: string][]> = {
  * Builds too long to wait for in their file's turn (a kiwi build in an emulated VM: about 17
  * minutes): test/boxes-setup.ts starts each in the background as soon as its box is made, beside the
  * other files; its file, run last, reads the result (helpers/background-build.ts). `args` gets the
- * build's target directory.
+ * build's target directory. Their boxes are made, and they run, at normal CPU priority: they are the
+ * longest path of the run; the other slow boxes get only what the test files leave idle.
  */
 export const BACKGROUND_BUILDS: Record<string, { box: [box: string, arch: string]; args: (target: string) => string[] }> = {
   'test/e2e/kiwi-debian.test.ts': {

@@ -136,13 +136,14 @@ describe('box import: OCI and Docker images', () => {
     expect(run.stdout).toBe('new\nadded\n0');
   });
 
-  test('the OCI archive and the Docker archive skopeo makes of it, and an oci-archive: reference pulled with skopeo', async () => {
+  test('the Docker archive skopeo makes of it, and its OCI archive as an oci-archive: reference pulled with skopeo', async () => {
     const dir = tempDir();
     const ociArchive = join(dir, 'image.oci.tar');
     const dockerArchive = join(dir, 'image.docker.tar');
     await execa('skopeo', ['copy', '-q', `oci:${layout}:latest`, `oci-archive:${ociArchive}:latest`]);
     await execa('skopeo', ['copy', '-q', `oci:${layout}:latest`, `docker-archive:${dockerArchive}:boxbuild/test:latest`]);
-    for (const [what, source] of [['oci-archive', ociArchive], ['docker-archive', dockerArchive], ['skopeo', `oci-archive:${ociArchive}`]] as const) {
+    // The OCI archive through skopeo (oci-archive:) and the Docker archive read by boxbuild itself (the unit tier reads both formats).
+    for (const [what, source] of [['docker-archive', dockerArchive], ['skopeo', `oci-archive:${ociArchive}`]] as const) {
       const box = name(what);
       const result = await importBox(box, source);
       expect(result.exitCode, `${what}: ${result.stderr}`).toBe(0);
@@ -181,6 +182,7 @@ describe('box import: disk images', () => {
 });
 
 describe('box import: disk images', () => {
+  // How an imported disk boots is the Vagrant box's test; these find the root and its UUID on other file systems.
   test.each(['btrfs', 'xfs'] as const)('a qcow2 whose root is on %s', async (fs) => {
     const dir = tempDir();
     const box = name(fs);
@@ -190,8 +192,6 @@ describe('box import: disk images', () => {
     // The image boots by its root's UUID, which the preparing VM read from the superblock (util-linux's blkid agrees).
     const { stdout: uuid } = await execa('blkid', ['-s', 'UUID', '-o', 'value', join(dir, `${fs}.raw`)]);
     expect(readFileSync(join(TEST_CACHE, 'imported', `${box}.json`), 'utf8')).toContain(`root=UUID=${uuid} `);
-    const run = await boxbuild(['exec', '--box', box, '--cold', '--', 'uname', '-m']);
-    expect(run.stdout, run.stderr).toBe('aarch64');
   });
 });
 

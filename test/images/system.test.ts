@@ -8,7 +8,7 @@ import { tempDir } from '../helpers/temp.js';
 import { onTerminal } from '../helpers/terminal.js';
 import { baseDisk, describeSystemBox, sha256 } from '../helpers/system-box.js';
 
-describeSystemBox('x86_64'); // aarch64: test/images/system-aarch64 (its box takes long to make under emulation)
+describeSystemBox('x86_64'); // aarch64: system-aarch64.test.ts
 
 describe('system disk snapshots', () => {
   test('the cached disk keeps its sha256 when boxbuild is killed with SIGKILL mid-run', async () => {
