@@ -7,7 +7,8 @@ import { expectNoLeftovers, runIsolated, startIsolated, untilOutput } from '../h
 import { processesMentioning, tempDir } from '../helpers/temp.js';
 
 const BACKENDS = ['9p', 'virtiofs', 'sshfs'] as const;
-const BIG = 256 * 1024 * 1024;
+/** Larger than any buffer or request a backend uses (9p msize, FUSE and SFTP requests), many times over. */
+const BIG = 96 * 1024 * 1024;
 /** The host process that serves a backend's shares (for 9p, QEMU itself). */
 const SERVER = { '9p': /qemu-system-x86_64/, virtiofs: /virtiofsd/, sshfs: /sftp-server/ };
 
@@ -59,7 +60,7 @@ describe.each(BACKENDS)('sharing over %s', (backend) => {
     symlinkSync('../secret.txt', join(description, 'escape-relative'));
   });
 
-  // 256 MiB through the guest's ssh cipher under TCG: 40 s on a quiet host, more beside other VMs.
+  // 96 MiB through the guest's ssh cipher under TCG: 15 s on a quiet host, more beside other VMs.
   test('big files, 2000 small files, symlinks, unlinked files, a read-only description', { timeout: 360_000 }, async () => {
     const target = join(tempDir(), 'target');
     const result = await runIsolated(['--box', 'debian', '--accel', 'tcg', '-q', `--sharing=${backend}`, '--', '--description', description, '--target-dir', target]);
