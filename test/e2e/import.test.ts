@@ -18,6 +18,8 @@ import { tempDir } from '../helpers/temp.js';
  */
 
 const RUN = randomBytes(3).toString('hex');
+/** An import boots a VM that prepares the disk, then the box boots: minutes under TCG beside a kiwi build. */
+const IMPORT_TIMEOUT = 300_000;
 const name = (what: string) => `t-${what}-${RUN}`;
 const imported: string[] = [];
 
@@ -48,7 +50,7 @@ afterAll(async () => {
   for (const box of imported) await boxbuild(['box', 'remove', box, '-q']);
 });
 
-describe('box import: root file systems', () => {
+describe('box import: root file systems', { timeout: IMPORT_TIMEOUT }, () => {
   let root: string;
   let tarball: string;
   beforeAll(async () => {
@@ -111,7 +113,7 @@ describe('box import: root file systems', () => {
   });
 });
 
-describe('box import: OCI and Docker images', () => {
+describe('box import: OCI and Docker images', { timeout: IMPORT_TIMEOUT }, () => {
   let layout: string;
   beforeAll(async () => {
     const dir = tempDir();
@@ -153,7 +155,7 @@ describe('box import: OCI and Docker images', () => {
   });
 });
 
-describe('box import: disk images', () => {
+describe('box import: disk images', { timeout: IMPORT_TIMEOUT }, () => {
   test('a Vagrant box (libvirt) around a qcow2 boots its own kernel (aarch64, told by the kernel), cold and warm', async () => {
     const dir = tempDir();
     const image = await bootableImage(dir, 'vagrant');
@@ -181,7 +183,7 @@ describe('box import: disk images', () => {
   });
 });
 
-describe('box import: disk images', () => {
+describe('box import: disk images', { timeout: IMPORT_TIMEOUT }, () => {
   // How an imported disk boots is the Vagrant box's test; these find the root and its UUID on other file systems.
   test.each(['btrfs', 'xfs'] as const)('a qcow2 whose root is on %s', async (fs) => {
     const dir = tempDir();
@@ -195,7 +197,7 @@ describe('box import: disk images', () => {
   });
 });
 
-describe('box import: disk images without a kernel', () => {
+describe('box import: disk images without a kernel', { timeout: IMPORT_TIMEOUT }, () => {
   test('are refused without --kernel (one line, exit 69), and boot the kernel and initrd given with --kernel and --initrd', async () => {
     const dir = tempDir();
     const image = await bootableImage(dir, 'bare', '', 'ext4', false);
@@ -211,7 +213,7 @@ describe('box import: disk images without a kernel', () => {
   });
 });
 
-describe('box import: bad input', () => {
+describe('box import: bad input', { timeout: IMPORT_TIMEOUT }, () => {
   test('an unknown format, a missing file, a layer that climbs out with ../, a box name of the registry: one line each, and the cache as it was', async () => {
     const dir = tempDir();
     const boxes = () => readdirSync(join(TEST_CACHE, 'boxes')).sort();
