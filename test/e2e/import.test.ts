@@ -183,7 +183,7 @@ describe('box import: disk images', { timeout: IMPORT_TIMEOUT }, () => {
   });
 });
 
-describe('box import: disk images', { timeout: IMPORT_TIMEOUT }, () => {
+describe('box import: disk images with xfs and btrfs roots', { timeout: IMPORT_TIMEOUT }, () => {
   // How an imported disk boots is the Vagrant box's test; these find the root and its UUID on other file systems.
   test.each(['btrfs', 'xfs'] as const)('a qcow2 whose root is on %s', async (fs) => {
     const dir = tempDir();
