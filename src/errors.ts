@@ -8,6 +8,8 @@ export const ExitCode = {
   boxUnavailable: 69,
   /** The Redis of --queue cannot be reached or refused us (EX_UNAVAILABLE, as a box that cannot be had). */
   queueUnavailable: 69,
+  /** --container: podman is missing or cannot run here (EX_UNAVAILABLE, as a box that cannot be had). */
+  containerUnavailable: 69,
   /** QEMU could not start, or the guest never became ready (boot timeout, panic during boot). */
   vmFailed: 71,
   /** The guest stopped (crash, poweroff) without reporting the build's exit status. */

@@ -33,6 +33,11 @@ export interface VmRequest {
   network?: boolean | NetworkWord | NetworkWord[];
   /** Boot even when a saved state exists. */
   cold?: boolean;
+  /**
+   * Run in a podman container of the box's root file system instead of a VM (system boxes and boxes
+   * imported from root file systems; the host's architecture). `accel`, `sharing` and `cold` are for VMs.
+   */
+  container?: boolean;
   /** Kill the VM after this many milliseconds. */
   timeout?: number;
   /** Give up when the guest is not ready after this many milliseconds; default 60000. */
@@ -182,6 +187,7 @@ function runOptions(request: VmRequest, streams: { stdout: Writable; stderr: Wri
     timeoutMs: request.timeout,
     network: parseNetwork(request.network, 'network'),
     cold: request.cold,
+    container: request.container,
     notice: request.onNotice ?? (() => {}),
     optionNames: LIBRARY_NAMES,
     ...defined,

@@ -11,10 +11,10 @@ import type { InstalledBox } from './cache.js';
 /** What a build ran on, besides the box itself. */
 export interface ProvenanceInfo {
   installed: InstalledBox;
-  /** The accelerator used. */
-  accelerator: Accel;
-  /** The sharing backend used. */
-  sharing: SharingName;
+  /** The accelerator used ("container": none, the build ran in a podman container on the host's kernel). */
+  accelerator: Accel | 'container';
+  /** The sharing backend used ("bind": a container's bind mounts). */
+  sharing: SharingName | 'bind';
 }
 
 /** The run itself: what ran in the guest, how it ended, when. */

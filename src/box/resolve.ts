@@ -19,9 +19,13 @@ export type DiskScriptRunner = (request: {
   disk: string;
   /** The disk's format (raw unless said). */
   format?: 'raw' | 'qcow2';
+  /** Attached read-only (the script only reads it). */
+  readOnly?: boolean;
   script: string;
   shares: Share[];
   output: Writable;
+  /** Where the script's stderr goes, when not into `output` with its stdout. */
+  errors?: Writable;
   log: (line: string) => void;
   signal?: AbortSignal;
 }) => Promise<number>;

@@ -8,7 +8,6 @@ import { collect } from './common.js';
 /** The options of kiwi's `system boxbuild` that only a KIWI box understands, and kiwi's global options. */
 export interface KiwiFlags {
   listBoxes?: boolean;
-  container?: boolean;
   kiwiVersion?: string;
   sharedPath?: string;
   sshKey?: string;
@@ -34,7 +33,6 @@ const KIWI_ONLY = {
 export function addKiwiOptions(command: Command): Command {
   return command
     .option('--list-boxes', 'list the boxes (same as "boxbuild box list")')
-    .option('--container', 'kiwi: build in a container instead of a VM (not supported yet)')
     .option('--kiwi-version <version>', 'KIWI boxes: install this kiwi version (pip) in the box before the build')
     .option('--shared-path <path>', 'KIWI boxes: share this host directory at the same path in the box')
     .option('--ssh-key <name>', 'accepted for kiwi compatibility; boxbuild\'s sshfs sharing needs no SSH key')
@@ -65,9 +63,4 @@ export function refuseKiwiOnly(flags: KiwiFlags, box: BoxEntry): void {
   const given: string[] = (Object.keys(KIWI_ONLY) as (keyof typeof KIWI_ONLY)[]).filter((key) => flags[key] !== undefined).map((key) => KIWI_ONLY[key]);
   if (flags.cache === false) given.push('--no-cache');
   if (given.length > 0) throw usageError(`${given.join(', ')}: only for KIWI boxes; box "${box.name}" is not one`);
-}
-
-/** `--container`: kiwi can build in a container; boxbuild cannot (yet). */
-export function refuseContainer(flags: KiwiFlags): void {
-  if (flags.container) throw usageError('--container: building in a container is not supported yet; boxbuild builds in VMs');
 }

@@ -19,7 +19,7 @@ import { addDoctorCommand } from './doctor.js';
 import { addMatrixCommand } from './matrix.js';
 import { addWorkerCommand } from './worker.js';
 import { ResultFile, resultArgument } from './result.js';
-import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseContainer, refuseKiwiOnly } from './kiwi.js';
+import { type KiwiFlags, addKiwiOptions, kiwiRequest, refuseKiwiOnly } from './kiwi.js';
 import { collect, guestMemoryMiB, notice, registryFiles } from './common.js';
 import { hostTerminal } from '../runner/terminal.js';
 import { closest } from '../util/closest.js';
@@ -54,6 +54,7 @@ interface VmFlags {
   env?: string[];
   result?: string;
   debugShell?: boolean;
+  container?: boolean;
 }
 
 /** exec's and shell's own options. */
@@ -93,6 +94,7 @@ function addVmOptions(command: Command): Command {
     .option('--boot-timeout <duration>', 'give up when the guest is not ready after this long (90, 90s, 2m)', '60s')
     .option('--timeout <duration>', 'kill the VM when the whole run takes longer (90s, 30m, 2h)')
     .option('--box-debug', 'show the guest console on stderr')
+    .option('--container', "run in a podman container of the box's root file system instead of a VM (system boxes, imported root file systems; see README: VM or container)")
     .addOption(new Option('--channel <channel>', 'how the command travels: virtio-serial ports, or SSH (boxes with sshd)').choices(['serial', 'ssh']).default('serial'))
     .option('-e, --env <name[=value]>', "set a variable in the guest's environment; NAME alone passes the host's value (may be repeated)", collect)
     .option('--result <file>', 'write how the run ended (exit status or error, box, accelerator, times) to FILE as JSON')
@@ -162,9 +164,21 @@ function runOptions(flags: VmFlags, signal: AbortSignal, box = chosenBox(flags))
     channel: flags.channel,
     network,
     cold: flags.cold,
+    container: flags.container,
     boxFetch: { updateCheck: flags.updateCheck, progress: flags.quiet ? undefined : process.stderr },
     signal,
   };
+}
+
+/** The options that only a VM has, by the attribute that holds each. */
+const VM_ONLY = ['accel', 'machine', 'cpu', 'boxConsole', 'sharing', 'virtiofsd', 'channel', 'cold', 'snapshot', 'boxDebug', 'bootTimeout', 'debugShell'];
+
+/** Refuses options given on the command line that only a VM has, when the run is in a container. */
+function refuseVmOnly(flags: VmFlags, command: Command): void {
+  if (!flags.container) return;
+  const given = VM_ONLY.filter((key) => ['cli', 'implied'].includes(command.getOptionValueSource(key) ?? ''));
+  const names = given.map((key) => command.options.find((option) => option.attributeName() === key)!.long!);
+  if (names.length > 0) throw usageError(`${names.join(', ')}: only for a VM, not with --container`);
 }
 
 /** A build in either kind of box; its output also goes into the log of past builds. */
@@ -219,11 +233,11 @@ Examples:
     )
     .enablePositionalOptions()
     .exitOverride()
-    .action(async (flags: VmFlags & KiwiFlags) => {
+    .action(async (flags: VmFlags & KiwiFlags, command: Command) => {
       if (flags.listBoxes) return listBoxes(flags);
       const result = new ResultFile(flags.result, argv, notice(flags.quiet));
       status = await result.record(async () => {
-        refuseContainer(flags);
+        refuseVmOnly(flags, command);
         if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
         const options = { ...runOptions(flags, signal), packageCache: flags.cache, onStarted: result.started };
         return runBuild(options, flags, build, argv);
@@ -231,11 +245,13 @@ Examples:
     });
 
   /** exec and shell: a command in a fresh VM of a box or of an image; stdin is forwarded, or a terminal lent (-t). */
-  const execute = async (flags: ExecFlags, command: string[], tty: boolean) => {
+  const execute = async (flags: ExecFlags, options: Command, command: string[], tty: boolean) => {
     const guestCommand = () => ({ ...execCommand((flags.share ?? []).map(parseShareSpec), command, process.cwd()), env: guestEnv(flags) });
     const result = new ResultFile(flags.result, argv, notice(flags.quiet));
     try {
       status = await result.record(async () => {
+        refuseVmOnly(flags, options);
+        if (flags.container && flags.image !== undefined) throw usageError('--image boots a disk image in a VM: not with --container (import the image as a box first: boxbuild box import)');
         const terminal = terminalUse(flags, tty);
         // The command reads boxbuild's stdin, as `ssh host CMD` does, unless the terminal is lent (to it, or to a debug shell).
         const io = { stdin: terminal ? undefined : process.stdin, terminal, onStarted: result.started };
@@ -273,11 +289,11 @@ Examples:
   boxbuild exec --box debian --result run.json --timeout 10m -- ./nightly-test`,
     )
     .exitOverride()
-    .action(async (words: string[], flags: ExecFlags) => {
+    .action(async (words: string[], flags: ExecFlags, options: Command) => {
       // A "--" after the command's first word is the command's own.
       const command = words.length > 0 ? [...words, ...(build ? ['--', ...build] : [])] : (build ?? []);
       if (command.length === 0) throw usageError('missing command (boxbuild exec --box NAME [--] CMD [ARGS...])');
-      await execute(flags, command, flags.tty ?? false);
+      await execute(flags, options, command, flags.tty ?? false);
     });
 
   addExecOptions(program.command('shell'))
@@ -293,9 +309,9 @@ Examples:
   echo 'uname -m' | boxbuild shell --box debian --aarch64`,
     )
     .exitOverride()
-    .action(async (flags: ExecFlags) => {
+    .action(async (flags: ExecFlags, options: Command) => {
       if (build) throw usageError('shell takes no command: use boxbuild exec -- CMD [ARGS...]');
-      await execute(flags, LOGIN_SHELL, hostTerminal() !== undefined);
+      await execute(flags, options, LOGIN_SHELL, hostTerminal() !== undefined);
     });
 
   addBoxCommands(program, signal);

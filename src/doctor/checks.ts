@@ -3,6 +3,7 @@ import { access, statfs } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { hostArch } from '../box/arch.js';
+import { findPodman } from '../driver/container/podman.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { recordedKvmVerdict } from '../qemu/accel.js';
 import { namespacingFor, subordinateRange } from '../sharing/confine.js';
@@ -96,9 +97,20 @@ async function toolChecks(): Promise<Check[]> {
     ['mkfs.ext4 (system disks)', 'mkfs.ext4', ['-V'], `${APT} e2fsprogs`, false],
     ['perl (loads the seccomp share filter)', 'perl', ['-e', 'print "perl $]\\n"'], `${APT} perl-base`, true],
     ['ssh, ssh-keygen (--channel ssh)', 'ssh', ['-V'], `${APT} openssh-client`, false],
-    ['podman (not used yet)', 'podman', ['--version'], `${APT} podman`, false],
   ];
   return Promise.all(tools.map(async ([name, program, args, fix, required]) => found(name, await versionOf(program, args), fix, required)));
+}
+
+/** podman for --container: found and able to run here, with what boxbuild passes it. */
+async function podmanCheck(): Promise<Check> {
+  const name = 'podman (--container)';
+  try {
+    const podman = await findPodman();
+    const options = podman.command.slice(1).join(' ');
+    return { name, verdict: 'ok', detail: `podman ${podman.version}, ${podman.rootless ? 'rootless' : 'as root'}${options ? ` (${options})` : ''}`, required: false };
+  } catch (error) {
+    return { name, verdict: 'missing', detail: (error as Error).message.replace(/;.*$/s, ''), fix: `${APT} --no-install-recommends podman runc`, required: false };
+  }
 }
 
 /** Free space where the box cache is (or would be). */
@@ -121,6 +133,6 @@ async function spaceCheck(cacheRoot: string): Promise<Check> {
 /** Every check, in the order they are shown. */
 export async function runChecks(cacheRoot: string): Promise<Check[]> {
   const node = { name: 'Node.js', verdict: 'ok' as const, detail: process.version, required: true };
-  const groups = await Promise.all([qemuChecks(), kvmCheck(cacheRoot).then((check) => [check]), sharingChecks(), toolChecks(), spaceCheck(cacheRoot).then((check) => [check])]);
+  const groups = await Promise.all([qemuChecks(), kvmCheck(cacheRoot).then((check) => [check]), sharingChecks(), toolChecks(), podmanCheck().then((check) => [check]), spaceCheck(cacheRoot).then((check) => [check])]);
   return [node, ...groups.flat()];
 }

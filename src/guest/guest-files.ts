@@ -21,9 +21,12 @@ export const GUEST_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', 'vi
 export const USERLAND_PACKAGES = ['busybox-static', 'sshfs', 'bsdutils', 'libfuse3-3', 'libglib2.0-0', 'libpcre2-8-0', 'libc6'];
 
 /** Files boxbuild puts into the guest; a box made from other versions of them is outdated. */
-export const GUEST_FILE_NAMES = ['init', 'agent', 'build', 'kiwi-box'] as const;
+export const GUEST_FILE_NAMES = ['init', 'agent', 'build', 'kiwi-box', 'kiwi.yml'] as const;
 
-export const guestFile = (name: string) => readFile(join(GUEST_FILES, name));
+/** Where a guest file is (a container mounts it from there). */
+export const guestFilePath = (name: string) => join(GUEST_FILES, name);
+
+export const guestFile = (name: string) => readFile(guestFilePath(name));
 
 /** Raised whenever the way a box is put together changes, so that boxes made before are made again. */
 const BOX_LAYOUT = 3;

@@ -225,11 +225,15 @@ export async function runInBox(options: RunOptions, makeCommand: (box: BoxEntry)
   const { box, arch } = lookupBox(options);
   if (box.protocol !== 'boxbuild') throw usageError(`box "${box.name}" follows the KIWI box contract: it runs kiwi builds (boxbuild --box ${box.name} -- --description D --target-dir T), not commands`);
   const command = makeCommand(box);
+  if (options.container) {
+    const { agentContainerCommand, runInContainer } = await import('./container.js');
+    return runInContainer(options, box, arch, agentContainerCommand(box, command));
+  }
   return inRun(options, async (ctx) => runOnBox(ctx, options, box, await resolveBox(ctx, options, box, arch), command));
 }
 
 /** How boxes are made: a script in a VM of the `debian` box with a disk attached (src/box gets it as BoxRequest.runScript). */
-export const runDiskScript: DiskScriptRunner = ({ arch, cacheRoot, disk, format = 'raw', script, shares, output, log, signal }) =>
+export const runDiskScript: DiskScriptRunner = ({ arch, cacheRoot, disk, format = 'raw', readOnly, script, shares, output, errors = output, log, signal }) =>
   runInBox(
     {
       box: 'debian',
@@ -243,10 +247,10 @@ export const runDiskScript: DiskScriptRunner = ({ arch, cacheRoot, disk, format 
       bootTimeoutMs: 120_000,
       timeoutMs: 4 * 3_600_000,
       stdout: output,
-      stderr: output,
+      stderr: errors,
       notice: log,
       signal,
-      extraDisks: [{ path: disk, format, cache: 'unsafe' }],
+      extraDisks: [{ path: disk, format, cache: 'unsafe', readOnly }],
     },
     () => ({ shares, argv: ['sh', '-c', script], cwd: '/' }),
   );

@@ -5,7 +5,7 @@ import type { Arch } from '../box/arch.js';
 import type { BoxEntry } from '../box/registry.js';
 import { writeProvenance } from '../box/provenance.js';
 import type { Guest } from '../driver/types.js';
-import { BoxbuildError } from '../errors.js';
+import { BoxbuildError, usageError } from '../errors.js';
 import { EGRESS_ENVIRONMENT, guestNetworkEnvironment, networkOf } from '../network/guest.js';
 import { PROFILES } from '../qemu/profiles.js';
 import type { Accel } from '../qemu/profiles.js';
@@ -38,7 +38,7 @@ export interface KiwiRequest {
 export const RESULT_CODE = 'result.code';
 export const RESULT_LOG = 'result.log';
 
-interface KiwiPlan {
+export interface KiwiPlan {
   shares: Share[];
   description: string;
   targetDir: string;
@@ -102,6 +102,11 @@ async function buildStatus(targetDir: string, guest: Guest): Promise<number> {
  */
 export async function runKiwiBox(options: RunOptions, box: BoxEntry, arch: Arch, request: KiwiRequest): Promise<number> {
   const plan = planKiwiBuild(request);
+  if (options.container) {
+    if (request.kiwiVersion !== undefined) throw usageError("--kiwi-version: boxbuild's KIWI box has Debian's kiwi, and its container installs no other");
+    const { kiwiContainerCommand, runInContainer } = await import('./container.js');
+    return runInContainer(options, box, arch, await kiwiContainerCommand(plan, { cacheRoot: options.cacheRoot, box: box.name, arch }));
+  }
   const profile = PROFILES[arch];
   const console = consoleDevice(options, box);
   // --debug-shell: boxbuild's KIWI box opens a shell of this size on its console when the build fails.

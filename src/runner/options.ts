@@ -49,6 +49,8 @@ export interface VmOptions {
   extraDisks?: DiskSpec[];
   /** Echo the guest console to stderr (--box-debug). */
   boxDebug?: boolean;
+  /** Run in a podman container of the box's root file system instead of a VM (--container). */
+  container?: boolean;
 }
 
 /** Where the run's input and output go. */

@@ -15,6 +15,8 @@ import { networkWords } from '../network/mode.js';
 import type { PackageCache } from '../package-cache/cache.js';
 import { resolveAccel } from '../qemu/accel.js';
 import { type VmSpec, consoleName } from '../qemu/argv.js';
+import type { Accel } from '../qemu/profiles.js';
+import type { SharingName } from '../sharing/types.js';
 import { egressSocket } from '../qemu/egress-link.js';
 import { PROFILES } from '../qemu/profiles.js';
 import { type ActiveSharing, chooseSharing } from '../sharing/index.js';
@@ -72,7 +74,7 @@ export interface PreparedRun {
   runDir: string;
   driver: Driver;
   /** What the run runs on: the box, the accelerator and the sharing backend. */
-  provenance: ProvenanceInfo;
+  provenance: ProvenanceInfo & { accelerator: Accel; sharing: SharingName };
   /** The egress proxy (every run with a network). */
   egress?: EgressProxy;
 }
@@ -93,6 +95,21 @@ export function kernelCmdline(box: BoxEntry, arch: Arch, spec: Pick<VmSpec, 'pro
 /** Where the kernel console goes: --box-console, else the box's console. */
 export const consoleDevice = (options: Pick<VmOptions, 'console'>, box: BoxEntry): VmSpec['console'] => ((options.console ?? box.console) === 'hvc0' ? 'hvc0' : 'serial');
 
+/** The run's egress proxy on its socket in `runDir` (every run with a network); closed with ctx's cleanup. */
+export async function startEgress(ctx: RunContext, options: Pick<VmOptions, 'network'> & Pick<RunIo, 'notice' | 'verbose'>, runDir: string, packageCache?: PackageCache): Promise<EgressProxy> {
+  const network = networkOf(options);
+  ctx.detail(`network: ${networkWords(network)}`);
+  const proxy = await startEgressProxy({
+    listen: { socket: egressSocket(runDir) },
+    mode: network.mode === 'full' ? 'full' : 'filtered',
+    allow: network.allow,
+    cache: packageCache,
+    onRefused: options.verbose ? options.notice : undefined,
+  });
+  ctx.defer(() => proxy.close());
+  return proxy;
+}
+
 /**
  * Stage 2: the run's private directory, its egress proxy (with the package cache of a KIWI build),
  * the accelerator and the sharing backend, and the driver that starts its guests.
@@ -111,18 +128,7 @@ export async function prepareRun(
   const swept = sweepDeadRunDirs(tmpdir());
   const runDir = await privateRunDir(ctx, 'boxbuild-');
   const network = networkOf(options);
-  let egress: EgressProxy | undefined;
-  if (network.mode !== 'none') {
-    ctx.detail(`network: ${networkWords(network)}`);
-    const proxy = (egress = await startEgressProxy({
-      listen: { socket: egressSocket(runDir) },
-      mode: network.mode,
-      allow: network.allow,
-      cache: target.packageCache,
-      onRefused: options.verbose ? options.notice : undefined,
-    }));
-    ctx.defer(() => proxy.close());
-  }
+  const egress = network.mode === 'none' ? undefined : await startEgress(ctx, options, runDir, target.packageCache);
   ctx.enter('choosing the accelerator');
   const accel = await ctx.wait(resolveAccel(options.accel, { profile, hostArch: hostArch(), kernel: target.kernel, cacheRoot: options.cacheRoot, notice: options.notice }));
   if (process.getuid?.() === 0) {

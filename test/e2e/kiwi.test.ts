@@ -109,7 +109,7 @@ describe('boxbuild --box leap (a KIWI box) -- --description D --target-dir T', (
       [[...build, '--set-container-tag=a"b'], /cannot be passed to a KIWI box: it holds a double quote/],
       [[...build, `--add-package=${'x'.repeat(2100)}`], /the kernel command line would be \d+ bytes, more than the 2047/],
       [['--shared-path', tempDir('with space '), ...build], /--shared-path .*letters, digits/],
-      [['--container', ...build], /--container: building in a container is not supported yet/],
+      [['--container', ...build], /--accel: only for a VM, not with --container/],
     ] as const;
     for (const [args, message] of refused) {
       const result = await boxbuild(...args);

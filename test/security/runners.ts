@@ -1,6 +1,6 @@
 import { chownSync, cpSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa, execaSync } from 'execa';
+import { type ResultPromise, execa, execaSync } from 'execa';
 import { expectNoLeftovers } from '../helpers/box-cli.js';
 import type { CliResult } from '../helpers/cli.js';
 import { CLI, TEST_CACHE } from '../helpers/env.js';
@@ -59,7 +59,7 @@ export class Runner {
   }
 
   /** Starts boxbuild; `result` resolves once it ended and left no process or file in its TMPDIR. */
-  start(args: string[]): { pid: number; result: Promise<CliResult> } {
+  start(args: string[]): { pid: number; child: ResultPromise; tmp: string; result: Promise<CliResult> } {
     const { account, cli, cache, base } = this.ready;
     const tmp = mkdtempSync(join(base, 'tmp-'));
     this.own(tmp);
@@ -69,7 +69,7 @@ export class Runner {
       expectNoLeftovers(tmp);
       return { exitCode: done.exitCode ?? -1, stdout: String(done.stdout), stderr: String(done.stderr) };
     });
-    return { pid: child.pid!, result };
+    return { pid: child.pid!, child, tmp, result };
   }
 
   run(args: string[]): Promise<CliResult> {
