@@ -10,6 +10,7 @@ import { REPO } from './helpers/env.js';
 export const SLOW_BOXES: Record<string, [box: string, arch: string][]> = {
   'test/e2e/kiwi-debian.test.ts': [['debian-kiwi', 'x86_64']],
   'test/images/system.test.ts': [['debian-system', 'x86_64']],
+  'test/images/kiwi-container.test.ts': [['debian-kiwi', 'x86_64']],
   'test/images/system-aarch64.test.ts': [['debian-system', 'aarch64']],
   'test/images/images.test.ts': [
     ['debian-kiwi', 'x86_64'],

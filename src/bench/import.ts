@@ -12,11 +12,12 @@ const RUNS = 5;
  * A root file system to import: the `debian` box's static busybox as /bin/sh and /bin/true, and a
  * copy of this host's /usr/share/doc as the bulk (many small files, as a distribution has).
  */
-async function benchRoot(dir: string, env: NodeJS.ProcessEnv): Promise<void> {
+/** A small root file system: the `debian` box's busybox with the applets a build of examples/hello uses, and Debian's documentation for bulk. */
+export async function benchRoot(dir: string, env: NodeJS.ProcessEnv): Promise<void> {
   const box = (await execa(process.execPath, [CLI, 'box', 'fetch', 'debian', '-q'], { env })).stdout.trim();
   await mkdir(join(dir, 'bin'), { recursive: true });
   await execa('sh', ['-c', 'cpio -i --quiet --to-stdout bin/busybox <"$1" >"$2" && chmod 755 "$2"', 'sh', join(box, 'initrd'), join(dir, 'bin/busybox')]);
-  for (const applet of ['sh', 'true', 'cat']) await symlink('busybox', join(dir, 'bin', applet));
+  for (const applet of ['sh', 'true', 'cat', 'uname', 'mkdir', 'cp', 'tar', 'gzip']) await symlink('busybox', join(dir, 'bin', applet));
   await mkdir(join(dir, 'etc'));
   await writeFile(join(dir, 'etc/os-release'), 'ID=bench\n');
   await mkdir(join(dir, 'usr/share'), { recursive: true });
@@ -24,7 +25,7 @@ async function benchRoot(dir: string, env: NodeJS.ProcessEnv): Promise<void> {
 }
 
 /** Wall seconds of one CLI command. */
-async function wall(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+export async function wall(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const started = process.hrtime.bigint();
   await execa(process.execPath, [CLI, ...args], { env, stdin: 'ignore' });
   return Number(process.hrtime.bigint() - started) / 1e9;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.js';
 import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
+import { benchContainer } from './container.js';
 import { benchDownloads } from './download.js';
 import { benchImages } from './images.js';
 import { benchImport } from './import.js';
@@ -35,6 +36,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   oci: () => benchOci(env),
   matrix: () => benchMatrix(env),
   import: () => benchImport(env),
+  container: () => benchContainer(env),
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !(name in SECTIONS));
