@@ -330,7 +330,9 @@ export function addBoxCommands(program: Command, signal?: AbortSignal): void {
     .option('--arch <arch>', 'only this architecture')
     .action(async (name: string, flags: BoxFlags) => {
       const arches = await removeBox(openCache(cacheRoot()), name, flags.arch ? parseArch(flags.arch) : undefined, notice(flags.quiet), signal);
-      print(`removed ${name} (${arches.join(', ')})`);
+      const { removeBoxImages } = await import('../driver/container/image.js');
+      const images = await removeBoxImages(name, arches, signal);
+      print(`removed ${name} (${arches.join(', ')})${images ? `, and its container image${images === 1 ? '' : 's'}` : ''}`);
     });
 
   command('push <name> <reference>', 'Publish a cached box (NAME, or NAME:ARCH) to an OCI registry as REGISTRY/REPOSITORY:TAG; prints the reference with its digest')

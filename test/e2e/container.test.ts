@@ -51,7 +51,6 @@ describe.each(RUNNERS)('--container, boxbuild run by %s', { timeout: TIMEOUT }, 
   }, TIMEOUT);
   afterAll(async () => {
     try {
-      await runner.run(['box', 'remove', BOX, '-q']);
       const images = await boxImages(runner);
       if (images.length > 0) await podmanAs(runner, ['rmi', ...images]);
     } finally {
@@ -149,5 +148,12 @@ env | grep -q '^http_proxy=http://127.0.0.1:3128$' && echo proxy: set || echo pr
       expect(noPodman.exitCode).toBe(69);
       expect(noPodman.stderr.trim()).toMatch(/^boxbuild: error: --container needs podman, which is not installed: install podman \(Debian: apt-get install/);
     });
+  });
+
+  test('box remove removes the box\'s image too', async () => {
+    expect(await boxImages(runner)).toHaveLength(1);
+    const removed = await runner.run(['box', 'remove', BOX]);
+    expect(removed.stdout).toMatch(/^removed t-ctr-\w+ \(x86_64\), and its container image$/);
+    expect(await boxImages(runner)).toEqual([]);
   });
 });

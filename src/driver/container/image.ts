@@ -5,7 +5,7 @@ import type { BoxEntry } from '../../box/registry.js';
 import type { DiskScriptRunner } from '../../box/resolve.js';
 import { BoxbuildError, usageError } from '../../errors.js';
 import { Child, lastWords } from '../../util/child.js';
-import { type Podman, podmanArgv, podmanCommand, podmanEnvironment, podmanMust } from './podman.js';
+import { type Podman, findPodman, podmanArgv, podmanCommand, podmanEnvironment, podmanMust } from './podman.js';
 
 /*
  * A box as a container image: the root file system on its system disk, read in a VM of the `debian`
@@ -34,10 +34,25 @@ export function containerDisk(box: BoxEntry, installed: InstalledBox): string {
 }
 
 /** The repository of a box's images (a box name may hold what an image name may not). */
-const repository = (installed: InstalledBox) => `localhost/boxbuild/${installed.manifest.name.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}`;
+const repository = (box: string) => `localhost/boxbuild/${box.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}`;
 
 /** The image of this box version. */
-export const imageName = (installed: InstalledBox) => `${repository(installed)}:${installed.manifest.arch}-${installed.manifest.files.system!.sha256.slice(0, 16)}`;
+export const imageName = (installed: InstalledBox) => `${repository(installed.manifest.name)}:${installed.manifest.arch}-${installed.manifest.files.system!.sha256.slice(0, 16)}`;
+
+/** The images podman has of a box, of these architectures. */
+async function boxImages(podman: Podman, box: string, arches: string[], signal?: AbortSignal): Promise<string[]> {
+  const listed = await podmanMust(podman, ['images', '--noheading', '--format', '{{.Repository}}:{{.Tag}}', repository(box)], 'list images', { signal });
+  return listed.split('\n').filter((name) => arches.some((arch) => name.startsWith(`${repository(box)}:${arch}-`)));
+}
+
+/** Removes the images of a box removed from the cache (box remove); none when podman is not there. */
+export async function removeBoxImages(box: string, arches: string[], signal?: AbortSignal): Promise<number> {
+  const podman = await findPodman(signal).catch(() => undefined);
+  const images = podman ? await boxImages(podman, box, arches, signal) : [];
+  // An image a container still uses stays (podman refuses).
+  if (images.length > 0) await podmanCommand(podman!, ['rmi', ...images], { signal });
+  return images.length;
+}
 
 export interface ImageRequest {
   podman: Podman;
@@ -56,7 +71,7 @@ export async function boxImage(request: ImageRequest): Promise<string> {
   const image = imageName(installed);
   if ((await podmanCommand(podman, ['image', 'exists', image], { signal })).exitCode === 0) return image;
   request.notice(`making the container image of box ${installed.manifest.name} (${installed.manifest.arch}, once per box version): its root file system, read in a VM`);
-  const older = (await podmanMust(podman, ['images', '--noheading', '--format', '{{.Repository}}:{{.Tag}}', repository(installed)], 'list images', { signal })).split('\n').filter(Boolean);
+  const older = await boxImages(podman, installed.manifest.name, [installed.manifest.arch], signal);
   const importer = new Child(...podmanArgv(podman, ['import', '--quiet', '-', image]), { stdio: ['pipe', 'pipe', 'pipe'], signal, env: podmanEnvironment() });
   importer.process.stdin!.on('error', () => {}); // podman import ended early: its own status tells why
   const errors: string[] = [];
