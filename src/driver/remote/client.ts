@@ -86,6 +86,8 @@ class Session {
   /** Ends the session: the server stops what it runs and exits; ssh is stopped if it does not follow. */
   private async close(): Promise<void> {
     this.ssh.process.stdin!.end();
+    // What the server still says is dropped: ssh ends when the server does.
+    this.reader.drain();
     await settledWithin(this.ssh.ended, HANGUP_GRACE_MS);
     await this.ssh.stop();
   }

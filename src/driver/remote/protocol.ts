@@ -154,6 +154,13 @@ export class FrameReader {
     return done ? undefined : value;
   }
 
+  /** Reads and drops whatever else comes, to the end of the stream (whose writer is then never blocked). */
+  drain(): void {
+    void (async () => {
+      while (!(await this.frames.next()).done);
+    })().catch(() => {});
+  }
+
   /** The next frame, which must be one of `types`. */
   async expect(...types: FrameType[]): Promise<Frame> {
     const frame = await this.next();
