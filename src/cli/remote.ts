@@ -8,8 +8,9 @@ import { notice } from './common.js';
 
 /*
  * --host: the build's command line goes to the build host as it was given, but for what only means
- * something here: --host and --result stay, -e NAME takes this host's value, and the config files'
- * settings the command line did not override go along (the build host's own config comes after them).
+ * something here: --host and --result stay, the --env variables go with this host's values (apart
+ * from the command line, see driver/remote/server), and the config files' settings the command line
+ * did not override go along (the build host's own config comes after them).
  */
 
 /** Options whose words stay on this host; -e/--env is sent resolved. */
@@ -52,11 +53,10 @@ function configOptions(command: Command, config: Config): string[] {
   });
 }
 
-/** boxbuild's options for the build host. */
-export function remoteOptions(command: Command, own: string[], config: Config, flags: { env?: string[] }): string[] {
+/** boxbuild's options for the build host (but --env, see remoteEnv). */
+export function remoteOptions(command: Command, own: string[], config: Config): string[] {
   const kept = optionGroups(command, own).filter(({ option }) => !option || !LOCAL_ONLY.has(option.attributeName()));
-  const env = Object.entries(parseEnvSpecs(flags.env ?? [], process.env)).map(([name, value]) => `--env=${name}=${value}`);
-  return [...configOptions(command, config), ...kept.flatMap(({ words }) => words), ...env];
+  return [...configOptions(command, config), ...kept.flatMap(({ words }) => words)];
 }
 
 /** The root command with --host: the build on the build host. */
@@ -82,7 +82,7 @@ export async function runOnHost(
       timeoutMs: flags.timeout === undefined ? undefined : parseDurationMs(flags.timeout, '--timeout'),
       signal,
     },
-    { host, options: remoteOptions(command, own, config, flags), description, targetDir, rest },
+    { host, options: remoteOptions(command, own, config), env: parseEnvSpecs(flags.env ?? [], process.env), description, targetDir, rest },
   );
 }
 

@@ -142,17 +142,17 @@ describe.skipIf(!asRoot || !existsSync(SSHD))('a build on a build host over SSH 
     expect(remoteRunDirs()).toEqual([]);
   });
 
-  test('two builds at once, and a failing build\'s exit status', async () => {
+  test("two builds at once, and a failing build's exit status; -e NAME takes this host's value", async () => {
     const desc = description();
-    const failing = description('echo failing; exit 3');
+    const failing = description('echo "failing with $SECRET"; exit 3');
     const [one, two, three] = await Promise.all([
       runCli(build(desc, join(tempDir(), 'out')), { env }),
       runCli(build(desc, join(tempDir(), 'out')), { env }),
-      runCli(build(failing, join(tempDir(), 'out')), { env }),
+      runCli(build(failing, join(tempDir(), 'out'), ['-e', 'SECRET']), { env: { ...env, SECRET: 'this host\'s value' } }),
     ]);
     expect([one.exitCode, two.exitCode], `${one.stderr}\n${two.stderr}`).toEqual([0, 0]);
     expect(three.exitCode, three.stderr).toBe(3);
-    expect(three.stdout).toContain('failing');
+    expect(three.stdout).toContain("failing with this host's value");
   });
 
   test.each([

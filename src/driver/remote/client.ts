@@ -125,6 +125,8 @@ export interface RemoteBuild {
   host: HostSpec;
   /** boxbuild's options for the build host (before `--`). */
   options: string[];
+  /** The guest's --env variables, with their values. */
+  env: Record<string, string>;
   /** The local description and target directory (real paths), and the other build arguments. */
   description: string;
   targetDir: string;
@@ -138,7 +140,7 @@ export function runRemoteBuild(io: RunIo & RunControl, build: RemoteBuild): Prom
     const session = await Session.open(build.host, ctx);
     ctx.enter(`sending the description to ${session.host}`);
     const manifest = await listDescription(build.description);
-    const request: Request = { kind: 'build', options: build.options, rest: build.rest, manifest };
+    const request: Request = { kind: 'build', options: build.options, env: build.env, rest: build.rest, manifest };
     const wanted = await session.exchange(async () => {
       await session.writer.json(FRAME.request, request);
       return parseJson<{ hashes: string[] }>(await session.expect(FRAME.want)).hashes;

@@ -67,6 +67,8 @@ export type Request =
       kind: 'build';
       /** boxbuild's options for the build (what comes before `--`). */
       options: string[];
+      /** The guest's --env variables, with their values. */
+      env: Record<string, string>;
       /** The build arguments after `--` but --description and --target-dir. */
       rest: string[];
       manifest: ManifestEntry[];

@@ -36,17 +36,20 @@ export async function serve(input: Readable, output: Writable, signal: AbortSign
     const request = parseJson<Request>(await reader.expect(FRAME.request));
     let args: string[];
     let target: string | undefined;
+    let childEnv = process.env;
     if (request.kind === 'doctor') args = ['doctor', ...(request.json ? ['--json'] : [])];
     else if (request.kind === 'build') {
       const run = await runDirectory(cleanup);
       await receiveDescription(reader, writer, request.manifest, join(run, 'description'));
       target = join(run, 'target');
       await mkdir(target);
-      args = [...strings(request.options), '--', '--description', join(run, 'description'), '--target-dir', target, ...strings(request.rest)];
+      const env = guestEnv(request.env);
+      args = [...strings(request.options), ...env.args, '--', '--description', join(run, 'description'), '--target-dir', target, ...strings(request.rest)];
+      childEnv = { ...process.env, ...env.inherited };
     } else throw new ProtocolError('unknown request');
     // From now on the client only listens: its end of the session (EOF, or anything at all) ends the run.
     const ended = AbortSignal.any([signal, hangup(reader)]);
-    const code = await runChild(args, writer, ended, cleanup);
+    const code = await runChild(args, childEnv, writer, ended, cleanup);
     if (target) await sendTarget(writer, target);
     await writer.json(FRAME.exit, { code });
     return 0;
@@ -63,6 +66,29 @@ const strings = (value: unknown): string[] => {
   if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new ProtocolError('bad request');
   return value as string[];
 };
+
+/** Variables boxbuild (or Node.js) itself reads: these cannot be handed to the build through its environment. */
+const OWN_VARIABLES = /^(PATH|HOME|TMPDIR|USER|LOGNAME|SHELL|TERM|TZ|LANG|LANGUAGE|LC_\w+|NODE_\w+|LD_\w+|BOXBUILD_\w+|XDG_\w+|\w*_PROXY)$/i;
+
+/**
+ * The guest's variables as the build's options and environment: `--env NAME` with the value in the
+ * build's environment, so that it is not on a command line the build host's other users see; but
+ * for variables boxbuild itself reads, which go as `--env NAME=VALUE`.
+ */
+function guestEnv(variables: unknown): { args: string[]; inherited: Record<string, string> } {
+  if (typeof variables !== 'object' || variables === null) throw new ProtocolError('bad request');
+  const args: string[] = [];
+  const inherited: Record<string, string> = {};
+  for (const [name, value] of Object.entries(variables)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || typeof value !== 'string') throw new ProtocolError('bad request');
+    if (OWN_VARIABLES.test(name)) args.push(`--env=${name}=${value}`);
+    else {
+      args.push(`--env=${name}`);
+      inherited[name] = value;
+    }
+  }
+  return { args, inherited };
+}
 
 /** A private directory for one run, removed at its end (or by a later run's sweep, see util/run-dirs). */
 async function runDirectory(cleanup: CleanupStack): Promise<string> {
@@ -99,8 +125,8 @@ function hangup(reader: FrameReader): AbortSignal {
 }
 
 /** Runs this boxbuild with `args`, its output sent as frames; its exit status (128 + N for signal N). */
-async function runChild(args: string[], writer: FrameWriter, signal: AbortSignal, cleanup: CleanupStack): Promise<number> {
-  const child = new Child(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], collect: false });
+async function runChild(args: string[], env: NodeJS.ProcessEnv, writer: FrameWriter, signal: AbortSignal, cleanup: CleanupStack): Promise<number> {
+  const child = new Child(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], collect: false, env });
   cleanup.defer(() => child.stop(STOP_GRACE_MS));
   const stop = () => void child.stop(STOP_GRACE_MS);
   signal.addEventListener('abort', stop, { once: true });
