@@ -94,6 +94,10 @@ export function addRemoteServeCommand(program: Command, signal: AbortSignal, don
     .exitOverride()
     .action(async () => {
       const { serve } = await import('../driver/remote/server.js');
-      done(await serve(process.stdin, process.stdout, signal));
+      try {
+        done(await serve(process.stdin, process.stdout, signal));
+      } finally {
+        process.stdin.destroy(); // what the client may still send is nobody's concern now
+      }
     });
 }
