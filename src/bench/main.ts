@@ -11,6 +11,7 @@ import { benchKiwi } from './kiwi.js';
 import { benchMatrix } from './matrix.js';
 import { benchNetwork } from './network.js';
 import { benchOci } from './oci.js';
+import { benchRemote } from './remote.js';
 import { benchSharing } from './sharing.js';
 import { benchStartup, benchWarm } from './warm.js';
 
@@ -35,6 +36,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   oci: () => benchOci(env),
   matrix: () => benchMatrix(env),
   import: () => benchImport(env),
+  remote: () => benchRemote(env),
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !(name in SECTIONS));
