@@ -9,7 +9,7 @@ import type { Child } from '../../util/child.js';
 import { formatBytes } from '../../util/size.js';
 import { VERSION } from '../../version.js';
 import { TargetWriter } from './extract.js';
-import { FRAME, type Frame, type FrameType, FrameReader, FrameWriter, type Hello, ProtocolError, type Request, type TargetEntry, dataFrames, parseJson } from './protocol.js';
+import { ConnectionEnded, FRAME, type Frame, type FrameType, FrameReader, FrameWriter, type Hello, ProtocolError, type Request, type TargetEntry, dataFrames, parseJson } from './protocol.js';
 import { type HostSpec, describeHost } from './host.js';
 import { startSsh } from './ssh.js';
 import { blobSources, listDescription } from './sync.js';
@@ -66,8 +66,8 @@ class Session {
       if (error instanceof BoxbuildError) throw error;
       await settledWithin(this.ssh.ended, 2000);
       const said = this.lastWords();
-      if (!this.greeted) throw new BoxbuildError('hostUnavailable', `cannot start boxbuild on the build host ${this.host}${said ? `: ${said}` : ''}`, { cause: error });
-      if (!this.ssh.exited && error instanceof ProtocolError) throw new BoxbuildError('hostLost', `the build host ${this.host} broke the protocol: ${error.message}`, { cause: error });
+      if (!this.greeted) throw new BoxbuildError('hostUnavailable', `cannot start boxbuild on the build host ${this.host}: ${said || this.silentEnd(error)}`, { cause: error });
+      if (error instanceof ProtocolError && !(error instanceof ConnectionEnded)) throw new BoxbuildError('hostLost', `the build host ${this.host} broke the protocol: ${error.message}`, { cause: error });
       throw new BoxbuildError('hostLost', `lost the connection to the build host ${this.host}${said ? ` (${said})` : ''}; its boxbuild stops the remote VM`, { cause: error });
     }
   }
@@ -77,6 +77,13 @@ class Session {
     const frame = await this.exchange(() => this.reader.expect(...types, FRAME.error));
     if (frame.type === FRAME.error) throw new BoxbuildError('hostLost', `the build host ${this.host} failed: ${parseJson<{ message: string }>(frame).message}`);
     return frame;
+  }
+
+  /** Why the hello did not come, when ssh said nothing. */
+  private silentEnd(error: unknown): string {
+    if (error instanceof ProtocolError && !(error instanceof ConnectionEnded)) return 'it answered, but not as boxbuild remote-serve does (does a start-up file of its shell print something?)';
+    const { exitCode, signalCode } = this.ssh.process;
+    return this.ssh.exited ? `ssh ended (${signalCode ?? `exit status ${exitCode}`}) without a word` : (error as Error).message;
   }
 
   private lastWords(): string {

@@ -86,6 +86,9 @@ export interface TargetEntry {
 /** Thrown on input that breaks the protocol: a bad frame, an unexpected one, an unsafe path. */
 export class ProtocolError extends Error {}
 
+/** The other side went: the stream ended (or cannot be written any more). */
+export class ConnectionEnded extends ProtocolError {}
+
 export function encodeFrame(type: FrameType, payload: Buffer | string = Buffer.alloc(0)): Buffer {
   const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
   const header = Buffer.alloc(5);
@@ -118,16 +121,19 @@ export async function* readFrames(stream: AsyncIterable<Buffer>): AsyncGenerator
       buffered = buffered.subarray(5 + length);
     }
   }
-  if (buffered.length > 0) throw new ProtocolError('the stream ended inside a frame');
+  if (buffered.length > 0) throw new ConnectionEnded('the stream ended inside a frame');
 }
 
-/** Writes frames to a stream, waiting while its buffer is full; rejects once the stream is gone. */
+/** Writes frames to a stream, waiting while its buffer is full; rejects once the stream is gone (or `signal` aborts). */
 export class FrameWriter {
-  constructor(private readonly output: Writable) {}
+  constructor(
+    private readonly output: Writable,
+    private readonly signal?: AbortSignal,
+  ) {}
 
   async send(type: FrameType, payload?: Buffer | string): Promise<void> {
-    if (this.output.destroyed || this.output.writableEnded) throw new ProtocolError('the connection is closed');
-    if (!this.output.write(encodeFrame(type, payload))) await once(this.output, 'drain');
+    if (this.output.destroyed || this.output.writableEnded) throw new ConnectionEnded('the connection is closed');
+    if (!this.output.write(encodeFrame(type, payload))) await once(this.output, 'drain', { signal: this.signal });
   }
 
   json(type: FrameType, value: unknown): Promise<void> {
@@ -166,7 +172,7 @@ export class FrameReader {
   /** The next frame, which must be one of `types`. */
   async expect(...types: FrameType[]): Promise<Frame> {
     const frame = await this.next();
-    if (!frame) throw new ProtocolError('the connection ended');
+    if (!frame) throw new ConnectionEnded('the connection ended');
     if (!types.includes(frame.type as FrameType)) throw new ProtocolError(`unexpected frame ${frame.type} (expected ${types.join(' or ')})`);
     return frame;
   }

@@ -26,7 +26,7 @@ const STOP_GRACE_MS = 20_000;
 
 /** Serves one session on `input`/`output` (the SSH session's stdin and stdout); `signal` aborts on SIGHUP/SIGTERM. */
 export async function serve(input: Readable, output: Writable, signal: AbortSignal): Promise<number> {
-  const writer = new FrameWriter(output);
+  const writer = new FrameWriter(output, signal);
   const reader = new FrameReader(input);
   const cleanup = new CleanupStack();
   try {
