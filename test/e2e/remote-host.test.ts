@@ -34,7 +34,7 @@ async function untilListening(port: number): Promise<void> {
 const SSHD = join(REPO, '.cache/tools/sshd');
 const asRoot = process.getuid?.() === 0;
 
-describe.skipIf(!asRoot || !existsSync(SSHD))('a build on a build host over SSH (--host)', () => {
+describe.skipIf(!asRoot)('a build on a build host over SSH (--host)', () => {
   let account: Account;
   let base: string;
   /** The remote user's TMPDIR: every process of its runs names it. */
@@ -51,6 +51,7 @@ describe.skipIf(!asRoot || !existsSync(SSHD))('a build on a build host over SSH 
   }
 
   beforeAll(async () => {
+    if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: run scripts/setup-debian`);
     account = await ensureUser();
     // Without PAM, sshd refuses an account whose password is locked ("!", as useradd leaves it); "*" has none either.
     await execa('usermod', ['-p', '*', TEST_USER]);
