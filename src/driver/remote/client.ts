@@ -64,10 +64,10 @@ class Session {
     } catch (error) {
       if (this.ctx.signal.aborted) throw this.ctx.signal.reason;
       if (error instanceof BoxbuildError) throw error;
-      await settledWithin(this.ssh.ended, 2000);
+      if (error instanceof ConnectionEnded) await settledWithin(this.ssh.ended, 2000); // for ssh's last words
       const said = this.lastWords();
       if (!this.greeted) throw new BoxbuildError('hostUnavailable', `cannot start boxbuild on the build host ${this.host}: ${said || this.silentEnd(error)}`, { cause: error });
-      if (error instanceof ProtocolError && !(error instanceof ConnectionEnded)) throw new BoxbuildError('hostLost', `the build host ${this.host} broke the protocol: ${error.message}`, { cause: error });
+      if (error instanceof ProtocolError && !(error instanceof ConnectionEnded)) throw new BoxbuildError('hostLost', `refused what the build host ${this.host} sent: ${error.message}`, { cause: error });
       throw new BoxbuildError('hostLost', `lost the connection to the build host ${this.host}${said ? ` (${said})` : ''}; its boxbuild stops the remote VM`, { cause: error });
     }
   }
@@ -100,6 +100,10 @@ class Session {
   }
 }
 
+/** A target entry that cannot be written here (a full disk, a directory not writable): boxbuild's output failed. */
+const unwritable = (entry: TargetEntry, error: unknown) =>
+  new BoxbuildError('ioError', `cannot write ${entry.path} into the target directory: ${(error as Error).message}`, { cause: error });
+
 /** The bytes of an entry that has none. */
 async function* noData(): AsyncGenerator<Buffer> {}
 
@@ -118,7 +122,8 @@ async function relay(session: Session, io: Pick<RunIo, 'stdout' | 'stderr'>, ctx
     if (frame.type === FRAME.stdout || frame.type === FRAME.stderr) await ctx.wait(write(frame.type === FRAME.stdout ? io.stdout : io.stderr, frame.payload));
     else if (frame.type === FRAME.entry) {
       const entry = parseJson<TargetEntry>(frame);
-      await session.exchange(() => target!.write(entry, entry.type === 'file' ? dataFrames(session.reader, FRAME.entryData, FRAME.entryEnd) : noData()));
+      const data = entry.type === 'file' ? dataFrames(session.reader, FRAME.entryData, FRAME.entryEnd) : noData();
+      await session.exchange(() => target!.write(entry, data).catch((error: unknown) => Promise.reject(error instanceof ProtocolError ? error : unwritable(entry, error))));
     } else {
       const { code } = parseJson<{ code: unknown }>(frame);
       if (!Number.isInteger(code)) throw new BoxbuildError('hostLost', `the build host ${session.host} sent a bad exit status`);
