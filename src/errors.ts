@@ -14,6 +14,10 @@ export const ExitCode = {
   vmFailed: 71,
   /** The guest stopped (crash, poweroff) without reporting the build's exit status. */
   guestLost: 76,
+  /** --host: the build host cannot be reached, has no boxbuild, or another version of it. */
+  hostUnavailable: 69,
+  /** --host: the connection to the build host was lost during the run, or the host failed or broke the protocol. */
+  hostLost: 76,
   /** stdout or stderr could not be written (a full disk, an I/O error): EX_IOERR of sysexits.h. */
   ioError: 74,
   /** `--timeout` expired and the VM was killed. */

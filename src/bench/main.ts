@@ -12,6 +12,7 @@ import { benchKiwi } from './kiwi.js';
 import { benchMatrix } from './matrix.js';
 import { benchNetwork } from './network.js';
 import { benchOci } from './oci.js';
+import { benchRemote } from './remote.js';
 import { benchSharing } from './sharing.js';
 import { benchStartup, benchWarm } from './warm.js';
 
@@ -37,6 +38,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   matrix: () => benchMatrix(env),
   import: () => benchImport(env),
   container: () => benchContainer(env),
+  remote: () => benchRemote(env),
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !(name in SECTIONS));

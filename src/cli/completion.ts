@@ -21,15 +21,18 @@ interface Node {
   takesCommand: boolean;
 }
 
+/** A command's subcommands but the hidden ones (remote-serve, which only a build host's sshd runs). */
+export const shownCommands = (command: Command): Command[] => command.createHelp().visibleCommands(command).filter((sub) => command.commands.includes(sub));
+
 function walk(command: Command, path: string[] = []): Node[] {
   const node = {
     path: path.join(' '),
-    commands: command.commands.map((sub) => sub.name()),
+    commands: shownCommands(command).map((sub) => sub.name()),
     options: command.options.filter((option) => option.long && !option.hidden),
     takesBox: command.registeredArguments.some((argument) => argument.name() === 'name'),
     takesCommand: command.registeredArguments.some((argument) => argument.name() === 'command'),
   };
-  return [node, ...command.commands.flatMap((sub) => walk(sub, [...path, sub.name()]))];
+  return [node, ...shownCommands(command).flatMap((sub) => walk(sub, [...path, sub.name()]))];
 }
 
 /** The values an option's argument can take, as a shell word list; undefined when free-form. */

@@ -13,9 +13,10 @@ import { VERSION } from '../version.js';
 import { addBoxCommands, listBoxes } from './box.js';
 import { SETTINGS, describeSkipped, findConfigFiles, loadConfig } from '../config/config.js';
 import { parseNetwork } from '../network/mode.js';
-import { addCompletionCommand } from './completion.js';
+import { addCompletionCommand, shownCommands } from './completion.js';
 import { addConfigCommand } from './config.js';
 import { addDoctorCommand } from './doctor.js';
+import { addRemoteServeCommand, runOnHost } from './remote.js';
 import { addMatrixCommand } from './matrix.js';
 import { addWorkerCommand } from './worker.js';
 import { ResultFile, resultArgument } from './result.js';
@@ -217,6 +218,8 @@ export async function commandLine(argv: string[], signal: AbortSignal): Promise<
     outputError: (text, write) => write(`boxbuild: error: ${text.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`),
   });
   const program = addKiwiOptions(addVmOptions(root))
+    .option('--host <[user@]host[:port]>', 'run the build on this host over SSH (it needs the same boxbuild): the description goes there, the output and the target directory come back')
+    .option('--no-host', 'build on this host (over a config file\'s host)')
     .description('Run a build inside a throwaway virtual machine: boxbuild --box NAME -- --description DIR --target-dir DIR [build args]')
     .version(VERSION)
     .addHelpText(
@@ -233,12 +236,13 @@ Examples:
     )
     .enablePositionalOptions()
     .exitOverride()
-    .action(async (flags: VmFlags & KiwiFlags, command: Command) => {
+    .action(async (flags: VmFlags & KiwiFlags & { host?: string | false }, command: Command) => {
       if (flags.listBoxes) return listBoxes(flags);
       const result = new ResultFile(flags.result, argv, notice(flags.quiet));
       status = await result.record(async () => {
         refuseVmOnly(flags, command);
         if (!build) throw usageError('missing "--": put the build arguments after it (-- --description DIR --target-dir DIR)');
+        if (flags.host) return runOnHost(program, { ...flags, host: flags.host }, own, build, config, signal);
         const options = { ...runOptions(flags, signal), packageCache: flags.cache, onStarted: result.started };
         return runBuild(options, flags, build, argv);
       });
@@ -315,7 +319,8 @@ Examples:
     });
 
   addBoxCommands(program, signal);
-  addDoctorCommand(program, (doctorStatus) => (status = doctorStatus));
+  addDoctorCommand(program, signal, (doctorStatus) => (status = doctorStatus));
+  addRemoteServeCommand(program, signal, (serveStatus) => (status = serveStatus));
   addMatrixCommand(program, signal, (matrixStatus) => (status = matrixStatus));
   addWorkerCommand(program, signal, (workerStatus) => (status = workerStatus));
   const config = loadConfig(findConfigFiles(process.cwd()));
@@ -343,8 +348,8 @@ Examples:
     (program.commands.find((command) => command.name() === own[1]) ?? program).outputHelp();
     return 0;
   }
-  const commands = program.commands.map((command) => command.name());
-  if (word !== undefined && !word.startsWith('-') && ![...commands, 'help'].includes(word)) {
+  const commands = shownCommands(program).map((command) => command.name());
+  if (word !== undefined && !word.startsWith('-') && !program.commands.some((command) => command.name() === word) && word !== 'help') {
     const near = closest(word, commands);
     throw usageError(`unknown command "${word}"${near ? ` (did you mean "${near}"?)` : ''}; the commands are ${commands.join(' and ')}; a build runs as boxbuild --box NAME -- BUILD ARGS`);
   }

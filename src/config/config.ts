@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArch } from '../box/arch.js';
 import { usageError } from '../errors.js';
+import { parseHostSpec } from '../driver/remote/host.js';
 import { parseNetwork } from '../network/mode.js';
 import { parseDurationMs, parseMemoryMiB, parsePositiveInt } from '../util/size.js';
 import { distrust } from './trust.js';
@@ -49,6 +50,7 @@ export const SETTINGS: Record<string, Setting> = {
   },
   bootTimeout: { option: '--boot-timeout', key: 'bootTimeout', check: text((value, where) => parseDurationMs(value, where)) },
   timeout: { option: '--timeout', key: 'timeout', check: text((value, where) => parseDurationMs(value, where)) },
+  host: { option: '--host', key: 'host', check: text((value, where) => parseHostSpec(value, where)) },
   registries: {
     option: '--boxes',
     key: 'boxes',

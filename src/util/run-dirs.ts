@@ -6,7 +6,8 @@ import { statFields } from './proc.js';
 
 /*
  * A run's private directory (`$TMPDIR/boxbuild-XXXXXX`, `boxbuild-image-XXXXXX`) holds its sockets
- * and, while a warm state is saved, the guest's RAM (about 100 MB). A run killed by SIGKILL (or a
+ * and, while a warm state is saved, the guest's RAM (about 100 MB); that of a build host's run for
+ * --host (`boxbuild-remote-XXXXXX`) the description and target. A run killed by SIGKILL (or a
  * crash, or a power cut) cannot remove it, so a run marks its directory with its owner, and a later
  * run or `box prune` removes the directories whose owner is gone. An owner is a process as the
  * kernel tells processes apart: its pid, its start time (a pid is reused, a start time with it is
@@ -16,7 +17,7 @@ import { statFields } from './proc.js';
  */
 
 const OWNER_FILE = 'owner';
-const RUN_DIR_NAME = /^boxbuild-(?:image-)?[A-Za-z0-9]{6}$/;
+const RUN_DIR_NAME = /^boxbuild-(?:image-|remote-)?[A-Za-z0-9]{6}$/;
 
 interface Owner {
   pid: number;
