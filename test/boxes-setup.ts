@@ -87,8 +87,9 @@ class Queue {
     for (const [box, arch] of boxes) {
       if (this.stopped) return;
       const fd = openSync(this.log, 'a');
-      // A background build's box is on the run's longest path: made at normal priority (see BACKGROUND_BUILDS).
-      const niceness = this.builds.has(`${box} ${arch}`) ? '0' : '19';
+      // A background build's box is on the run's longest path: made before the tests (at a higher
+      // priority where the run may give one, as root), the other boxes with what they leave idle.
+      const niceness = this.builds.has(`${box} ${arch}`) ? (process.getuid?.() === 0 ? '-5' : '0') : '19';
       this.child = spawn('nice', ['-n', niceness, process.execPath, CLI, 'box', 'fetch', box, '--arch', arch], { env: { ...process.env, BOXBUILD_CACHE_DIR: TEST_CACHE }, stdio: ['ignore', fd, fd] });
       closeSync(fd);
       const [code] = (await once(this.child, 'exit')) as [number | null];

@@ -22,8 +22,9 @@ export const SLOW_BOXES: Record<string, [box: string, arch: string][]> = {
  * Builds too long to wait for in their file's turn (a kiwi build in an emulated VM: about 17
  * minutes): test/boxes-setup.ts starts each in the background as soon as its box is made, beside the
  * other files; its file, run last, reads the result (helpers/background-build.ts). `args` gets the
- * build's target directory. Their boxes are made, and they run, at normal CPU priority: they are the
- * longest path of the run; the other slow boxes get only what the test files leave idle.
+ * build's target directory. They are the longest path of the run: their boxes are made first (at
+ * niceness -5 as root), the builds run at normal CPU priority; the other slow boxes get only what
+ * the test files leave idle.
  */
 export const BACKGROUND_BUILDS: Record<string, { box: [box: string, arch: string]; args: (target: string) => string[] }> = {
   'test/e2e/kiwi-debian.test.ts': {

@@ -12,7 +12,7 @@ import { tempDir } from '../helpers/temp.js';
  */
 
 /** Runs per case: the race at a run's end is the same either way; a warm run costs a fifth of a cold boot. */
-const RUNS = { warm: 15, cold: 8 } as const;
+const RUNS = { warm: 10, cold: 5 } as const;
 const share = tempDir();
 const data = randomBytes(2 * 1024 * 1024);
 writeFileSync(join(share, 'data'), data);

@@ -64,7 +64,8 @@ class Session {
     } catch (error) {
       if (this.ctx.signal.aborted) throw this.ctx.signal.reason;
       if (error instanceof BoxbuildError) throw error;
-      if (error instanceof ConnectionEnded) await settledWithin(this.ssh.ended, 2000); // for ssh's last words
+      // ssh's last words, whichever end of the session noticed first (a write can fail before the read ends).
+      await settledWithin(this.ssh.ended, 2000);
       const said = this.lastWords();
       if (!this.greeted) throw new BoxbuildError('hostUnavailable', `cannot start boxbuild on the build host ${this.host}: ${said || this.silentEnd(error)}`, { cause: error });
       if (error instanceof ProtocolError && !(error instanceof ConnectionEnded)) throw new BoxbuildError('hostLost', `refused what the build host ${this.host} sent: ${error.message}`, { cause: error });
