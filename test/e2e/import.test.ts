@@ -6,8 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runIsolated } from '../helpers/box-cli.js';
 import { REPO, TEST_CACHE } from '../helpers/env.js';
 import { bootableImage } from '../helpers/images.js';
-import { ociLayout } from '../helpers/oci-image.js';
-import { busyboxRoot, rootTarball } from '../helpers/rootfs.js';
+import { LAYERED_CHECK, busyboxRoot, layeredImage, rootTarball } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/temp.js';
 
 /*
@@ -29,11 +28,6 @@ async function importBox(box: string, source: string, ...options: string[]) {
   const result = await boxbuild(['box', 'import', box, source, ...options]);
   if (result.exitCode === 0) imported.push(box);
   return result;
-}
-
-/** A plain tar of a directory's content, as bytes (owners as they are). */
-async function tarOf(dir: string): Promise<Buffer> {
-  return Buffer.from((await execa('tar', ['--numeric-owner', '-C', dir, '-cf', '-', '.'], { encoding: 'buffer', stripFinalNewline: false })).stdout);
 }
 
 /** Makes a box version look imported by another boxbuild (its guest files' digest). */
@@ -116,18 +110,9 @@ describe('box import: root file systems', { timeout: IMPORT_TIMEOUT }, () => {
 describe('box import: OCI and Docker images', { timeout: IMPORT_TIMEOUT }, () => {
   let layout: string;
   beforeAll(async () => {
-    const dir = tempDir();
-    const base = await busyboxRoot(join(dir, 'base'), 'x86_64', { 'etc/removed': 'removed\n', 'opaque/old': 'old\n' });
-    const top = join(dir, 'top');
-    mkdirSync(join(top, 'etc'), { recursive: true });
-    mkdirSync(join(top, 'opaque'));
-    writeFileSync(join(top, 'etc/.wh.removed'), '');
-    writeFileSync(join(top, 'opaque/.wh..wh..opq'), '');
-    writeFileSync(join(top, 'opaque/new'), 'new\n');
-    writeFileSync(join(top, 'added'), 'added\n');
-    layout = ociLayout(join(dir, 'layout'), [await tarOf(base), await tarOf(top)], { arch: 'amd64', gzip: [true, false] });
+    layout = await layeredImage(tempDir());
   });
-  const script = 'ls /opaque; cat /added; test -e /etc/removed && echo removed is there; ls -a /etc | grep -c wh || true';
+  const script = LAYERED_CHECK;
 
   test('an OCI layout: layers applied in order, whiteouts and the opaque directory honoured; a build over 9p', async () => {
     const box = name('oci');

@@ -2,6 +2,7 @@ import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { TEST_CACHE } from './env.js';
+import { ociLayout } from './oci-image.js';
 
 /** The busybox applets the test roots link (a root with a shell and the tools the tests use). */
 const APPLETS = ['sh', 'cat', 'ls', 'stat', 'id', 'env', 'mkdir', 'echo', 'uname', 'test', 'printf', 'rm', 'touch', 'cp', 'tar', 'sleep', 'pwd', 'grep', 'head', 'wc', 'gzip', 'gunzip'];
@@ -40,3 +41,26 @@ export async function rootTarball(root: string, file: string, compress = ''): Pr
   await execa('tar', ['--numeric-owner', ...(compress ? [compress] : []), '-C', root, '-cf', file, '.']);
   return file;
 }
+
+/** A plain tar of a directory's content, as bytes (owners as they are). */
+export async function tarOf(dir: string): Promise<Buffer> {
+  return Buffer.from((await execa('tar', ['--numeric-owner', '-C', dir, '-cf', '-', '.'], { encoding: 'buffer', stripFinalNewline: false })).stdout);
+}
+
+/**
+ * An OCI layout of two layers over a busybox root: the top one deletes a file (whiteout), empties a
+ * directory (opaque) and adds files. LAYERED_CHECK, run in a box of it, prints "new\nadded\n0".
+ */
+export async function layeredImage(dir: string): Promise<string> {
+  const base = await busyboxRoot(join(dir, 'base'), 'x86_64', { 'etc/removed': 'removed\n', 'opaque/old': 'old\n' });
+  const top = join(dir, 'top');
+  mkdirSync(join(top, 'etc'), { recursive: true });
+  mkdirSync(join(top, 'opaque'));
+  writeFileSync(join(top, 'etc/.wh.removed'), '');
+  writeFileSync(join(top, 'opaque/.wh..wh..opq'), '');
+  writeFileSync(join(top, 'opaque/new'), 'new\n');
+  writeFileSync(join(top, 'added'), 'added\n');
+  return ociLayout(join(dir, 'layout'), [await tarOf(base), await tarOf(top)], { arch: 'amd64', gzip: [true, false] });
+}
+
+export const LAYERED_CHECK = 'ls /opaque; cat /added; test -e /etc/removed && echo removed is there; ls -a /etc | grep -c wh || true';

@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runIsolated } from '../helpers/box-cli.js';
 import { TEST_CACHE } from '../helpers/env.js';
 import { bootableImage } from '../helpers/images.js';
-import { ociLayout } from '../helpers/oci-image.js';
-import { busyboxRoot } from '../helpers/rootfs.js';
+import { LAYERED_CHECK, layeredImage } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/temp.js';
 
 /*
@@ -35,19 +34,9 @@ afterAll(async () => {
 describe('box import: OCI and Docker archives', { timeout: IMPORT_TIMEOUT }, () => {
   let layout: string;
   beforeAll(async () => {
-    const dir = tempDir();
-    const base = await busyboxRoot(join(dir, 'base'), 'x86_64', { 'etc/removed': 'removed\n', 'opaque/old': 'old\n' });
-    const top = join(dir, 'top');
-    mkdirSync(join(top, 'etc'), { recursive: true });
-    mkdirSync(join(top, 'opaque'));
-    writeFileSync(join(top, 'etc/.wh.removed'), '');
-    writeFileSync(join(top, 'opaque/.wh..wh..opq'), '');
-    writeFileSync(join(top, 'opaque/new'), 'new\n');
-    writeFileSync(join(top, 'added'), 'added\n');
-    const tarOf = async (root: string) => Buffer.from((await execa('tar', ['--numeric-owner', '-C', root, '-cf', '-', '.'], { encoding: 'buffer', stripFinalNewline: false })).stdout);
-    layout = ociLayout(join(dir, 'layout'), [await tarOf(base), await tarOf(top)], { arch: 'amd64', gzip: [true, false] });
+    layout = await layeredImage(tempDir());
   });
-  const script = 'ls /opaque; cat /added; test -e /etc/removed && echo removed is there; ls -a /etc | grep -c wh || true';
+  const script = LAYERED_CHECK;
 
   test('the Docker archive skopeo makes of it, and its OCI archive as an oci-archive: reference pulled with skopeo', async () => {
     const dir = tempDir();
