@@ -47,6 +47,11 @@ export interface Guest {
   readonly exited: Promise<GuestExit>;
   /** Stops it and waits for its end (safe to call more than once). */
   stop(): Promise<GuestExit>;
+  /**
+   * Nothing it writes outlives it but what it wrote to the shares (its disks are throwaway overlays):
+   * once its agent has reported and unmounted them, it is stopped instead of waited for to power off.
+   */
+  readonly disposable: boolean;
   /** One line saying how it ended. */
   describe(exit: GuestExit): string;
   /** An error about the guest, with the last lines of its console. */

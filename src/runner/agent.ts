@@ -177,11 +177,12 @@ async function speak(ctx: RunContext, options: RunIo & Pick<VmOptions, 'network'
   return result;
 }
 
-/** Stage 5: the guest powers off (or is stopped), every byte of its output passed on. */
+/** Stage 5: the guest powers off (or is stopped: a disposable one at once), every byte of its output passed on. */
 async function collect(ctx: RunContext, { guest, channel }: StartedGuest): Promise<void> {
   ctx.enter('stopping the VM');
   // The build's status and output are in: an abort from here on only stops the VM sooner.
-  await ctx.race([(signal) => waitFor(guest.exited, signal), after(POWEROFF_GRACE_MS, () => new Error('poweroff timeout'))]).catch(() => guest.stop());
+  if (guest.disposable) await guest.stop();
+  else await ctx.race([(signal) => waitFor(guest.exited, signal), after(POWEROFF_GRACE_MS, () => new Error('poweroff timeout'))]).catch(() => guest.stop());
   await channel.drained();
 }
 

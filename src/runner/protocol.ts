@@ -53,55 +53,58 @@ const b64 = (value: string) => (value === '' ? '-' : Buffer.from(value, 'utf8').
  */
 function freshnessLines(restored: boolean): string[] {
   const seed = [...randomBytes(64)].map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
-  return [...(restored ? [`CLOCK ${Math.round(Date.now() / 1000)}`] : []), `SEED ${seed}`];
+  return [...(restored ? [`CLOCK ${Math.round(Date.now() / 1000)}\n`] : []), `SEED ${seed}\n`];
 }
 
 /** A value without a line break travels as it is (no decoding in the guest); any other as base64. */
-const textOr64 = (verb: string, value: string) => (value.includes('\n') ? `${verb} ${b64(value)}` : `${verb}TEXT ${value}`);
+const textOr64 = (verb: string, value: string) => (value.includes('\n') ? `${verb} ${b64(value)}\n` : `${verb}TEXT ${value}\n`);
 
-const mountLines = (mounts: GuestMount[]) =>
-  mounts.map((m) => `MOUNT ${b64(m.fstype)} ${b64(m.source)} ${b64(m.target)} ${b64(m.options)} ${b64(m.modules.join(' '))}`);
+/** Words of this size at most, without a line break, travel on the request's line (the agent reads a line a byte per system call). */
+const WORDS_ON_LINE_MAX = 2048;
 
 /**
- * `ARGV <n>` and n bytes: every argument single-quoted, which the guest's shell takes off in one
- * eval (nothing in a single-quoted word is expanded; a quote itself travels as '\'').
+ * Values as words the guest's shell takes apart in one eval, starting no process: each single-quoted
+ * (nothing in it is expanded; a quote itself travels as '\''), space-separated. `VERBTEXT <words>` on
+ * one line, or `VERB <n>` and n bytes (words with a line break, or many).
  */
-function argvBlock(argv: string[]): string {
-  if (argv.length === 0) return '';
-  const words = argv.map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(' ');
-  return `ARGV ${Buffer.byteLength(words)}\n${words}`;
+function wordsRequest(verb: string, values: string[]): string {
+  const words = values.map((value) => `'${value.replaceAll("'", "'\\''")}'`).join(' ');
+  const size = Buffer.byteLength(words);
+  return !words.includes('\n') && size <= WORDS_ON_LINE_MAX ? `${verb}TEXT ${words}\n` : `${verb} ${size}\n${words}`;
 }
+
+const mountLines = (mounts: GuestMount[]) => mounts.map((m) => wordsRequest('MOUNT', [m.fstype, m.source, m.target, m.options, m.modules.join(' ')]));
+
+/** The command's arguments (none: the SSH channel's request has no command). */
+const argvBlock = (argv: string[]) => (argv.length === 0 ? '' : wordsRequest('ARGV', argv));
 
 /** The guest terminal's size and uses. */
 function terminalLines(terminal?: TerminalRequest): string[] {
   if (!terminal) return [];
-  return [`TERMINAL ${terminal.rows} ${terminal.cols}`, ...(terminal.command ? ['TTY'] : []), ...(terminal.debugShell ? ['DEBUGSHELL'] : [])];
+  return [`TERMINAL ${terminal.rows} ${terminal.cols}\n`, ...(terminal.command ? ['TTY\n'] : []), ...(terminal.debugShell ? ['DEBUGSHELL\n'] : [])];
 }
 
 /** A new size of the host terminal, for the guest's (sent while the command runs). */
 export const encodeWindowSize = ({ rows, cols }: WindowSize) => `WINSZ ${rows} ${cols}\n`;
 
 /** How the command runs: environment, directory, stdin and terminal. */
-function settingLines(command: Omit<GuestRequest, 'mounts' | 'argv'>): string[] {
-  return [
-    ...Object.entries(command.env).map(([name, value]) => `ENV ${b64(`${name}=${value}`)}`),
-    textOr64('CWD', command.cwd),
-    ...(command.stdin ? ['STDIN'] : []),
-    ...terminalLines(command.terminal),
-  ];
+function settingRequests(command: Omit<GuestRequest, 'mounts' | 'argv'>): string[] {
+  const env = Object.entries(command.env).map(([name, value]) => `${name}=${value}`);
+  return [...(env.length > 0 ? [wordsRequest('ENV', env)] : []), textOr64('CWD', command.cwd), ...(command.stdin ? ['STDIN\n'] : []), ...terminalLines(command.terminal)];
 }
 
 /** The command part of a request (what the SSH channel sends over the SSH session). */
 export function encodeCommand(command: Omit<GuestRequest, 'mounts'>): string {
-  return `${settingLines(command).join('\n')}\n${argvBlock(command.argv)}RUN\n`;
+  return [...settingRequests(command), argvBlock(command.argv), 'RUN\n'].join('');
 }
 
 /**
- * Encodes a request as lines of space-separated base64 fields, so that any byte of an argument
- * (spaces, quotes, newlines, `$(...)`, non-ASCII) reaches the guest unchanged.
+ * Encodes a request: lines of a verb and its fields, and words (every request complete: a line ends
+ * with its line break, a block with its last byte), so that any byte
+ * of an argument (spaces, quotes, newlines, `$(...)`, non-ASCII) reaches the guest unchanged.
  */
 export function encodeRequest(request: GuestRequest, restored = false): string {
-  return [...freshnessLines(restored), ...mountLines(request.mounts), encodeCommand(request)].join('\n');
+  return [...freshnessLines(restored), ...mountLines(request.mounts), encodeCommand(request)].join('');
 }
 
 /**
@@ -110,8 +113,7 @@ export function encodeRequest(request: GuestRequest, restored = false): string {
  * command's directory and environment); the SSH session runs the command.
  */
 export function encodeSshdRequest(request: Omit<GuestRequest, 'argv'>, authorizedKey: string, restored = false): string {
-  const lines = [...freshnessLines(restored), ...mountLines(request.mounts), ...settingLines({ ...request, stdin: false }), `SSHD ${b64(authorizedKey.trim())}`];
-  return `${lines.join('\n')}\n`;
+  return [...freshnessLines(restored), ...mountLines(request.mounts), ...settingRequests({ ...request, stdin: false }), `SSHD ${b64(authorizedKey.trim())}\n`].join('');
 }
 
 export function parseGuestMessage(line: string): GuestMessage {

@@ -117,6 +117,7 @@ export class FakeDriver {
       startedAt: Date.now(),
       exited,
       stop: async () => (end({ signal: 'SIGTERM' }), exited),
+      disposable: false, // it powers off once told DONE, as a VM with a disk to keep does
       describe: (exit) => `the fake guest ended (${exit.exitCode ?? exit.signal})`,
       error: (kind, message) => new BoxbuildError(kind, `${message} [${name}]`),
       consoleShows: () => Promise.resolve(),

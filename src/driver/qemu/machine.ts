@@ -117,6 +117,7 @@ export async function machineFor(ctx: DriverContext, run: QemuRun, plan: GuestPl
       startedAt: vm.startedAt,
       exited: vm.exited,
       stop: () => vm.stop(),
+      disposable: run.snapshot && plan.disks.length === 0,
       describe: describeExit,
       error: (kind, message) => vmError(kind, message, vm),
       consoleShows: (pattern, signal) => vm.console.whenShown(pattern, signal).then(() => {}),

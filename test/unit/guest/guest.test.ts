@@ -49,31 +49,61 @@ describe('moduleClosure', () => {
 });
 
 describe('guest protocol', () => {
-  test('one line per request: base64 fields ("-" when empty), values without a line break as they are', () => {
-    const argv = ['printf', 'a b  $(x) "q" ü\\', '', 'two\nlines\n'];
+  test('one line per request; a MOUNT, ENV or ARGV without a line break, and short, as words on its line', () => {
     const text = encodeRequest({
-      mounts: [{ modules: [], fstype: '9p', source: 'target', target: '/target', options: '' }],
-      env: { LANG: 'C.UTF-8' },
+      mounts: [{ modules: ['9p', '9pnet_virtio'], fstype: '9p', source: 'target', target: "/it's", options: '' }],
+      env: { LANG: 'C.UTF-8', A: 'x y' },
       cwd: '/work dir',
-      argv,
+      argv: ['make', '-j2'],
     });
-    const lines = text.trimEnd().split('\n');
-    expect(lines.at(-1)).toMatch(/RUN$/);
-    expect(lines.find((l) => l.startsWith('MOUNT '))!.split(' ')).toEqual(['MOUNT', 'OXA=', 'dGFyZ2V0', 'L3RhcmdldA==', '-', '-']);
-    expect(lines).toContain('CWDTEXT /work dir');
+    expect(text.split('\n').slice(1)).toEqual([
+      "MOUNTTEXT '9p' 'target' '/it'\\''s' '' '9p 9pnet_virtio'",
+      "ENVTEXT 'LANG=C.UTF-8' 'A=x y'",
+      'CWDTEXT /work dir',
+      "ARGVTEXT 'make' '-j2'",
+      'RUN',
+      '',
+    ]);
   });
 
-  // The agent takes the quotes off with: eval "set -- $argv" (busybox ash in initramfs boxes, dash in system boxes).
-  test.each(['dash', 'busybox sh'])('ARGV: %s gets every argument back byte-exact, also thousands of them', (shell) => {
-    const argv = ['printf', "it's", "''", 'a b  $(x) `y` "q" ü\\', '', 'two\nlines\n\n', '*', '-n', '\\\'', ...Array.from({ length: 5000 }, (_, i) => `arg ${i}`)];
-    const text = encodeRequest({ mounts: [], env: {}, cwd: '/', argv });
-    const match = /\nARGV (\d+)\n/.exec(text)!;
-    const start = match.index + match[0].length;
-    const block = Buffer.from(text).subarray(Buffer.byteLength(text.slice(0, start)), Buffer.byteLength(text.slice(0, start)) + Number(match[1]));
-    expect(Buffer.from(text).subarray(Buffer.byteLength(text.slice(0, start)) + Number(match[1])).toString()).toBe('RUN\n');
+  /** Each words request of `text` (a line's rest, or a block), in order. */
+  const wordsOf = (text: string, verb: string): string[] => {
+    const found: string[] = [];
+    const bytes = Buffer.from(text);
+    for (let at = 0; at < bytes.length; ) {
+      const end = bytes.indexOf('\n', at);
+      const line = bytes.subarray(at, end).toString();
+      const block = /^(MOUNT|ENV|ARGV) (\d+)$/.exec(line);
+      if (line.startsWith(`${verb}TEXT `)) found.push(line.slice(verb.length + 5));
+      if (block) {
+        if (block[1] === verb) found.push(bytes.subarray(end + 1, end + 1 + Number(block[2])).toString());
+        at = end + 1 + Number(block[2]);
+      } else at = end + 1;
+    }
+    return found;
+  };
+  // The agent takes the quotes off with one eval (busybox ash in initramfs boxes, dash in system boxes).
+  const evalWords = (shell: string, words: string) => {
     const [file, ...args] = shell.split(' ');
-    const out = execFileSync(file!, [...args, '-c', 'eval "set -- $1"; for a; do printf "%s\\0" "$a"; done', 'sh', block.toString()]);
-    expect(out.toString().split('\0').slice(0, -1)).toEqual(argv);
+    const out = execFileSync(file!, [...args, '-c', 'eval "set -- $1"; for a; do printf "%s\\0" "$a"; done', 'sh', words]);
+    return out.toString().split('\0').slice(0, -1);
+  };
+
+  test.each(['dash', 'busybox sh'])('ARGV, ENV and MOUNT: %s gets every value back byte-exact, on a line or in a block, also thousands of them', (shell) => {
+    const odd = ["it's", "''", 'a b  $(x) `y` "q" ü\\', '', '*', '-n', "\\'"];
+    const argvs = [['printf', ...odd], ['printf', 'two\nlines\n\n', ...odd], ['printf', ...odd, ...Array.from({ length: 5000 }, (_, i) => `arg ${i}`)]];
+    for (const argv of argvs) {
+      const env = { A: odd.join(' '), B: 'two\nlines' };
+      const mount = { modules: [], fstype: '9p', source: 'target', target: '/a\nb', options: "o'" };
+      const text = encodeRequest({ mounts: [mount], env, cwd: '/', argv });
+      expect(text.endsWith('RUN\n')).toBe(true);
+      expect(wordsOf(text, 'ARGV').map((words) => evalWords(shell, words))).toEqual([argv]);
+      expect(wordsOf(text, 'ENV').map((words) => evalWords(shell, words))).toEqual([['A=' + env.A, 'B=' + env.B]]);
+      expect(wordsOf(text, 'MOUNT').map((words) => evalWords(shell, words))).toEqual([['9p', 'target', '/a\nb', "o'", '']]);
+    }
+    expect(wordsOf(encodeRequest({ mounts: [], env: {}, cwd: '/', argv: argvs[0]! }), 'ARGV')).toHaveLength(1);
+    expect(encodeRequest({ mounts: [], env: {}, cwd: '/', argv: argvs[1]! })).toMatch(/\nARGV \d+\n/);
+    expect(encodeRequest({ mounts: [], env: {}, cwd: '/', argv: argvs[2]! })).toMatch(/\nARGV \d+\n/);
   });
 
   test('fresh random bytes as octal escapes; the clock only for a restored guest', () => {
@@ -92,7 +122,7 @@ describe('guest protocol', () => {
     expect(shellOnly).not.toMatch(/^TTY$/m);
     expect(encodeRequest({ mounts: [], env: {}, cwd: '/', argv: ['make'] })).not.toMatch(/TERMINAL|TTY|DEBUGSHELL/);
     const sshd = encodeSshdRequest({ mounts: [], env: { A: 'b' }, cwd: '/work', stdin: true, terminal }, 'ssh-ed25519 KEY').split('\n');
-    expect(sshd).toEqual(expect.arrayContaining([`ENV ${Buffer.from('A=b').toString('base64')}`, 'CWDTEXT /work', 'TERMINAL 33 77', 'DEBUGSHELL']));
+    expect(sshd).toEqual(expect.arrayContaining(["ENVTEXT 'A=b'", 'CWDTEXT /work', 'TERMINAL 33 77', 'DEBUGSHELL']));
     expect(sshd).not.toContain('STDIN'); // the session's stdin is the command's, not the agent's
     expect(sshd.at(-2)).toMatch(/^SSHD /);
     expect(encodeWindowSize({ rows: 50, cols: 132 })).toBe('WINSZ 50 132\n');
