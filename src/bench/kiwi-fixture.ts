@@ -91,7 +91,7 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** Debian's bzImage of the kernel the `debian` box was made from (its modules are in that box's initrd). */
-async function debianBzImage(kernelPackage: string, work: string): Promise<Buffer> {
+export async function debianBzImage(kernelPackage: string, work: string): Promise<Buffer> {
   const [deb] = await downloadPackages([`${kernelPackage}:amd64`], work);
   const script = 'dpkg-deb --fsys-tarfile "$1" | tar -xO --wildcards "./boot/vmlinuz-*"';
   const { stdout } = await execa('sh', ['-c', script, 'sh', deb!.file], { encoding: 'buffer', stripFinalNewline: false, maxBuffer: 1 << 28 });

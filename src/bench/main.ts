@@ -6,6 +6,7 @@ import { benchBoot } from './boot.js';
 import { benchCBuild } from './cbuild.js';
 import { benchContainer } from './container.js';
 import { benchDownloads } from './download.js';
+import { benchExtraction } from './extract.js';
 import { benchImages } from './images.js';
 import { benchImport } from './import.js';
 import { benchKiwi } from './kiwi.js';
@@ -33,7 +34,7 @@ const SECTIONS: Record<string, () => Promise<string>> = {
   cbuild: () => benchCBuild(env),
   kiwi: () => benchKiwi(env),
   images: () => benchImages(env),
-  download: () => benchDownloads(),
+  download: async () => `${await benchDownloads()}\n\n${await benchExtraction(env.BOXBUILD_CACHE_DIR)}`,
   oci: () => benchOci(env),
   matrix: () => benchMatrix(env),
   import: () => benchImport(env),
