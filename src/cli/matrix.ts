@@ -2,7 +2,6 @@ import { availableParallelism, freemem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { cacheRoot } from '../box/cache.js';
-import { findBox, loadRegistry } from '../box/registry.js';
 import { ExitCode, usageError } from '../errors.js';
 import type { BuildResult, MatrixOptions } from '../matrix/types.js';
 import { parsePositiveInt } from '../util/size.js';
@@ -34,6 +33,7 @@ async function runMatrixCommand(file: string, flags: MatrixFlags, signal: AbortS
   const queue = flags.queue === undefined ? undefined : (await import('../matrix/queue/redis.js')).parseRedisUrl(flags.queue);
   if (queue && flags.slots !== undefined) throw usageError("--slots: with --queue, the workers' own --slots say how many builds run at once");
   if (!queue && flags.artifacts !== undefined) throw usageError('--artifacts goes with --queue (a local run keeps each build in --results)');
+  const { findBox, loadRegistry } = await import('../box/registry.js');
   const registry = loadRegistry(registryFiles(flags), cacheRoot());
   const builds = loadMatrix(file, { checkBox: (box, arch) => void findBox(registry, box, arch), registryFiles: (flags.boxes ?? []).map((path) => resolve(path)) });
   const resultsDir = resolve(flags.results);

@@ -10,7 +10,7 @@ import type { RunOptions } from '../runner/options.js';
 import type { AccelRequest } from '../qemu/accel.js';
 import type { SharingChoice } from '../sharing/index.js';
 import { VERSION } from '../version.js';
-import { addBoxCommands, listBoxes } from './box.js';
+import { addBoxCommands } from './box.js';
 import { SETTINGS, describeSkipped, findConfigFiles, loadConfig } from '../config/config.js';
 import { parseNetwork } from '../network/mode.js';
 import { addCompletionCommand, shownCommands } from './completion.js';
@@ -237,7 +237,7 @@ Examples:
     .enablePositionalOptions()
     .exitOverride()
     .action(async (flags: VmFlags & KiwiFlags & { host?: string | false }, command: Command) => {
-      if (flags.listBoxes) return listBoxes(flags);
+      if (flags.listBoxes) return (await import('./box-actions.js')).listBoxes(flags);
       const result = new ResultFile(flags.result, argv, notice(flags.quiet));
       status = await result.record(async () => {
         refuseVmOnly(flags, command);

@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { cacheRoot, openCache } from '../box/cache.js';
-import { loadRegistry } from '../box/registry.js';
 import { ExitCode, usageError } from '../errors.js';
 import { parseDurationMs, parsePositiveInt } from '../util/size.js';
 import { collect, registryFiles } from './common.js';
@@ -70,7 +69,7 @@ Examples:
         artifacts: flags.artifacts === undefined ? undefined : resolve(flags.artifacts),
         allowed: (flags.allow ?? ['.']).map((dir) => realDirectory(dir)),
         cacheRoot: openCache(cacheRoot()),
-        registry: loadRegistry(registryFiles(flags), cacheRoot()),
+        registry: (await import('../box/registry.js')).loadRegistry(registryFiles(flags), cacheRoot()),
         lockDurationMs,
         stalledIntervalMs: parseDurationMs(flags.stalledInterval, '--stalled-interval'),
         signal,
