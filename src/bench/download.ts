@@ -12,7 +12,7 @@ import { median, seconds, table } from './measure.js';
 
 const MiB = 1024 * 1024;
 const DOWNLOAD_MIB = 512;
-const DOWNLOAD_RUNS = 3;
+const DOWNLOAD_RUNS = 5;
 const CHECK_RUNS = 20;
 
 /** Writes `mib` MiB of random data; returns its sha256. */
@@ -80,12 +80,17 @@ export async function benchDownloads(): Promise<string> {
 
     const ours: number[] = [];
     const curls: number[] = [];
+    // Each download starts with no dirty pages of an earlier one to write back: the disk's writeback
+    // otherwise decides more of the time than the download does.
+    const settled = () => execa('sync');
     for (let run = 0; run < DOWNLOAD_RUNS; run++) {
       const cache = join(work, `cache-${run}`);
+      await settled();
       let started = performance.now();
       await ensureBox(request(cache));
       ours.push((performance.now() - started) / 1000);
       if (run < DOWNLOAD_RUNS - 1) await rm(cache, { recursive: true });
+      await settled();
       started = performance.now();
       await execa('curl', ['-sSf', '-o', join(work, 'curl.out'), `${server.url}/system.qcow2`]);
       curls.push((performance.now() - started) / 1000);
