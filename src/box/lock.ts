@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -49,22 +48,16 @@ interface Holder {
   end(): Promise<void>;
 }
 
-/** Whether a process group has a process left (a zombie not yet reaped counts). */
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Starts a flock(1) child on the lock file, which waits for the lock when `wait` is true. */
 function startHolder(lockPath: string, wait: boolean): Holder {
-  // --close: flock(1) alone holds the lock, not the command it runs, so the lock is free once flock(1) has ended.
-  const args = ['--exclusive', '--close', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, '-c', 'echo locked; exec cat >/dev/null'];
+  // --no-fork: flock(1) becomes the shell that holds the lock, one process that is boxbuild's own
+  // child (a command it forked would be left to init to reap once killed, and an init that reaps
+  // late, as some containers' do, would hold up every release). The shell reads its stdin to the
+  // end, which comes when boxbuild ends; the lock's path stays on its command line.
+  const holder = ['sh', '-c', 'echo locked; while read -r _; do :; done', 'boxbuild-lock', lockPath];
+  const args = ['--exclusive', '--no-fork', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(HELD), lockPath, ...holder];
   // In a process group of its own, so that a Ctrl-C at the terminal does not release the lock before
-  // boxbuild has cleaned up, and so that ending the group ends the command flock(1) runs too.
+  // boxbuild has cleaned up.
   const child = spawn('flock', args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   child.stdin!.on('error', () => {}); // EPIPE when the child is gone: the lock is released either way
   let stderr = '';
@@ -97,8 +90,6 @@ function startHolder(lockPath: string, wait: boolean): Holder {
     }
     child.ref();
     await gone;
-    // The command flock(1) ran (killed with it) is reaped by init a moment later: gone too before boxbuild goes on.
-    for (let tries = 0; child.pid !== undefined && tries < 200 && groupAlive(child.pid); tries++) await sleep(5);
   };
   return { locked, end };
 }

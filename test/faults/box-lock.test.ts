@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, onTestFinished, test, vi } from 'vitest';
 import { tryLock, withLock } from '../../src/box/lock.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { processesMentioning } from '../helpers/temp.js';
+import { processesMentioning, processesOf } from '../helpers/temp.js';
 import { fakeAptTools, isAlive, testDir, untilFile, untilStderr } from './box-fakes.js';
 
 /** A fresh box cache and fake apt tools; boxbuild runs with them. */
@@ -196,5 +196,20 @@ describe('a released lock', () => {
       await withLock(path, async () => undefined, { doing: 'holding it' });
       expect(processesMentioning(dir), `round ${round}`).toEqual([]);
     }
+  });
+
+  // A process the holder forked would be left to init to reap once killed; an init that reaps late
+  // (this machine's does) held up every release by a second.
+  test('is held by one process, boxbuild\'s own child: none is left to init to reap', async () => {
+    const dir = testDir('bb-faults-holder-');
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = dir;
+    onTestFinished(() => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    });
+    await withLock(join(dir, 'locks', 'x.lock'), async () => {
+      expect(processesOf(dir).map((p) => p.ppid)).toEqual([process.pid]);
+    }, { doing: 'holding it' });
   });
 });
