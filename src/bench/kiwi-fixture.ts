@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { access, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { readInstalled } from '../box/cache.js';
+import { type InstalledBox, readInstalled } from '../box/cache.js';
 import { BoxbuildError } from '../errors.js';
 import { downloadPackages } from '../guest/debian-packages.js';
 import { InitramfsBuilder } from '../guest/initramfs.js';
@@ -90,6 +90,9 @@ export const FIXTURE_PREFIX = 'Leap-Box.x86_64';
 const exists = (path: string) => access(path).then(() => true, () => false);
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
+/** The Debian kernel package the `debian` box was made from. */
+export const kernelPackageOf = (debian: InstalledBox): string => Object.keys(debian.manifest.sources).find((name) => name.startsWith('linux-image-'))!;
+
 /** Debian's bzImage of the kernel the `debian` box was made from (its modules are in that box's initrd). */
 export async function debianBzImage(kernelPackage: string, work: string): Promise<Buffer> {
   const [deb] = await downloadPackages([`${kernelPackage}:amd64`], work);
@@ -110,7 +113,7 @@ export async function makeKiwiFixture(cacheRoot: string): Promise<string> {
   if (await exists(dir)) return dir;
   const work = await mkdtemp(join(cacheRoot, 'kiwi-fixture-'));
   try {
-    const kernelPackage = Object.keys(debian.manifest.sources).find((name) => name.startsWith('linux-image-'))!;
+    const kernelPackage = kernelPackageOf(debian);
     const kernel = await debianBzImage(kernelPackage, work);
     const appended = new InitramfsBuilder().file('init', Buffer.from(INIT), 0o755).file('usr/bin/kiwi-ng', Buffer.from(FAKE_KIWI), 0o755).build();
     const initrd = Buffer.concat([await readFile(join(debian.dir, debian.manifest.files.initrd.name)), appended]);

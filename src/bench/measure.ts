@@ -10,6 +10,17 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/** The median wall time of `runs` runs of `run`, in seconds. */
+export async function medianWall(runs: number, run: () => Promise<unknown>): Promise<number> {
+  const walls: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = process.hrtime.bigint();
+    await run();
+    walls.push(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+  return median(walls);
+}
+
 export interface CliTiming {
   wallSeconds: number;
   /** From QEMU's start to the guest agent's READY, as boxbuild --verbose reports it. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { listStates } from '../box/states.js';
 import { formatBytes } from '../util/size.js';
-import { CLI, type CliTiming, median, seconds, table, timeCli } from './measure.js';
+import { CLI, type CliTiming, median, medianWall, seconds, table, timeCli } from './measure.js';
 
 const RUNS = 5;
 
@@ -69,23 +69,15 @@ export async function benchWarm(env: NodeJS.ProcessEnv): Promise<string> {
 
 /** The CLI alone: `--version` and `--help`, which load no box, no VM and no HTTP client. */
 export async function benchStartup(env: NodeJS.ProcessEnv): Promise<string> {
-  const medianWall = async (args: string[], runEnv = env) => {
-    const walls: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const started = process.hrtime.bigint();
-      await execa(process.execPath, args, { env: runEnv, extendEnv: false, stdin: 'ignore' });
-      walls.push(Number(process.hrtime.bigint() - started) / 1e9);
-    }
-    return seconds(median(walls));
-  };
+  const wall = async (args: string[], runEnv = env) => seconds(await medianWall(10, () => execa(process.execPath, args, { env: runEnv, extendEnv: false, stdin: 'ignore' })));
   const rows: string[][] = [];
-  for (const args of [['--version'], ['--help'], ['box', 'list', '--no-update-check']]) rows.push([`boxbuild ${args.join(' ')}`, await medianWall([CLI, ...args])]);
-  rows.push(['node -e 0 (the floor)', await medianWall(['-e', '0'])]);
+  for (const args of [['--version'], ['--help'], ['box', 'list', '--no-update-check']]) rows.push([`boxbuild ${args.join(' ')}`, await wall([CLI, ...args])]);
+  rows.push(['node -e 0 (the floor)', await wall(['-e', '0'])]);
   // Node reads NODE_EXTRA_CA_CERTS's certificates at every start, whatever the program.
   if (env.NODE_EXTRA_CA_CERTS) {
     const { NODE_EXTRA_CA_CERTS: _, ...without } = env;
-    rows.push(['boxbuild --version, without NODE_EXTRA_CA_CERTS', await medianWall([CLI, '--version'], without)]);
-    rows.push(['node -e 0, without NODE_EXTRA_CA_CERTS', await medianWall(['-e', '0'], without)]);
+    rows.push(['boxbuild --version, without NODE_EXTRA_CA_CERTS', await wall([CLI, '--version'], without)]);
+    rows.push(['node -e 0, without NODE_EXTRA_CA_CERTS', await wall(['-e', '0'], without)]);
   }
   return table(['CLI start-up', 'wall, median of 10'], rows);
 }

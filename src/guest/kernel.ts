@@ -4,7 +4,8 @@ import { BoxbuildError } from '../errors.js';
 import { Child } from '../util/child.js';
 import { readHead } from '../util/file.js';
 
-const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+/** The start of an XZ stream (a bzImage's compressed payload). */
+export const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 
 /**
  * Extracts the uncompressed ELF `vmlinux` from an x86 bzImage whose payload is XZ-compressed
